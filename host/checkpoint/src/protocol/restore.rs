@@ -1,0 +1,493 @@
+//! Matching a snapshot's state to a (possibly new) job: what is restored,
+//! migrated, skipped or rejected. Pure: used both to restore and by the
+//! pre-flight check `weir savepoint check`.
+//!
+//! - Keyed state belongs to (operator uid, state name) and is split by key
+//!   group, so it restores at any parallelism with the same max parallelism.
+//! - Operator state (source positions, sink transactions) belongs to a uid.
+//! - A memory image belongs to a task (its chain of uids) and restores only
+//!   into the byte-identical module at the same parallelism; otherwise the
+//!   state the job saved with its `save` hook migrates through `restore`;
+//!   otherwise it is non-restored state.
+//! - Non-restored state is an error naming its operators, unless allowed.
+
+use crate::metadata::{KeyedStateHandle, MemoryImageHandle, SavedStateHandle, SnapshotMetadata};
+use std::collections::BTreeMap;
+
+/// An operator of the job being started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetOperator {
+    pub uid: String,
+    pub name: String,
+    pub keyed: bool,
+    pub parallelism: u32,
+}
+
+/// The job being started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetJob {
+    pub module_hash: String,
+    pub has_state_hooks: bool,
+    pub max_parallelism: u32,
+    pub operators: Vec<TargetOperator>,
+    /// Each chain's operator uids (head first) and parallelism.
+    pub chains: Vec<(Vec<String>, u32)>,
+}
+
+/// What happens to one piece of state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Restored,
+    /// Handed to the new module's restore hook.
+    Migrated,
+    /// Not restored; allowed by `--allowNonRestoredState`.
+    Skipped(String),
+    /// Not restored, which is an error.
+    Rejected(String),
+}
+
+/// One line of the restore report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportLine {
+    /// The operator uid(s) the state belongs to.
+    pub uids: Vec<String>,
+    /// What state: "keyed state 'acc'", "source position", ...
+    pub what: String,
+    pub decision: Decision,
+}
+
+/// What one new task loads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskRestore {
+    /// Keyed state handles overlapping the task's key groups.
+    pub keyed: Vec<KeyedStateHandle>,
+    /// (uid, state name) pairs to keep from them.
+    pub keep_states: Vec<(String, String)>,
+    pub memory: Option<MemoryImageHandle>,
+    /// Saved states to hand to the restore hook, in old subtask order.
+    pub saved: Vec<SavedStateHandle>,
+    /// Operator state per uid: the old subtasks' values (same subtask at
+    /// the same parallelism; all of them otherwise).
+    pub operator_state: BTreeMap<String, Vec<serde_json::Value>>,
+}
+
+/// The outcome of matching.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestorePlan {
+    pub report: Vec<ReportLine>,
+    /// By (chain index, subtask).
+    pub tasks: BTreeMap<(usize, u32), TaskRestore>,
+}
+
+impl RestorePlan {
+    /// Lines that prevent the restore.
+    pub fn rejected(&self) -> impl Iterator<Item = &ReportLine> {
+        self.report
+            .iter()
+            .filter(|l| matches!(l.decision, Decision::Rejected(_)))
+    }
+
+    /// The error for rejected state, naming the operators, or None.
+    pub fn error(&self) -> Option<String> {
+        let lines: Vec<String> = self
+            .rejected()
+            .map(|l| {
+                let Decision::Rejected(why) = &l.decision else {
+                    unreachable!()
+                };
+                format!("  - {} of operator(s) {}: {why}", l.what, l.uids.join(", "))
+            })
+            .collect();
+        if lines.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "the snapshot holds state that the new job does not claim:\n{}\n\
+             Give the operators their old uids, or run with -n \
+             (--allowNonRestoredState) to skip that state.",
+            lines.join("\n")
+        ))
+    }
+}
+
+fn unclaimed(allow: bool, why: String) -> Decision {
+    if allow {
+        Decision::Skipped(why)
+    } else {
+        Decision::Rejected(why)
+    }
+}
+
+/// Matches `snapshot` to `target`.
+pub fn plan_restore(
+    snapshot: &SnapshotMetadata,
+    target: &TargetJob,
+    allow_non_restored: bool,
+) -> RestorePlan {
+    let mut plan = RestorePlan::default();
+    let ops: BTreeMap<&str, &TargetOperator> = target
+        .operators
+        .iter()
+        .map(|o| (o.uid.as_str(), o))
+        .collect();
+    let chain_of = |uid: &str| {
+        target
+            .chains
+            .iter()
+            .position(|(uids, _)| uids.iter().any(|u| u == uid))
+    };
+    for (ci, (_, p)) in target.chains.iter().enumerate() {
+        for s in 0..*p {
+            plan.tasks.insert((ci, s), TaskRestore::default());
+        }
+    }
+
+    // Keyed state, by (uid, state name).
+    let mut keyed_seen: BTreeMap<(String, String), Decision> = BTreeMap::new();
+    for task in &snapshot.tasks {
+        let Some(k) = &task.keyed else { continue };
+        for s in &k.states {
+            let key = (s.uid.clone(), s.name.clone());
+            if keyed_seen.contains_key(&key) {
+                continue;
+            }
+            let decision = match ops.get(s.uid.as_str()) {
+                None => unclaimed(
+                    allow_non_restored,
+                    "no operator of the new job has this uid".into(),
+                ),
+                Some(o) if !o.keyed => unclaimed(
+                    allow_non_restored,
+                    format!("operator '{}' of the new job keeps no keyed state", o.name),
+                ),
+                Some(_) if snapshot.max_parallelism != target.max_parallelism => {
+                    Decision::Rejected(format!(
+                        "the maximum parallelism changed from {} to {}; keyed state is split into \
+                     that many key groups and cannot move (set pipeline.max-parallelism back)",
+                        snapshot.max_parallelism, target.max_parallelism
+                    ))
+                }
+                Some(_) => Decision::Restored,
+            };
+            keyed_seen.insert(key, decision);
+        }
+    }
+    for ((uid, name), decision) in &keyed_seen {
+        plan.report.push(ReportLine {
+            uids: vec![uid.clone()],
+            what: format!("keyed state '{name}'"),
+            decision: decision.clone(),
+        });
+        if *decision != Decision::Restored {
+            continue;
+        }
+        let ci = chain_of(uid).expect("restored uids exist");
+        let p = target.chains[ci].1;
+        for sub in 0..p {
+            let range = weir_core::KeyGroupRange::for_subtask(target.max_parallelism, p, sub);
+            let tr = plan.tasks.get_mut(&(ci, sub)).expect("all tasks listed");
+            tr.keep_states.push((uid.clone(), name.clone()));
+            for t in &snapshot.tasks {
+                if let Some(k) = &t.keyed
+                    && k.key_groups.overlaps(&range)
+                    && k.states.iter().any(|s| &s.uid == uid && &s.name == name)
+                    && !tr.keyed.contains(k)
+                {
+                    tr.keyed.push(k.clone());
+                }
+            }
+        }
+    }
+
+    // Operator state, by uid.
+    let mut op_states: BTreeMap<&str, Vec<(u32, u32, &serde_json::Value)>> = BTreeMap::new();
+    for t in &snapshot.tasks {
+        for (uid, v) in &t.operator_state {
+            op_states
+                .entry(uid)
+                .or_default()
+                .push((t.subtask, t.parallelism, v));
+        }
+    }
+    for (uid, mut values) in op_states {
+        values.sort_by_key(|(s, _, _)| *s);
+        let decision = match ops.get(uid) {
+            None => unclaimed(
+                allow_non_restored,
+                "no operator of the new job has this uid".into(),
+            ),
+            Some(_) => Decision::Restored,
+        };
+        plan.report.push(ReportLine {
+            uids: vec![uid.to_owned()],
+            what: "operator state (positions, transactions)".into(),
+            decision: decision.clone(),
+        });
+        if decision != Decision::Restored {
+            continue;
+        }
+        let ci = chain_of(uid).expect("exists");
+        let p = target.chains[ci].1;
+        let old_p = values[0].1;
+        for sub in 0..p {
+            let tr = plan.tasks.get_mut(&(ci, sub)).expect("listed");
+            let mine: Vec<serde_json::Value> = if old_p == p {
+                values
+                    .iter()
+                    .filter(|(s, _, _)| *s == sub)
+                    .map(|(_, _, v)| (*v).clone())
+                    .collect()
+            } else {
+                values.iter().map(|(_, _, v)| (*v).clone()).collect()
+            };
+            tr.operator_state.insert(uid.to_owned(), mine);
+        }
+    }
+
+    // Memory images and saved state, by task.
+    for t in &snapshot.tasks {
+        if t.memory.is_none() && t.saved.is_none() {
+            continue;
+        }
+        let same_chain = target
+            .chains
+            .iter()
+            .position(|(uids, p)| *uids == t.operators && *p == t.parallelism);
+        let identical = snapshot.module_hash == target.module_hash;
+        // Where saved state migrates: the new task holding the old head.
+        let host_chain = t.operators.iter().find_map(|u| chain_of(u));
+        let what = if t.memory.is_some() {
+            format!("component memory of subtask {}", t.subtask + 1)
+        } else {
+            format!("saved state of subtask {}", t.subtask + 1)
+        };
+        let decision = match (&t.memory, same_chain, identical) {
+            (Some(m), Some(ci), true) => {
+                plan.tasks.get_mut(&(ci, t.subtask)).expect("listed").memory = Some(m.clone());
+                Decision::Restored
+            }
+            _ => match (&t.saved, target.has_state_hooks, host_chain) {
+                (Some(saved), true, Some(ci)) => {
+                    let p = target.chains[ci].1;
+                    let sub = t.subtask % p;
+                    plan.tasks
+                        .get_mut(&(ci, sub))
+                        .expect("listed")
+                        .saved
+                        .push(saved.clone());
+                    Decision::Migrated
+                }
+                (Some(_), true, None) => unclaimed(
+                    allow_non_restored,
+                    "no operator of the new job has any of these uids".into(),
+                ),
+                (Some(_), false, _) => unclaimed(
+                    allow_non_restored,
+                    "the new module has no restore hook to take it over".into(),
+                ),
+                (None, _, _) => unclaimed(
+                    allow_non_restored,
+                    if !identical {
+                        "a memory image restores only into the identical module, and the \
+                         job saved no state for its restore hook"
+                            .into()
+                    } else {
+                        "the job's tasks changed (uids or parallelism), and the job saved no \
+                         state for its restore hook"
+                            .into()
+                    },
+                ),
+            },
+        };
+        plan.report.push(ReportLine {
+            uids: t.operators.clone(),
+            what,
+            decision,
+        });
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{FileRef, Kind, TaskSnapshot};
+    use weir_core::plan::StateKind;
+    use weir_core::{CheckpointId, JobId, KeyGroupRange};
+    use weir_state::StateDescriptorInfo;
+
+    fn file(n: &str) -> FileRef {
+        FileRef {
+            name: n.into(),
+            path: n.into(),
+            size: 1,
+            crc32c: 0,
+        }
+    }
+
+    fn keyed(uid: &str, range: KeyGroupRange) -> KeyedStateHandle {
+        KeyedStateHandle {
+            key_groups: range,
+            states: vec![StateDescriptorInfo {
+                uid: uid.into(),
+                name: "acc".into(),
+                kind: StateKind::Value,
+                column_family: format!("{uid}/acc"),
+            }],
+            files: vec![file(&format!("{uid}-{}.sst", range.start))],
+        }
+    }
+
+    /// source -> counts (keyed, p=2) -> sink, with memory images.
+    fn snapshot() -> SnapshotMetadata {
+        let mut tasks = vec![TaskSnapshot {
+            operators: vec!["source".into(), "tokenizer".into()],
+            subtask: 0,
+            parallelism: 1,
+            keyed: None,
+            memory: Some(MemoryImageHandle {
+                module_hash: "v1".into(),
+                files: vec![file("m0")],
+            }),
+            saved: None,
+            operator_state: [("source".to_string(), serde_json::json!({"offset": 10}))].into(),
+        }];
+        for s in 0..2 {
+            tasks.push(TaskSnapshot {
+                operators: vec!["counts".into(), "sink".into()],
+                subtask: s,
+                parallelism: 2,
+                keyed: Some(keyed("counts", KeyGroupRange::for_subtask(128, 2, s))),
+                memory: Some(MemoryImageHandle {
+                    module_hash: "v1".into(),
+                    files: vec![file("m")],
+                }),
+                saved: Some(SavedStateHandle {
+                    version: "1".into(),
+                    file: file("saved"),
+                }),
+                operator_state: BTreeMap::new(),
+            });
+        }
+        SnapshotMetadata {
+            job_id: JobId::random(),
+            checkpoint_id: CheckpointId(1),
+            kind: Kind::Savepoint,
+            timestamp_ms: 0,
+            job_name: "wc".into(),
+            job_version: "1".into(),
+            module_hash: "v1".into(),
+            max_parallelism: 128,
+            operators: vec![],
+            tasks,
+        }
+    }
+
+    fn op(uid: &str, keyed: bool, p: u32) -> TargetOperator {
+        TargetOperator {
+            uid: uid.into(),
+            name: uid.into(),
+            keyed,
+            parallelism: p,
+        }
+    }
+
+    fn target(hash: &str, hooks: bool, counts_p: u32, extra: Option<&str>) -> TargetJob {
+        let mut operators = vec![
+            op("source", false, 1),
+            op("tokenizer", false, 1),
+            op("counts", true, counts_p),
+            op("sink", false, counts_p),
+        ];
+        let mut second = vec!["counts".to_string(), "sink".to_string()];
+        if let Some(e) = extra {
+            operators.push(op(e, false, counts_p));
+            second.push(e.to_string());
+        }
+        TargetJob {
+            module_hash: hash.into(),
+            has_state_hooks: hooks,
+            max_parallelism: 128,
+            operators,
+            chains: vec![
+                (vec!["source".into(), "tokenizer".into()], 1),
+                (second, counts_p),
+            ],
+        }
+    }
+
+    #[test]
+    fn identical_job_restores_everything() {
+        let plan = plan_restore(&snapshot(), &target("v1", false, 2, None), false);
+        assert_eq!(plan.error(), None, "{:?}", plan.report);
+        let t = &plan.tasks[&(1, 1)];
+        assert_eq!(t.keyed.len(), 1);
+        assert!(t.memory.is_some());
+        assert_eq!(
+            plan.tasks[&(0, 0)].operator_state["source"],
+            vec![serde_json::json!({"offset": 10})]
+        );
+    }
+
+    #[test]
+    fn rescaled_keyed_state_gathers_overlapping_handles() {
+        let plan = plan_restore(&snapshot(), &target("v1", true, 3, None), false);
+        assert_eq!(plan.error(), None, "{:?}", plan.report);
+        // Subtask 1 of 3 covers groups 43..86, which span both old ranges.
+        assert_eq!(plan.tasks[&(1, 1)].keyed.len(), 2);
+        assert_eq!(plan.tasks[&(1, 0)].keyed.len(), 1);
+        // Memory images cannot follow; the saved state migrates instead.
+        assert!(
+            plan.tasks
+                .values()
+                .all(|t| t.memory.is_none() || t.keyed.is_empty())
+        );
+        let migrated: usize = plan.tasks.values().map(|t| t.saved.len()).sum();
+        assert_eq!(migrated, 2);
+    }
+
+    #[test]
+    fn new_module_without_hooks_rejects_memory_unless_allowed() {
+        let plan = plan_restore(&snapshot(), &target("v2", false, 2, Some("extra")), false);
+        let err = plan.error().expect("rejected");
+        assert!(err.contains("counts, sink"), "{err}");
+        assert!(err.contains("-n"), "{err}");
+        let plan = plan_restore(&snapshot(), &target("v2", false, 2, Some("extra")), true);
+        assert_eq!(plan.error(), None);
+        assert!(
+            plan.report
+                .iter()
+                .any(|l| matches!(l.decision, Decision::Skipped(_)))
+        );
+        // Keyed state still carries over to the new version.
+        assert_eq!(
+            plan.tasks[&(1, 0)].keep_states,
+            vec![("counts".to_string(), "acc".to_string())]
+        );
+    }
+
+    #[test]
+    fn dropped_operator_is_named() {
+        let mut t = target("v1", true, 2, None);
+        t.operators.retain(|o| o.uid != "counts");
+        t.chains[1].0.retain(|u| u != "counts");
+        let plan = plan_restore(&snapshot(), &t, false);
+        let err = plan.error().unwrap();
+        assert!(
+            err.contains("keyed state 'acc' of operator(s) counts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn max_parallelism_must_match() {
+        let mut t = target("v1", false, 2, None);
+        t.max_parallelism = 256;
+        let plan = plan_restore(&snapshot(), &t, true);
+        assert!(
+            plan.error()
+                .unwrap()
+                .contains("maximum parallelism changed from 128 to 256")
+        );
+    }
+}

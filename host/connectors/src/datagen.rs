@@ -1,0 +1,135 @@
+//! A generator source, as Flink's `DataGeneratorSource`: emits record
+//! indices `0, 1, 2, ...` (split over subtasks) that the job's generator
+//! function turns into values, optionally at a bounded rate.
+
+use crate::{Poll, SourceContext, SourceReader};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use weir_core::Failure;
+use weir_core::options::parsed;
+use weir_frame::{Record, Writer};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorOptions {
+    #[serde(rename = "number-of-rows", default, deserialize_with = "opt_parsed")]
+    rows: Option<u64>,
+    #[serde(rename = "rows-per-second", default, deserialize_with = "opt_parsed")]
+    rate: Option<f64>,
+}
+
+fn opt_parsed<'de, D: serde::Deserializer<'de>, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    parsed(d).map(Some)
+}
+
+/// One subtask of a generator: indices `subtask, subtask + p, ...`.
+#[derive(Debug)]
+pub struct Generator {
+    next: u64,
+    step: u64,
+    end: Option<u64>,
+    /// Records per second for this subtask.
+    rate: Option<f64>,
+    started: Instant,
+    emitted: u64,
+    batch_size: usize,
+}
+
+impl Generator {
+    pub fn new(o: GeneratorOptions, ctx: &SourceContext) -> Result<Self, Failure> {
+        if let Some(r) = o.rate
+            && !(r > 0.0 && r.is_finite())
+        {
+            return Err(Failure::user(format!(
+                "generator rows-per-second must be a positive number, not {r}"
+            )));
+        }
+        Ok(Generator {
+            next: u64::from(ctx.subtask),
+            step: u64::from(ctx.parallelism),
+            end: o.rows,
+            rate: o.rate.map(|r| r / f64::from(ctx.parallelism)),
+            started: Instant::now(),
+            emitted: 0,
+            batch_size: ctx.batch_size,
+        })
+    }
+}
+
+impl SourceReader for Generator {
+    fn poll(&mut self, out: &mut Writer) -> Result<Poll, Failure> {
+        if self.end.is_some_and(|e| self.next >= e) {
+            return Ok(Poll::Finished);
+        }
+        let mut budget = self.batch_size as u64;
+        if let Some(rate) = self.rate {
+            let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
+            let allowed = due.saturating_sub(self.emitted);
+            if allowed == 0 {
+                let wait = Duration::from_secs_f64(1.0 / rate).min(Duration::from_millis(50));
+                std::thread::sleep(wait);
+                return Ok(Poll::Idle);
+            }
+            budget = budget.min(allowed);
+        }
+        for _ in 0..budget {
+            if self.end.is_some_and(|e| self.next >= e) {
+                break;
+            }
+            out.push(&Record::value(&self.next.to_le_bytes()));
+            self.next += self.step;
+            self.emitted += 1;
+        }
+        Ok(Poll::Ready)
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "next": self.next }))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), Failure> {
+        self.next = position
+            .get("next")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| Failure::user("generator position has no 'next' index"))?;
+        self.started = Instant::now();
+        self.emitted = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtasks_split_the_indices() {
+        let mut all = Vec::new();
+        for i in 0..3 {
+            let ctx = SourceContext {
+                subtask: i,
+                parallelism: 3,
+                batch_size: 4,
+            };
+            let mut g = Generator::new(
+                GeneratorOptions {
+                    rows: Some(10),
+                    rate: None,
+                },
+                &ctx,
+            )
+            .unwrap();
+            let mut w = Writer::new();
+            while g.poll(&mut w).unwrap() != Poll::Finished {}
+            for r in weir_frame::Reader::new(w.as_bytes()) {
+                all.push(u64::from_le_bytes(r.unwrap().value.try_into().unwrap()));
+            }
+        }
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+}

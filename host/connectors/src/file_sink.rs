@@ -1,0 +1,409 @@
+//! The file sink, exactly once: in-progress -> pending -> committed.
+//!
+//! Lines go to a hidden in-progress file. At each checkpoint barrier the
+//! file is flushed and synced and its length recorded, so that a restore
+//! can truncate it back to exactly what the checkpoint covers. Finished
+//! files become pending, and pending files are committed — renamed to their
+//! final names — only when the checkpoint that covers them completes (or, in
+//! a job without checkpoints, when input ends). After a crash, restoring the
+//! checkpoint commits its pending files and discards anything written after
+//! it, so the committed output equals that of an uninterrupted run.
+//!
+//! With one subtask the path is the output file itself; with several it is
+//! a directory of `part-<subtask>-<n>` files, a new one per checkpoint.
+
+use crate::{SinkContext, SinkWriter};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use weir_core::options::parsed;
+use weir_core::{CheckpointId, Failure};
+use weir_frame::Reader;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkOptions {
+    pub path: String,
+    /// Sort the lines when input ends (bounded jobs; one subtask).
+    #[serde(rename = "sort-lines", default, deserialize_with = "parsed")]
+    pub sort_lines: bool,
+}
+
+/// A file waiting for its checkpoint to complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    pending: PathBuf,
+    target: PathBuf,
+}
+
+/// What a checkpoint records for one sink subtask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SinkState {
+    in_progress: Option<(PathBuf, u64)>,
+    pending: Vec<Pending>,
+    next_part: u64,
+}
+
+struct Open {
+    path: PathBuf,
+    out: BufWriter<File>,
+    len: u64,
+}
+
+/// The exactly-once file sink of one subtask.
+pub struct FileSink {
+    base: PathBuf,
+    single_file: bool,
+    subtask: u32,
+    parallelism: u32,
+    sort: bool,
+    open: Option<Open>,
+    next_part: u64,
+    /// Pending files and the checkpoint that covers them (None: not yet
+    /// covered by any checkpoint).
+    pending: Vec<(Option<CheckpointId>, Pending)>,
+    /// Commit at end of input (no checkpoints run).
+    commit_on_finish: bool,
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink")
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+fn io(what: &str, path: &Path, e: std::io::Error) -> Failure {
+    Failure::external(format!("file sink: cannot {what} {}: {e}", path.display()))
+}
+
+/// The final name of a hidden in-progress or pending file.
+fn visible(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.trim_start_matches('.');
+    let name = name
+        .strip_suffix(".inprogress")
+        .or_else(|| name.strip_suffix(".pending"))
+        .unwrap_or(name);
+    path.with_file_name(name)
+}
+
+fn hidden(path: &Path, suffix: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{suffix}"))
+}
+
+impl FileSink {
+    pub fn open(o: FileSinkOptions, ctx: &SinkContext) -> Result<Self, Failure> {
+        let base = PathBuf::from(&o.path);
+        let single_file = ctx.parallelism == 1;
+        let dir = if single_file {
+            base.parent().map(Path::to_owned).unwrap_or_default()
+        } else {
+            base.clone()
+        };
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Failure::user(format!(
+                    "cannot create output directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(FileSink {
+            base,
+            single_file,
+            subtask: ctx.subtask,
+            parallelism: ctx.parallelism,
+            sort: o.sort_lines,
+            open: None,
+            next_part: 0,
+            pending: Vec::new(),
+            commit_on_finish: !ctx.checkpointing,
+        })
+    }
+
+    /// The final path of part `n`.
+    fn target(&self, n: u64) -> PathBuf {
+        if self.single_file {
+            self.base.clone()
+        } else {
+            self.base.join(format!("part-{}-{n}", self.subtask))
+        }
+    }
+
+    fn in_progress_path(&self, n: u64) -> PathBuf {
+        hidden(&self.target(n), "inprogress")
+    }
+
+    fn writer(&mut self) -> Result<&mut Open, Failure> {
+        if self.open.is_none() {
+            let path = self.in_progress_path(self.next_part);
+            let f = File::create(&path).map_err(|e| io("create", &path, e))?;
+            self.open = Some(Open {
+                path,
+                out: BufWriter::with_capacity(1 << 20, f),
+                len: 0,
+            });
+        }
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+
+    fn sync(open: &mut Open) -> Result<(), Failure> {
+        open.out.flush().map_err(|e| io("write", &open.path, e))?;
+        open.out
+            .get_ref()
+            .sync_data()
+            .map_err(|e| io("sync", &open.path, e))
+    }
+
+    /// Closes the in-progress file into a pending one.
+    fn roll(&mut self) -> Result<(), Failure> {
+        let Some(mut open) = self.open.take() else {
+            return Ok(());
+        };
+        Self::sync(&mut open)?;
+        drop(open.out);
+        let target = self.target(self.next_part);
+        self.next_part += 1;
+        if self.sort {
+            sort_file(&open.path)?;
+        }
+        let pending = hidden(&target, "pending");
+        std::fs::rename(&open.path, &pending).map_err(|e| io("rename", &open.path, e))?;
+        self.pending.push((None, Pending { pending, target }));
+        Ok(())
+    }
+
+    fn commit_covered(&mut self, id: Option<CheckpointId>) -> Result<(), Failure> {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(c, _)| match (c, id) {
+                (Some(c), Some(id)) => *c <= id,
+                (_, None) => true,
+                (None, Some(_)) => false,
+            });
+        self.pending = later;
+        for (_, p) in now {
+            commit(&p)?;
+        }
+        Ok(())
+    }
+}
+
+fn commit(p: &Pending) -> Result<(), Failure> {
+    match std::fs::rename(&p.pending, &p.target) {
+        Ok(()) => Ok(()),
+        // Committed before a failure already.
+        Err(_) if !p.pending.exists() && p.target.exists() => Ok(()),
+        Err(e) => Err(io("commit", &p.pending, e)),
+    }
+}
+
+fn sort_file(path: &Path) -> Result<(), Failure> {
+    let mut text = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut text))
+        .map_err(|e| io("read", path, e))?;
+    let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    lines.sort_unstable();
+    let mut out = BufWriter::new(File::create(path).map_err(|e| io("rewrite", path, e))?);
+    for l in lines {
+        out.write_all(l)
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(|e| io("rewrite", path, e))?;
+    }
+    out.flush().map_err(|e| io("rewrite", path, e))?;
+    out.get_ref().sync_data().map_err(|e| io("sync", path, e))
+}
+
+impl SinkWriter for FileSink {
+    fn write(&mut self, batch: &[u8]) -> Result<(), Failure> {
+        let open = self.writer()?;
+        for rec in Reader::new(batch) {
+            let rec = rec.map_err(|e| Failure::internal(e.to_string()))?;
+            open.out
+                .write_all(rec.value)
+                .and_then(|_| open.out.write_all(b"\n"))
+                .map_err(|e| io("write", &open.path, e))?;
+            open.len += rec.value.len() as u64 + 1;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Failure> {
+        if self.open.is_none() && self.single_file && !self.base.exists() {
+            // A bounded job that wrote nothing still leaves its (empty) output.
+            self.writer()?;
+        }
+        self.roll()?;
+        if self.commit_on_finish {
+            self.commit_covered(None)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, id: CheckpointId) -> Result<Option<serde_json::Value>, Failure> {
+        if !self.single_file && self.open.as_ref().is_some_and(|o| o.len > 0) {
+            self.roll()?; // one part per checkpoint
+        }
+        let in_progress = match &mut self.open {
+            Some(open) => {
+                Self::sync(open)?;
+                Some((open.path.clone(), open.len))
+            }
+            None => None,
+        };
+        for (c, _) in &mut self.pending {
+            c.get_or_insert(id);
+        }
+        let state = SinkState {
+            in_progress,
+            pending: self.pending.iter().map(|(_, p)| p.clone()).collect(),
+            next_part: self.next_part,
+        };
+        Ok(Some(serde_json::to_value(state).expect("serializable")))
+    }
+
+    fn commit(&mut self, id: CheckpointId) -> Result<(), Failure> {
+        self.commit_covered(Some(id))
+    }
+
+    fn restore(&mut self, states: &[serde_json::Value]) -> Result<(), Failure> {
+        // Old subtask j is recovered by new subtask j % parallelism.
+        for (j, v) in states.iter().enumerate() {
+            if j as u32 % self.parallelism != self.subtask {
+                continue;
+            }
+            let s: SinkState = serde_json::from_value(v.clone())
+                .map_err(|e| Failure::internal(format!("file sink state: {e}")))?;
+            for p in &s.pending {
+                commit(p)?;
+            }
+            if let Some((path, len)) = &s.in_progress {
+                let f = match OpenOptions::new().write(true).open(path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && *len == 0 => continue,
+                    Err(e) => return Err(io("reopen", path, e)),
+                };
+                // Keep exactly what the checkpoint covered.
+                f.set_len(*len).map_err(|e| io("truncate", path, e))?;
+                if states.len() as u32 == self.parallelism {
+                    let mut out = BufWriter::with_capacity(1 << 20, f);
+                    out.seek(SeekFrom::End(0))
+                        .map_err(|e| io("seek", path, e))?;
+                    self.open = Some(Open {
+                        path: path.clone(),
+                        out,
+                        len: *len,
+                    });
+                } else {
+                    // Rescaled: the old file becomes a committed part of its own.
+                    commit(&Pending {
+                        pending: path.clone(),
+                        target: visible(path),
+                    })?;
+                }
+            }
+            self.next_part = self.next_part.max(s.next_part);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_frame::{Record, Writer};
+
+    fn batch(lines: &[&str]) -> Vec<u8> {
+        let mut w = Writer::new();
+        for l in lines {
+            w.push(&Record::value(l.as_bytes()));
+        }
+        w.into_bytes()
+    }
+
+    fn sink(path: &Path, p: u32, sub: u32, sort: bool) -> FileSink {
+        FileSink::open(
+            FileSinkOptions {
+                path: path.display().to_string(),
+                sort_lines: sort,
+            },
+            &SinkContext {
+                subtask: sub,
+                parallelism: p,
+                checkpointing: true,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn single_file_commits_only_on_checkpoint_completion() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.txt");
+        let mut s = sink(&out, 1, 0, true);
+        s.write(&batch(&["b", "a"])).unwrap();
+        let st = s.snapshot(CheckpointId(1)).unwrap().unwrap();
+        s.write(&batch(&["c"])).unwrap();
+        s.finish().unwrap();
+        assert!(
+            !out.exists(),
+            "nothing committed before the checkpoint completes"
+        );
+        s.snapshot(CheckpointId(2)).unwrap();
+        s.commit(CheckpointId(2)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\nc\n");
+
+        // Crash after checkpoint 1: restoring keeps exactly what it covered.
+        std::fs::remove_file(&out).unwrap();
+        let mut r = sink(&out, 1, 0, true);
+        // Simulate the in-progress file of the crashed run, with extra bytes.
+        let (path, len) = serde_json::from_value::<SinkState>(st.clone())
+            .unwrap()
+            .in_progress
+            .unwrap();
+        std::fs::write(&path, "b\na\nc\nEXTRA").unwrap();
+        r.restore(&[st]).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+        r.write(&batch(&["d"])).unwrap();
+        r.finish().unwrap();
+        r.snapshot(CheckpointId(3)).unwrap();
+        r.commit(CheckpointId(3)).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\nd\n");
+    }
+
+    #[test]
+    fn directory_parts_roll_per_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("parts");
+        let mut s = sink(&out, 2, 1, false);
+        s.write(&batch(&["x"])).unwrap();
+        s.snapshot(CheckpointId(1)).unwrap();
+        s.write(&batch(&["y"])).unwrap();
+        s.snapshot(CheckpointId(2)).unwrap();
+        s.commit(CheckpointId(1)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("part-1-0")).unwrap(),
+            "x\n"
+        );
+        assert!(!out.join("part-1-1").exists());
+        s.commit(CheckpointId(2)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("part-1-1")).unwrap(),
+            "y\n"
+        );
+    }
+}

@@ -1,0 +1,531 @@
+//! Configuration with Flink's keys.
+//!
+//! Settings come, lowest precedence first, from built-in defaults, the
+//! configuration file (`config.yaml`, flat `key: value` or nested), the job's
+//! plan, environment variables (`WEIR_` + key in upper snake case, e.g.
+//! `WEIR_EXECUTION_CHECKPOINTING_INTERVAL`), and command-line flags. Every
+//! source is a flat map of dotted keys to strings; [`Config::from_layers`]
+//! merges them and parses the result into typed fields, rejecting unknown
+//! keys with the list of known ones.
+
+use crate::options::{bytes, human, human_opt, parsed, upper};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A flat map of configuration keys to values, one per source.
+pub type ConfigLayer = BTreeMap<String, String>;
+
+/// A configuration error, naming the key and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// How bounded inputs are processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RuntimeMode {
+    Streaming,
+    Batch,
+    Automatic,
+}
+
+/// Checkpointing guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckpointingMode {
+    /// Aligned barriers: state reflects each record exactly once.
+    ExactlyOnce,
+    /// Unaligned: records after a barrier may be counted again on recovery.
+    AtLeastOnce,
+}
+
+/// What happens to externalized checkpoints when a job is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExternalizedRetention {
+    RetainOnCancellation,
+    DeleteOnCancellation,
+    NoExternalizedCheckpoints,
+}
+
+/// Restart strategy kind, as Flink's `restart-strategy.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartStrategyKind {
+    None,
+    FixedDelay,
+    ExponentialDelay,
+}
+
+/// The effective configuration of a job or a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(rename = "parallelism.default", deserialize_with = "parsed")]
+    pub parallelism: u32,
+    #[serde(rename = "pipeline.max-parallelism", deserialize_with = "parsed")]
+    pub max_parallelism: u32,
+    #[serde(rename = "pipeline.name", default)]
+    pub pipeline_name: Option<String>,
+    #[serde(rename = "execution.runtime-mode", deserialize_with = "upper")]
+    pub runtime_mode: RuntimeMode,
+    /// Flush partially filled output buffers at least this often.
+    #[serde(rename = "execution.buffer-timeout", with = "human")]
+    pub buffer_timeout: Duration,
+    /// Records per batch read by sources.
+    #[serde(rename = "pipeline.batch-size", deserialize_with = "parsed")]
+    pub batch_size: usize,
+
+    #[serde(
+        rename = "execution.checkpointing.interval",
+        with = "human_opt",
+        default
+    )]
+    pub checkpoint_interval: Option<Duration>,
+    #[serde(rename = "execution.checkpointing.mode", deserialize_with = "upper")]
+    pub checkpointing_mode: CheckpointingMode,
+    #[serde(rename = "execution.checkpointing.timeout", with = "human")]
+    pub checkpoint_timeout: Duration,
+    #[serde(rename = "execution.checkpointing.min-pause", with = "human")]
+    pub checkpoint_min_pause: Duration,
+    #[serde(
+        rename = "execution.checkpointing.max-concurrent-checkpoints",
+        deserialize_with = "parsed"
+    )]
+    pub max_concurrent_checkpoints: u32,
+    #[serde(
+        rename = "execution.checkpointing.tolerable-failed-checkpoints",
+        deserialize_with = "parsed"
+    )]
+    pub tolerable_failed_checkpoints: u32,
+    #[serde(
+        rename = "execution.checkpointing.num-retained",
+        deserialize_with = "parsed"
+    )]
+    pub num_retained: u32,
+    #[serde(
+        rename = "execution.checkpointing.externalized-checkpoint-retention",
+        deserialize_with = "upper"
+    )]
+    pub externalized_retention: ExternalizedRetention,
+    #[serde(
+        rename = "execution.checkpointing.incremental",
+        deserialize_with = "parsed"
+    )]
+    pub incremental: bool,
+    #[serde(rename = "state.checkpoints.dir", default)]
+    pub checkpoints_dir: Option<String>,
+    #[serde(rename = "state.savepoints.dir", default)]
+    pub savepoints_dir: Option<String>,
+
+    #[serde(rename = "restart-strategy.type")]
+    pub restart_strategy: RestartStrategyKind,
+    #[serde(
+        rename = "restart-strategy.fixed-delay.attempts",
+        deserialize_with = "parsed"
+    )]
+    pub restart_attempts: u32,
+    #[serde(rename = "restart-strategy.fixed-delay.delay", with = "human")]
+    pub restart_delay: Duration,
+    #[serde(
+        rename = "restart-strategy.exponential-delay.initial-backoff",
+        with = "human"
+    )]
+    pub restart_initial_backoff: Duration,
+    #[serde(
+        rename = "restart-strategy.exponential-delay.max-backoff",
+        with = "human"
+    )]
+    pub restart_max_backoff: Duration,
+    #[serde(
+        rename = "restart-strategy.exponential-delay.backoff-multiplier",
+        deserialize_with = "parsed"
+    )]
+    pub restart_backoff_multiplier: f64,
+    #[serde(
+        rename = "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+        deserialize_with = "parsed"
+    )]
+    pub restart_exponential_attempts: u32,
+    #[serde(
+        rename = "restart-strategy.exponential-delay.reset-backoff-threshold",
+        with = "human"
+    )]
+    pub restart_reset_threshold: Duration,
+
+    /// Largest linear memory of one guest instance.
+    #[serde(rename = "weir.guest.memory-limit", deserialize_with = "bytes")]
+    pub guest_memory_limit: u64,
+    /// Longest time one call into a guest may run before it is interrupted.
+    #[serde(rename = "weir.guest.call-timeout", with = "human")]
+    pub guest_call_timeout: Duration,
+    /// Fuel per call into a guest (deterministic CPU metering); off when 0.
+    #[serde(rename = "weir.guest.fuel-per-call", deserialize_with = "parsed")]
+    pub guest_fuel_per_call: u64,
+    /// Keys a keyed operator keeps decoded in the guest before writing them
+    /// back to RocksDB.
+    #[serde(rename = "weir.state.cached-keys", deserialize_with = "parsed")]
+    pub cached_keys: usize,
+    /// Directory for compiled components.
+    #[serde(rename = "weir.compile-cache.dir", default)]
+    pub compile_cache_dir: Option<String>,
+    /// Local working directory for RocksDB instances.
+    #[serde(rename = "state.backend.rocksdb.localdir", default)]
+    pub rocksdb_local_dir: Option<String>,
+
+    #[serde(rename = "s3.endpoint", default)]
+    pub s3_endpoint: Option<String>,
+    #[serde(rename = "s3.region", default)]
+    pub s3_region: Option<String>,
+    #[serde(rename = "s3.access-key", default)]
+    pub s3_access_key: Option<Secret>,
+    #[serde(rename = "s3.secret-key", default)]
+    pub s3_secret_key: Option<Secret>,
+    #[serde(rename = "s3.path.style.access", deserialize_with = "parsed")]
+    pub s3_path_style: bool,
+    #[serde(rename = "s3.allow-http", deserialize_with = "parsed")]
+    pub s3_allow_http: bool,
+
+    #[serde(rename = "rest.address")]
+    pub rest_address: String,
+    #[serde(rename = "rest.port", deserialize_with = "parsed")]
+    pub rest_port: u16,
+    #[serde(rename = "taskmanager.numberOfTaskSlots", deserialize_with = "parsed")]
+    pub task_slots: u32,
+    #[serde(rename = "high-availability.storageDir", default)]
+    pub ha_storage_dir: Option<String>,
+    #[serde(rename = "weir.data-dir", default)]
+    pub data_dir: Option<String>,
+}
+
+/// A value that is never printed (passwords, keys).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"******\"")
+    }
+}
+
+/// Built-in defaults, as flat keys (Flink's defaults where Flink has one).
+pub fn defaults() -> ConfigLayer {
+    [
+        ("parallelism.default", "1"),
+        ("pipeline.max-parallelism", "128"),
+        ("execution.runtime-mode", "AUTOMATIC"),
+        ("execution.buffer-timeout", "100ms"),
+        ("pipeline.batch-size", "1024"),
+        ("execution.checkpointing.mode", "EXACTLY_ONCE"),
+        ("execution.checkpointing.timeout", "10min"),
+        ("execution.checkpointing.min-pause", "0ms"),
+        ("execution.checkpointing.max-concurrent-checkpoints", "1"),
+        ("execution.checkpointing.tolerable-failed-checkpoints", "0"),
+        ("execution.checkpointing.num-retained", "1"),
+        (
+            "execution.checkpointing.externalized-checkpoint-retention",
+            "RETAIN_ON_CANCELLATION",
+        ),
+        ("execution.checkpointing.incremental", "true"),
+        ("restart-strategy.type", "none"),
+        ("restart-strategy.fixed-delay.attempts", "3"),
+        ("restart-strategy.fixed-delay.delay", "1s"),
+        ("restart-strategy.exponential-delay.initial-backoff", "1s"),
+        ("restart-strategy.exponential-delay.max-backoff", "1min"),
+        (
+            "restart-strategy.exponential-delay.backoff-multiplier",
+            "2.0",
+        ),
+        (
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff",
+            "10",
+        ),
+        (
+            "restart-strategy.exponential-delay.reset-backoff-threshold",
+            "1h",
+        ),
+        ("weir.guest.memory-limit", "1gb"),
+        ("weir.guest.call-timeout", "10s"),
+        ("weir.guest.fuel-per-call", "0"),
+        ("weir.state.cached-keys", "100000"),
+        ("s3.path.style.access", "false"),
+        ("s3.allow-http", "false"),
+        ("rest.address", "127.0.0.1"),
+        ("rest.port", "8081"),
+        ("taskmanager.numberOfTaskSlots", "4"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_layers(&[]).expect("built-in defaults are valid")
+    }
+}
+
+impl Config {
+    /// Merges layers over the defaults (later layers win) and parses them.
+    pub fn from_layers(layers: &[&ConfigLayer]) -> Result<Config, ConfigError> {
+        let mut merged = defaults();
+        for layer in layers {
+            for (k, v) in layer.iter() {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Config::parse(&merged)
+    }
+
+    fn parse(flat: &ConfigLayer) -> Result<Config, ConfigError> {
+        let value = serde_json::Value::Object(
+            flat.iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        );
+        let config: Config = serde_json::from_value(value).map_err(|e| {
+            let msg = e.to_string();
+            match msg.strip_prefix("unknown field ") {
+                Some(rest) => ConfigError(format!(
+                    "unknown key {}; check the spelling against the keys listed in the README",
+                    rest.split(", expected").next().unwrap_or(rest)
+                )),
+                None => ConfigError(msg),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.parallelism == 0 {
+            return Err(ConfigError("parallelism.default must be at least 1".into()));
+        }
+        if self.max_parallelism == 0 || self.max_parallelism > crate::keygroup::MAX_MAX_PARALLELISM
+        {
+            return Err(ConfigError(format!(
+                "pipeline.max-parallelism must be between 1 and {}",
+                crate::keygroup::MAX_MAX_PARALLELISM
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError("pipeline.batch-size must be at least 1".into()));
+        }
+        if self.num_retained == 0 {
+            return Err(ConfigError(
+                "execution.checkpointing.num-retained must be at least 1".into(),
+            ));
+        }
+        if self.max_concurrent_checkpoints == 0 {
+            return Err(ConfigError(
+                "execution.checkpointing.max-concurrent-checkpoints must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a configuration file: YAML with flat dotted keys (`a.b: 1`) or
+/// nested maps (`a: {b: 1}`), as Flink's `config.yaml`.
+pub fn parse_yaml(text: &str) -> Result<ConfigLayer, ConfigError> {
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        .map_err(|e| ConfigError(format!("the configuration file is not valid YAML: {e}")))?;
+    let mut out = ConfigLayer::new();
+    if !value.is_null() {
+        flatten("", &value, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn flatten(
+    prefix: &str,
+    v: &serde_yaml_ng::Value,
+    out: &mut ConfigLayer,
+) -> Result<(), ConfigError> {
+    use serde_yaml_ng::Value as V;
+    match v {
+        V::Mapping(m) => {
+            for (k, v) in m {
+                let k = match k {
+                    V::String(s) => s.clone(),
+                    V::Number(n) => n.to_string(),
+                    V::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(ConfigError(format!(
+                            "configuration keys must be strings, found {other:?}"
+                        )));
+                    }
+                };
+                let key = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out)?;
+            }
+        }
+        V::String(s) => {
+            out.insert(prefix.to_owned(), s.clone());
+        }
+        V::Number(n) => {
+            out.insert(prefix.to_owned(), n.to_string());
+        }
+        V::Bool(b) => {
+            out.insert(prefix.to_owned(), b.to_string());
+        }
+        V::Null => {}
+        other => {
+            return Err(ConfigError(format!(
+                "configuration key '{prefix}' has an unsupported value {other:?}; use a string, number or boolean"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Settings from the environment: `WEIR_PARALLELISM_DEFAULT=4` sets
+/// `parallelism.default`. Only variables naming a known key are taken.
+pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> ConfigLayer {
+    let known: BTreeMap<String, String> = known_keys()
+        .into_iter()
+        .map(|k| (env_name(&k), k))
+        .collect();
+    vars.into_iter()
+        .filter_map(|(name, value)| known.get(&name).map(|k| (k.clone(), value)))
+        .collect()
+}
+
+/// The environment variable for a key.
+pub fn env_name(key: &str) -> String {
+    let mut s = String::from("WEIR_");
+    let mut prev_lower = false;
+    for c in key.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            s.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_uppercase());
+        } else {
+            s.push('_');
+        }
+    }
+    s
+}
+
+/// Every configuration key.
+pub fn known_keys() -> Vec<String> {
+    // Serialize a default config to enumerate keys.
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => vec![],
+    }
+}
+
+impl Config {
+    /// The configuration as flat keys and display values; secrets masked.
+    pub fn to_display_map(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(self) {
+            for (k, v) in m {
+                let shown = if k.contains("secret") || k.contains("access-key") {
+                    if v.is_null() {
+                        "".into()
+                    } else {
+                        "******".into()
+                    }
+                } else {
+                    match v {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    }
+                };
+                out.insert(k, shown);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(kv: &[(&str, &str)]) -> ConfigLayer {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_flink_like() {
+        let c = Config::default();
+        assert_eq!(c.parallelism, 1);
+        assert_eq!(c.max_parallelism, 128);
+        assert_eq!(c.checkpoint_interval, None);
+        assert_eq!(c.checkpointing_mode, CheckpointingMode::ExactlyOnce);
+        assert_eq!(c.rest_port, 8081);
+    }
+
+    #[test]
+    fn later_layers_win_and_values_parse() {
+        let a = layer(&[
+            ("parallelism.default", "2"),
+            ("execution.checkpointing.interval", "10s"),
+        ]);
+        let b = layer(&[
+            ("parallelism.default", "4"),
+            ("execution.checkpointing.mode", "at-least-once"),
+        ]);
+        let c = Config::from_layers(&[&a, &b]).unwrap();
+        assert_eq!(c.parallelism, 4);
+        assert_eq!(c.checkpoint_interval, Some(Duration::from_secs(10)));
+        assert_eq!(c.checkpointing_mode, CheckpointingMode::AtLeastOnce);
+    }
+
+    #[test]
+    fn unknown_and_bad_values_are_named() {
+        let e = Config::from_layers(&[&layer(&[("parallelism.defualt", "2")])]).unwrap_err();
+        assert!(e.to_string().contains("parallelism.defualt"), "{e}");
+        let e = Config::from_layers(&[&layer(&[("parallelism.default", "two")])]).unwrap_err();
+        assert!(e.to_string().contains("'two'"), "{e}");
+        let e = Config::from_layers(&[&layer(&[("execution.checkpointing.timeout", "soon")])])
+            .unwrap_err();
+        assert!(e.to_string().contains("duration"), "{e}");
+    }
+
+    #[test]
+    fn yaml_nested_and_flat_keys() {
+        let l =
+            parse_yaml("parallelism.default: 3\nexecution:\n  checkpointing:\n    interval: 5s\n")
+                .unwrap();
+        assert_eq!(l["parallelism.default"], "3");
+        assert_eq!(l["execution.checkpointing.interval"], "5s");
+        assert!(parse_yaml("a: [1, 2]").is_err());
+    }
+
+    #[test]
+    fn env_names_map_to_keys() {
+        assert_eq!(
+            env_name("taskmanager.numberOfTaskSlots"),
+            "WEIR_TASKMANAGER_NUMBER_OF_TASK_SLOTS"
+        );
+        let l = from_env([
+            ("WEIR_PARALLELISM_DEFAULT".to_string(), "3".to_string()),
+            ("WEIR_NOT_A_KEY".to_string(), "x".to_string()),
+        ]);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l["parallelism.default"], "3");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let c = Config::from_layers(&[&layer(&[("s3.secret-key", "hunter2")])]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.to_display_map()["s3.secret-key"], "******");
+    }
+}

@@ -1,0 +1,24 @@
+//! The dataflow executor.
+//!
+//! A [`JobGraph`](weir_core::JobGraph) becomes an [`ExecutionGraph`]: operators
+//! chained into tasks, one thread per task subtask, connected by bounded
+//! channels (backpressure). A task loops over its source or input channels,
+//! runs its chain — guest stages fused into one call per batch, keyed
+//! aggregations over RocksDB keyed state, sinks — and partitions its output
+//! to the next tasks (forward, rebalance, broadcast, or by key group).
+//! Control messages (end of input, barriers, watermarks) travel in-band.
+
+mod chain;
+mod channel;
+mod execution;
+mod job;
+mod metrics;
+mod services;
+mod slots;
+mod task;
+
+pub use channel::{Barrier, Batch, Message};
+pub use execution::{Chain, ChainEdge, ExecutionGraph};
+pub use job::{CommandSender, JobCommand, JobHandle, JobOutcome, JobSpec, is_batch, start};
+pub use metrics::{JobMetrics, OperatorMetrics};
+pub use task::{TaskEvent, TaskId};

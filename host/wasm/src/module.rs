@@ -1,0 +1,239 @@
+//! Loading a job component: checking what the bytes are, compiling with a
+//! disk cache, checking the world it implements, and linking it.
+
+use crate::WasmError;
+use crate::bindings::JobWorldPre;
+use crate::engine::WasmEngine;
+use crate::store::StoreData;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+
+/// The interface every job component exports.
+pub const JOB_INTERFACE: &str = "weir:stream/job@0.1.0";
+
+/// What a file holds, judged by its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmKind {
+    Component,
+    CoreModule,
+    NotWasm,
+}
+
+/// Reads the WebAssembly header.
+pub fn classify(bytes: &[u8]) -> WasmKind {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return WasmKind::NotWasm;
+    }
+    // Core modules have version 1 and layer 0; components have layer 1.
+    match (
+        bytes[4..6] == [1, 0],
+        bytes[6..8] == [0, 0],
+        bytes[6..8] == [1, 0],
+    ) {
+        (true, true, _) => WasmKind::CoreModule,
+        (_, _, true) => WasmKind::Component,
+        _ => WasmKind::NotWasm,
+    }
+}
+
+/// Compiled components on disk, keyed by module hash and the engine's
+/// compatibility hash.
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: PathBuf,
+}
+
+impl CompileCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        CompileCache { dir: dir.into() }
+    }
+
+    fn path(&self, module_hash: &str, engine: &WasmEngine) -> PathBuf {
+        self.dir.join(format!(
+            "{module_hash}-{}.cwasm",
+            engine.compatibility_hash()
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A compiled, checked and linked job component.
+pub struct JobModule {
+    pub(crate) engine: WasmEngine,
+    pub(crate) component: Component,
+    pub(crate) pre: JobWorldPre<StoreData>,
+    hash: String,
+    size: usize,
+    /// Whether the compiled code came from the cache.
+    pub from_cache: bool,
+}
+
+impl std::fmt::Debug for JobModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobModule")
+            .field("hash", &self.hash)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// The content hash of a module.
+pub fn module_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl JobModule {
+    /// Loads a job from the bytes of a `.wasm` file.
+    pub fn load(
+        engine: &WasmEngine,
+        bytes: &[u8],
+        cache: Option<&CompileCache>,
+    ) -> Result<JobModule, WasmError> {
+        match classify(bytes) {
+            WasmKind::NotWasm => return Err(WasmError::NotWasm),
+            WasmKind::CoreModule => return Err(WasmError::CoreModule),
+            WasmKind::Component => {}
+        }
+        let hash = module_hash(bytes);
+        let (component, from_cache) = compile(engine, bytes, &hash, cache)?;
+        check_world(engine, &component)?;
+        let mut linker: Linker<StoreData> = Linker::new(&engine.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| WasmError::Engine(e.to_string()))?;
+        crate::bindings::JobWorld::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| WasmError::Engine(e.to_string()))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| WasmError::Link(format!("{e:#}")))?;
+        let pre = JobWorldPre::new(pre).map_err(|e| WasmError::WrongWorld(format!("{e:#}")))?;
+        Ok(JobModule {
+            engine: engine.clone(),
+            component,
+            pre,
+            hash,
+            size: bytes.len(),
+            from_cache,
+        })
+    }
+
+    /// Content hash (SHA-256, hex) of the module's bytes.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Names of the component's imports (for capability policies).
+    pub fn imports(&self) -> Vec<String> {
+        let ty = self.component.component_type();
+        ty.imports(&self.engine.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+}
+
+fn compile(
+    engine: &WasmEngine,
+    bytes: &[u8],
+    hash: &str,
+    cache: Option<&CompileCache>,
+) -> Result<(Component, bool), WasmError> {
+    let compile_err = |e: wasmtime::Error| WasmError::Compile(format!("{e:#}"));
+    let Some(cache) = cache else {
+        return Ok((
+            Component::new(&engine.engine, bytes).map_err(compile_err)?,
+            false,
+        ));
+    };
+    let path = cache.path(hash, engine);
+    if path.exists() {
+        // SAFETY: the file was written by `precompile_component` of an engine
+        // with the same compatibility hash, into a directory Weir owns;
+        // wasmtime checks its header before use.
+        match unsafe { Component::deserialize_file(&engine.engine, &path) } {
+            Ok(c) => return Ok((c, true)),
+            Err(e) => tracing::warn!(
+                "ignoring unusable compiled module {}: {e}; compiling again",
+                path.display()
+            ),
+        }
+    }
+    let compiled = engine
+        .engine
+        .precompile_component(bytes)
+        .map_err(compile_err)?;
+    if let Err(e) = write_atomically(&path, &compiled) {
+        tracing::warn!("cannot cache compiled module at {}: {e}", path.display());
+    }
+    // SAFETY: produced just above by the same engine.
+    let component =
+        unsafe { Component::deserialize(&engine.engine, &compiled) }.map_err(compile_err)?;
+    Ok((component, false))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("cache paths have a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("module"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Checks that the component exports the job interface this host speaks.
+fn check_world(engine: &WasmEngine, component: &Component) -> Result<(), WasmError> {
+    let ty = component.component_type();
+    let exports: Vec<(String, &'static str)> = ty
+        .exports(&engine.engine)
+        .map(|(n, item)| {
+            let kind = match item.ty {
+                ComponentItem::ComponentInstance(_) => "interface",
+                ComponentItem::ComponentFunc(_) => "function",
+                _ => "item",
+            };
+            (n.to_owned(), kind)
+        })
+        .collect();
+    if exports.iter().any(|(e, _)| e == JOB_INTERFACE) {
+        return Ok(());
+    }
+    if let Some((other, _)) = exports
+        .iter()
+        .find(|(e, _)| e.starts_with("weir:stream/job@"))
+    {
+        return Err(WasmError::WrongVersion(other.clone()));
+    }
+    Err(WasmError::WrongWorld(if exports.is_empty() {
+        "it exports nothing".to_owned()
+    } else {
+        let list: Vec<String> = exports.iter().map(|(n, k)| format!("{k} {n}")).collect();
+        format!("it exports {}", list.join(", "))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_classified() {
+        assert_eq!(classify(b"hello world"), WasmKind::NotWasm);
+        assert_eq!(classify(b"\0asm\x01\0\0\0"), WasmKind::CoreModule);
+        assert_eq!(classify(b"\0asm\x0d\0\x01\0"), WasmKind::Component);
+        assert_eq!(classify(b"\0asm"), WasmKind::NotWasm);
+    }
+}

@@ -1,0 +1,27 @@
+# Shared by the scripts: toolchain set-up on Debian.
+
+# Build outputs live outside the clone so that repeated runs are incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages the build needs: a C/C++ compiler for RocksDB and
+# librdkafka, libclang for RocksDB's bindings.
+install_build_deps() {
+    local missing=()
+    for pkg in build-essential libclang-dev pkg-config; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo is missing: install Rust with https://rustup.rs first" >&2
+        exit 1
+    fi
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints, unit, integration and
+# end-to-end tests (which start their own servers on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+install_build_deps
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --no-fail-fast

@@ -1,0 +1,80 @@
+//! Support for Weir's end-to-end tests and benchmarks: the guest jobs
+//! built to WebAssembly by `build.rs`, native instances of the same jobs,
+//! and input generators with independent expected results.
+
+pub mod native;
+
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The word count example, built as a component.
+pub const WORDCOUNT_WASM: &str = env!("WEIR_WASM_WORDCOUNT");
+/// Misbehaving jobs (see `tests/fixtures/hostile`).
+pub const HOSTILE_WASM: &str = env!("WEIR_WASM_HOSTILE");
+/// A component that is not a Weir job.
+pub const NOT_A_JOB_WASM: &str = env!("WEIR_WASM_NOT_A_JOB");
+
+/// Writes `lines` lines of `per_line` words drawn uniformly from `distinct`
+/// distinct words to `path`, deterministically from `seed`.
+pub fn write_corpus(
+    path: &Path,
+    lines: usize,
+    per_line: usize,
+    distinct: usize,
+    seed: u64,
+) -> std::io::Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let vocab: Vec<String> = (0..distinct).map(word).collect();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    for _ in 0..lines {
+        for j in 0..per_line {
+            if j > 0 {
+                out.write_all(b" ")?;
+            }
+            out.write_all(vocab[rng.random_range(0..distinct)].as_bytes())?;
+        }
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// The i-th word of the synthetic vocabulary (letters only, varied length).
+pub fn word(i: usize) -> String {
+    let letters = b"etaoinshrdlucmfwypvbgkqjxz";
+    let mut s = String::new();
+    let mut n = i + 1;
+    while n > 0 {
+        s.push(letters[n % letters.len()] as char);
+        n /= letters.len();
+    }
+    s
+}
+
+/// Counts words the simplest way, independently of Weir.
+pub fn count_words(text: &str) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for w in text.split_whitespace() {
+        *m.entry(w.to_owned()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The word count example's output format for `counts`.
+pub fn format_counts(counts: &BTreeMap<String, u64>) -> String {
+    counts.iter().map(|(w, c)| format!("{w}\t{c}\n")).collect()
+}
+
+/// A fresh temporary directory kept for the test's duration.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("weir-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Path of a file in `dir`.
+pub fn file(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
