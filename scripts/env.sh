@@ -25,3 +25,18 @@ install_build_deps() {
     fi
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 }
+
+# Servers the end-to-end tests start on loopback: moto's S3 server, in a
+# virtualenv beside the build outputs.
+install_test_deps() {
+    local venv="${WEIR_TOOLS_DIR:-$HOME/.cache/weir-tools}/venv"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+            as_root apt-get update -qq
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        fi
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q 'moto[server]'
+    fi
+    export PATH="$venv/bin:$PATH"
+}

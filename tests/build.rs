@@ -5,7 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates built for the tests: (package, crate name of the artifact).
-const GUESTS: &[&str] = &["wordcount", "hostile", "not-a-job"];
+const GUESTS: &[&str] = &[
+    "wordcount",
+    "hostile",
+    "not-a-job",
+    "counter-v1",
+    "counter-v2",
+    "counter-v3",
+    "state-bench",
+];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

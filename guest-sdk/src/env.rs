@@ -226,6 +226,21 @@ impl Env {
         self.set("weir.state.cached-keys", keys.max(1))
     }
 
+    /// Snapshots the component's linear memory at every checkpoint, so that
+    /// state the job keeps in its own memory (statics, caches, models)
+    /// survives failures and restores from savepoints — into the identical
+    /// module; other versions take state over through [`Env::state_hooks`].
+    ///
+    /// ```no_run
+    /// # use weir_sdk::prelude::*;
+    /// # fn f(env: &mut Env) {
+    /// env.snapshot_memory();
+    /// # }
+    /// ```
+    pub fn snapshot_memory(&mut self) -> &mut Self {
+        self.set("weir.state.memory-snapshots", true)
+    }
+
     /// Explicit state for upgrades: `save` runs at every snapshot; when a
     /// savepoint is restored into a *different* version of the module,
     /// `restore` receives the saved bytes with the version that saved them

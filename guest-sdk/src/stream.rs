@@ -533,6 +533,26 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
         )
     }
 
+    /// Drops every value, as Flink's `DiscardingSink` (the `blackhole`
+    /// connector): for jobs whose effect is their state, and benchmarks.
+    ///
+    /// ```no_run
+    /// # use weir_sdk::prelude::*;
+    /// # fn f(s: DataStream<u64>) {
+    /// s.discard();
+    /// # }
+    /// ```
+    pub fn discard(self) -> SinkHandle {
+        self.sink_to(
+            Connector {
+                kind: "blackhole".into(),
+                options: vec![],
+            },
+            "Sink: Discard",
+            |_: &T, _: &mut Vec<u8>| {},
+        )
+    }
+
     /// Writes every value as a line of text (its `Display` form), as Flink's
     /// `writeAsText`. With one sink subtask `path` is a file; otherwise a
     /// directory of part files.

@@ -1,6 +1,8 @@
 //! End-to-end tests: real components, run by the real `weir` command.
 
+mod checkpoints;
 mod errors;
+mod savepoints;
 mod wordcount;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! and input generators with independent expected results.
 
 pub mod native;
+pub mod process;
 
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -11,10 +12,18 @@ use std::path::{Path, PathBuf};
 
 /// The word count example, built as a component.
 pub const WORDCOUNT_WASM: &str = env!("WEIR_WASM_WORDCOUNT");
+/// Jobs for the checkpoint benchmarks (see `tests/fixtures/state-bench`).
+pub const STATE_BENCH_WASM: &str = env!("WEIR_WASM_STATE_BENCH");
 /// Misbehaving jobs (see `tests/fixtures/hostile`).
 pub const HOSTILE_WASM: &str = env!("WEIR_WASM_HOSTILE");
 /// A component that is not a Weir job.
 pub const NOT_A_JOB_WASM: &str = env!("WEIR_WASM_NOT_A_JOB");
+/// The counter job, versions 1 to 3 (see `tests/fixtures/counter/job.rs`).
+pub const COUNTER_WASM: [&str; 3] = [
+    env!("WEIR_WASM_COUNTER_V1"),
+    env!("WEIR_WASM_COUNTER_V2"),
+    env!("WEIR_WASM_COUNTER_V3"),
+];
 
 /// Writes `lines` lines of `per_line` words drawn uniformly from `distinct`
 /// distinct words to `path`, deterministically from `seed`.

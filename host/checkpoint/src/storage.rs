@@ -62,6 +62,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
+    /// The directory of a local storage (empty directories are removed).
+    local: Option<std::path::PathBuf>,
 }
 
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
@@ -144,6 +146,7 @@ impl Storage {
                 store: Arc::new(store),
                 prefix: prefix.to_owned(),
                 url: url.to_owned(),
+                local: None,
             });
         }
         if let Some(name) = url.strip_prefix("memory://") {
@@ -158,6 +161,7 @@ impl Storage {
                 store,
                 prefix: prefix.to_owned(),
                 url: url.to_owned(),
+                local: None,
             });
         }
         let path = url.strip_prefix("file://").unwrap_or(url);
@@ -176,6 +180,7 @@ impl Storage {
             store: Arc::new(store),
             prefix: String::new(),
             url: format!("file://{}", abs.display()),
+            local: Some(abs),
         })
     }
 
@@ -263,6 +268,19 @@ impl Storage {
     pub async fn delete_dir(&self, rel: &str) -> Result<(), StorageError> {
         for p in self.list(rel).await? {
             self.delete(&p).await?;
+        }
+        if let Some(root) = &self.local {
+            let dir = root.join(rel);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StorageError::new(format!(
+                        "cannot delete {}: {e}",
+                        dir.display()
+                    )));
+                }
+            }
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! can build the same command.
 
 mod local;
+mod savepoint;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ struct Cli {
 enum Command {
     /// Runs a job.
     Run(local::RunArgs),
+    /// Disposes of savepoints, or checks one against a new job version.
+    Savepoint(savepoint::SavepointArgs),
 }
 
 /// Runs the command line with the process's arguments.
@@ -42,6 +45,9 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Run(args) => local::run(&settings::Sources::new(cli.config, cli.define), args),
+        Command::Savepoint(args) => {
+            savepoint::run(&settings::Sources::new(cli.config, cli.define), args)
+        }
     };
     match result {
         Ok(code) => code,
@@ -60,5 +66,6 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -1,5 +1,5 @@
 //! `weir run --local`: runs a job in this process until its sources end or
-//! it is interrupted.
+//! it is stopped.
 
 use crate::settings::Sources;
 use anyhow::{Context, Result, bail};
@@ -8,21 +8,72 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 use weir_core::{Config, JobGraph, JobId};
-use weir_runtime::{JobCommand, JobOutcome, JobSpec};
+use weir_runtime::{CommandSender, JobCommand, JobOutcome, JobSpec, RestoreRequest};
 use weir_wasm::{CompileCache, EngineOptions, InstanceLimits, JobModule, WasmEngine, WasmJob};
 
 /// Arguments of `weir run`.
+/// How a job is planned and restored: flags `run` and `savepoint check`
+/// share.
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    /// Runs the job in this process, with no cluster.
-    #[arg(long)]
-    pub local: bool,
+pub struct JobOptions {
     /// Default parallelism of the job's operators.
     #[arg(short = 'p', long)]
     pub parallelism: Option<u32>,
     /// Entry point: the job to run when the component holds several (Flink's -c).
     #[arg(long, short = 'c', visible_alias = "class", value_name = "NAME")]
     pub entry: Option<String>,
+    /// Skips state of the savepoint that no operator of the job claims.
+    #[arg(
+        short = 'n',
+        long = "allowNonRestoredState",
+        visible_alias = "allow-non-restored-state"
+    )]
+    pub allow_non_restored: bool,
+}
+
+impl JobOptions {
+    /// Loads the job with these options and `flags`.
+    pub fn load(
+        &self,
+        sources: &Sources,
+        job: &PathBuf,
+        args: &[String],
+        mut flags: Vec<(&str, String)>,
+    ) -> Result<LoadedJob> {
+        if let Some(p) = self.parallelism {
+            if p == 0 {
+                bail!("-p/--parallelism must be at least 1");
+            }
+            flags.push(("parallelism.default", p.to_string()));
+        }
+        load_job(sources, job, self.entry.as_deref(), args, &flags)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Runs the job in this process, with no cluster.
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub job_options: JobOptions,
+    /// Starts from a savepoint or checkpoint: a savepoint or chk-<n>
+    /// directory, or a job's checkpoint directory (its latest usable
+    /// checkpoint is taken).
+    #[arg(
+        short = 's',
+        long = "fromSavepoint",
+        visible_alias = "from-savepoint",
+        value_name = "PATH"
+    )]
+    pub savepoint: Option<String>,
+    /// Where savepoints of this run go (default: state.savepoints.dir).
+    #[arg(long, value_name = "DIR")]
+    pub savepoint_dir: Option<String>,
+    /// On SIGTERM or Ctrl-C, stop the job with a savepoint instead of
+    /// cancelling it. (SIGUSR1 takes a savepoint at any time.)
+    #[arg(long)]
+    pub stop_with_savepoint: bool,
     /// The job component (.wasm).
     pub job: PathBuf,
     /// Arguments for the job, after `--`.
@@ -41,7 +92,7 @@ fn cache_dir(config: &Config) -> PathBuf {
     base.join("weir").join("compiled")
 }
 
-fn limits(config: &Config) -> InstanceLimits {
+pub fn limits(config: &Config) -> InstanceLimits {
     InstanceLimits {
         memory_bytes: config.guest_memory_limit,
         call_timeout: config.guest_call_timeout,
@@ -49,59 +100,93 @@ fn limits(config: &Config) -> InstanceLimits {
     }
 }
 
-pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
-    if !args.local {
-        bail!(
-            "submitting to a session cluster is not available in this build; add --local to run the job in this process"
-        );
-    }
-    let mut flags: Vec<(&str, String)> = Vec::new();
-    if let Some(p) = args.parallelism {
-        if p == 0 {
-            bail!("-p/--parallelism must be at least 1");
-        }
-        flags.push(("parallelism.default", p.to_string()));
-    }
-    let bytes = std::fs::read(&args.job)
-        .with_context(|| format!("cannot read the job file {}", args.job.display()))?;
-    let base = sources.resolve(None, &flags)?;
+/// A job loaded, planned and validated, ready to run or to check.
+pub struct LoadedJob {
+    pub factory: Arc<WasmJob>,
+    pub config: Config,
+}
+
+/// Loads `job`, runs its plan with `args`, and validates the graph.
+pub fn load_job(
+    sources: &Sources,
+    job: &PathBuf,
+    entry: Option<&str>,
+    args: &[String],
+    flags: &[(&str, String)],
+) -> Result<LoadedJob> {
+    let bytes = std::fs::read(job)
+        .with_context(|| format!("cannot read the job file {}", job.display()))?;
+    let base = sources.resolve(None, flags)?;
     let engine = WasmEngine::new(EngineOptions {
         fuel: base.guest_fuel_per_call > 0,
     })?;
     let cache = CompileCache::new(cache_dir(&base));
     let module = JobModule::load(&engine, &bytes, Some(&cache))
-        .with_context(|| format!("cannot load {}", args.job.display()))?;
+        .with_context(|| format!("cannot load {}", job.display()))?;
     let module = Arc::new(module);
-    let plan = weir_wasm::plan_job(&module, args.entry.as_deref(), &args.args, limits(&base))
+    let plan = weir_wasm::plan_job(&module, entry, args, limits(&base))
         .map_err(|f| anyhow::anyhow!("the job could not build its plan: {}", f.message))?;
     let config = sources
-        .resolve(Some(&plan), &flags)
+        .resolve(Some(&plan), flags)
         .context("in the job's configuration")?;
     let graph = JobGraph::from_plan(plan, &config)?;
-    let job_id = JobId::random();
     let factory = Arc::new(WasmJob::new(
         module,
-        args.entry.clone(),
-        args.args.clone(),
+        entry.map(str::to_owned),
+        args.to_vec(),
         graph,
         limits(&config),
     ));
+    Ok(LoadedJob { factory, config })
+}
+
+pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
+    if !args.local {
+        bail!(
+            "submitting to a session cluster is not available in this build; add --local to \
+             run the job in this process"
+        );
+    }
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    if let Some(d) = &args.savepoint_dir {
+        flags.push(("state.savepoints.dir", d.clone()));
+    }
+    let opts = &args.job_options;
+    if opts.allow_non_restored && args.savepoint.is_none() {
+        bail!("-n/--allowNonRestoredState only applies with -s/--fromSavepoint");
+    }
+    let job = opts.load(sources, &args.job, &args.args, flags)?;
+    if args.stop_with_savepoint && job.config.savepoints_dir.is_none() {
+        bail!(
+            "--stop-with-savepoint needs a savepoint directory: give --savepoint-dir or set state.savepoints.dir"
+        );
+    }
+    let job_id = JobId::random();
     let work_dir = std::env::temp_dir().join(format!("weir-{}", std::process::id()));
     let started = Instant::now();
     let handle = weir_runtime::start(JobSpec {
         job_id,
-        config,
-        factory,
+        config: job.config.clone(),
+        factory: job.factory,
         work_dir: work_dir.clone(),
+        restore: args.savepoint.map(|location| RestoreRequest {
+            location,
+            allow_non_restored: opts.allow_non_restored,
+        }),
     })?;
     eprintln!("Job has been submitted with JobID {job_id}");
-    watch_signals(handle.commands())?;
+    watch_signals(handle.commands(), args.stop_with_savepoint)?;
     let outcome = handle.wait();
     let _ = std::fs::remove_dir_all(&work_dir);
     Ok(match outcome {
         JobOutcome::Finished => {
             eprintln!("Job with JobID {job_id} has finished.");
             eprintln!("Job Runtime: {} ms", started.elapsed().as_millis());
+            ExitCode::SUCCESS
+        }
+        JobOutcome::Stopped { savepoint } => {
+            eprintln!("Savepoint completed. Path: {savepoint}");
+            eprintln!("Job with JobID {job_id} has been stopped.");
             ExitCode::SUCCESS
         }
         JobOutcome::Cancelled => {
@@ -115,17 +200,48 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-/// Cancels the job on Ctrl-C or SIGTERM.
-fn watch_signals(commands: weir_runtime::CommandSender) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+/// Ctrl-C and SIGTERM cancel the job (or stop it with a savepoint);
+/// SIGUSR1 takes a savepoint.
+fn watch_signals(commands: CommandSender, stop_with_savepoint: bool) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
         .context("cannot install signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if signals.forever().next().is_some() {
-                eprintln!("Cancelling the job...");
-                let _ = commands.send(JobCommand::Cancel);
+            for sig in signals.forever() {
+                let savepoint = |stop: bool| {
+                    let (tx, rx) = crossbeam_channel::bounded(1);
+                    let _ = commands.send(JobCommand::Savepoint {
+                        dir: None,
+                        stop,
+                        reply: tx,
+                    });
+                    let commands = commands.clone();
+                    std::thread::spawn(move || match rx.recv() {
+                        Ok(Ok(path)) if !stop => eprintln!("Savepoint completed. Path: {path}"),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(f)) => {
+                            eprintln!("error: the savepoint failed: {}", f.message);
+                            if stop {
+                                eprintln!("Cancelling the job...");
+                                let _ = commands.send(JobCommand::Cancel);
+                            }
+                        }
+                        Err(_) => {}
+                    });
+                };
+                match sig {
+                    SIGUSR1 => savepoint(false),
+                    _ if stop_with_savepoint => {
+                        eprintln!("Stopping the job with a savepoint...");
+                        savepoint(true);
+                    }
+                    _ => {
+                        eprintln!("Cancelling the job...");
+                        let _ = commands.send(JobCommand::Cancel);
+                    }
+                }
             }
         })
         .context("cannot start the signal thread")?;

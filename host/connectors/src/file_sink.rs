@@ -2,12 +2,15 @@
 //!
 //! Lines go to a hidden in-progress file. At each checkpoint barrier the
 //! file is flushed and synced and its length recorded, so that a restore
-//! can truncate it back to exactly what the checkpoint covers. Finished
-//! files become pending, and pending files are committed — renamed to their
-//! final names — only when the checkpoint that covers them completes (or, in
-//! a job without checkpoints, when input ends). After a crash, restoring the
-//! checkpoint commits its pending files and discards anything written after
-//! it, so the committed output equals that of an uninterrupted run.
+//! can truncate it back to exactly what the checkpoint covers. A finished
+//! file becomes pending (a link to it, or its sorted copy), and pending
+//! files are committed — renamed to their final names — only when the
+//! checkpoint that covers them completes (or, in a job without checkpoints,
+//! when input ends). The in-progress file stays until its part is
+//! committed, so a crash between finishing a part and committing it still
+//! restores. After a crash, restoring the checkpoint commits its pending
+//! files and discards anything written after it, so the committed output
+//! equals that of an uninterrupted run.
 //!
 //! With one subtask the path is the output file itself; with several it is
 //! a directory of `part-<subtask>-<n>` files, a new one per checkpoint.
@@ -174,11 +177,16 @@ impl FileSink {
         drop(open.out);
         let target = self.target(self.next_part);
         self.next_part += 1;
-        if self.sort {
-            sort_file(&open.path)?;
-        }
         let pending = hidden(&target, "pending");
-        std::fs::rename(&open.path, &pending).map_err(|e| io("rename", &open.path, e))?;
+        remove_if_present(&pending)?;
+        if self.sort {
+            sort_file(&open.path, &pending)?;
+        } else if std::fs::hard_link(&open.path, &pending).is_err() {
+            std::fs::copy(&open.path, &pending).map_err(|e| io("copy", &open.path, e))?;
+            File::open(&pending)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("sync", &pending, e))?;
+        }
         self.pending.push((None, Pending { pending, target }));
         Ok(())
     }
@@ -199,33 +207,45 @@ impl FileSink {
     }
 }
 
+/// Renames a pending file to its final name, then drops the in-progress
+/// file it came from.
 fn commit(p: &Pending) -> Result<(), Failure> {
     match std::fs::rename(&p.pending, &p.target) {
-        Ok(()) => Ok(()),
+        Ok(()) => {}
         // Committed before a failure already.
-        Err(_) if !p.pending.exists() && p.target.exists() => Ok(()),
-        Err(e) => Err(io("commit", &p.pending, e)),
+        Err(_) if !p.pending.exists() && p.target.exists() => {}
+        Err(e) => return Err(io("commit", &p.pending, e)),
+    }
+    remove_if_present(&hidden(&p.target, "inprogress"))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), Failure> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("remove", path, e)),
     }
 }
 
-fn sort_file(path: &Path) -> Result<(), Failure> {
+/// Writes the lines of `from`, sorted, to `to`.
+fn sort_file(from: &Path, to: &Path) -> Result<(), Failure> {
     let mut text = Vec::new();
-    File::open(path)
+    File::open(from)
         .and_then(|mut f| f.read_to_end(&mut text))
-        .map_err(|e| io("read", path, e))?;
+        .map_err(|e| io("read", from, e))?;
     let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
     if lines.last().is_some_and(|l| l.is_empty()) {
         lines.pop();
     }
     lines.sort_unstable();
-    let mut out = BufWriter::new(File::create(path).map_err(|e| io("rewrite", path, e))?);
+    let mut out = BufWriter::new(File::create(to).map_err(|e| io("create", to, e))?);
     for l in lines {
         out.write_all(l)
             .and_then(|_| out.write_all(b"\n"))
-            .map_err(|e| io("rewrite", path, e))?;
+            .map_err(|e| io("write", to, e))?;
     }
-    out.flush().map_err(|e| io("rewrite", path, e))?;
-    out.get_ref().sync_data().map_err(|e| io("sync", path, e))
+    out.flush().map_err(|e| io("write", to, e))?;
+    out.get_ref().sync_data().map_err(|e| io("sync", to, e))
 }
 
 impl SinkWriter for FileSink {
@@ -292,10 +312,19 @@ impl SinkWriter for FileSink {
                 commit(p)?;
             }
             if let Some((path, len)) = &s.in_progress {
+                // A part finished after the checkpoint is not pending in it;
+                // drop its pending file (it may share the in-progress data).
+                remove_if_present(&hidden(&visible(path), "pending"))?;
                 let f = match OpenOptions::new().write(true).open(path) {
                     Ok(f) => f,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound && *len == 0 => continue,
-                    Err(e) => return Err(io("reopen", path, e)),
+                    Err(e) => {
+                        return Err(Failure::external(format!(
+                            "file sink: cannot reopen the in-progress file {} of the checkpoint: \
+                             {e}; it was removed, or a later run already committed it",
+                            path.display()
+                        )));
+                    }
                 };
                 // Keep exactly what the checkpoint covered.
                 f.set_len(*len).map_err(|e| io("truncate", path, e))?;
@@ -370,7 +399,7 @@ mod tests {
         // Crash after checkpoint 1: restoring keeps exactly what it covered.
         std::fs::remove_file(&out).unwrap();
         let mut r = sink(&out, 1, 0, true);
-        // Simulate the in-progress file of the crashed run, with extra bytes.
+        // The in-progress file of the crashed run, with extra bytes.
         let (path, len) = serde_json::from_value::<SinkState>(st.clone())
             .unwrap()
             .in_progress
@@ -383,6 +412,42 @@ mod tests {
         r.snapshot(CheckpointId(3)).unwrap();
         r.commit(CheckpointId(3)).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\nd\n");
+    }
+
+    #[test]
+    fn crash_after_the_last_part_finished_restores_the_checkpoint_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.txt");
+        for sort in [false, true] {
+            let mut s = sink(&out, 1, 0, sort);
+            s.write(&batch(&["b", "a"])).unwrap();
+            let st = s.snapshot(CheckpointId(1)).unwrap().unwrap();
+            s.commit(CheckpointId(1)).unwrap();
+            s.write(&batch(&["c"])).unwrap();
+            // Input ends; the crash comes before the final checkpoint.
+            s.finish().unwrap();
+            drop(s);
+            assert!(!out.exists());
+            let mut r = sink(&out, 1, 0, sort);
+            r.restore(&[st]).unwrap();
+            r.write(&batch(&["d"])).unwrap();
+            r.finish().unwrap();
+            r.snapshot(CheckpointId(2)).unwrap();
+            r.commit(CheckpointId(2)).unwrap();
+            let want = if sort { "a\nb\nd\n" } else { "b\na\nd\n" };
+            assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert_eq!(
+                left,
+                vec![std::ffi::OsString::from("out.txt")],
+                "no hidden files stay"
+            );
+            std::fs::remove_file(&out).unwrap();
+        }
     }
 
     #[test]

@@ -117,7 +117,28 @@ pub fn open_sink(connector: &Connector, ctx: &SinkContext) -> Result<Box<dyn Sin
     match connector.kind.as_str() {
         "print" => Ok(Box::new(print::PrintSink::new(options(connector)?, ctx))),
         "file" => Ok(Box::new(FileSink::open(options(connector)?, ctx)?)),
-        other => Err(unknown("sink", other, &["print", "file"])),
+        "blackhole" => {
+            options::<NoOptions>(connector)?;
+            Ok(Box::new(Blackhole))
+        }
+        other => Err(unknown("sink", other, &["print", "file", "blackhole"])),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
+
+/// Flink's `blackhole` connector: accepts every record and keeps none.
+struct Blackhole;
+
+impl SinkWriter for Blackhole {
+    fn write(&mut self, _batch: &[u8]) -> Result<(), Failure> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), Failure> {
+        Ok(())
     }
 }
 

@@ -164,6 +164,9 @@ pub struct Config {
     /// Fuel per call into a guest (deterministic CPU metering); off when 0.
     #[serde(rename = "weir.guest.fuel-per-call", deserialize_with = "parsed")]
     pub guest_fuel_per_call: u64,
+    /// Snapshot the linear memory of job instances at every checkpoint.
+    #[serde(rename = "weir.state.memory-snapshots", deserialize_with = "parsed")]
+    pub memory_snapshots: bool,
     /// Keys a keyed operator keeps decoded in the guest before writing them
     /// back to RocksDB.
     #[serde(rename = "weir.state.cached-keys", deserialize_with = "parsed")]
@@ -251,6 +254,7 @@ pub fn defaults() -> ConfigLayer {
         ("weir.guest.call-timeout", "10s"),
         ("weir.guest.fuel-per-call", "0"),
         ("weir.state.cached-keys", "100000"),
+        ("weir.state.memory-snapshots", "false"),
         ("s3.path.style.access", "false"),
         ("s3.allow-http", "false"),
         ("rest.address", "127.0.0.1"),

@@ -196,8 +196,10 @@ pub trait Guest {
     ) -> Result<(), Failure>;
 
     /// A copy of the instance's linear memories, taken between calls; None
-    /// when the instance cannot be snapshotted (native instances).
-    fn memory_image(&mut self) -> Result<Option<MemoryImage>, Failure> {
+    /// when the instance cannot be snapshotted (native instances). `reuse`
+    /// is an earlier image whose buffers the copy may reuse.
+    fn memory_image(&mut self, reuse: Option<MemoryImage>) -> Result<Option<MemoryImage>, Failure> {
+        let _ = reuse;
         Ok(None)
     }
 

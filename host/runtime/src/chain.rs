@@ -10,12 +10,16 @@ use crate::channel::{Batch, Disconnected, EmitError, Message, OutputEdge, clone_
 use crate::metrics::JobMetrics;
 use crate::services::{TaskHost, state_failure};
 use crate::slots::SlotIndex;
+use crate::snapshot::{LocalTaskSnapshot, SnapshotTarget};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_connectors::SinkWriter;
 use weir_core::graph::OperatorNode;
+use weir_core::guest::MemoryImage;
 use weir_core::plan::{OperatorKind, StateKind};
-use weir_core::{Failure, Guest, GuestOutput};
+use weir_core::{CheckpointId, Failure, Guest, GuestOutput};
 use weir_frame::{DECODE_FAILURE_PORT, Reader, Record, Writer};
 use weir_state::StateId;
 
@@ -47,6 +51,21 @@ impl From<EmitError> for TaskError {
             EmitError::Failed(f) => TaskError::Failed(f),
         }
     }
+}
+
+/// What a task's snapshots record about it.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapshotMeta {
+    /// Uid of every operator of the job, by index.
+    pub uids: Vec<String>,
+    pub chain_uids: Vec<String>,
+    pub subtask: u32,
+    pub parallelism: u32,
+    pub local_dir: PathBuf,
+    pub memory_snapshots: bool,
+    pub has_state_hooks: bool,
+    pub module_hash: String,
+    pub job_version: String,
 }
 
 /// What to do with records a decode stage could not decode.
@@ -354,6 +373,89 @@ impl ChainRunner {
             };
             self.metrics.operators[op as usize].add_out(u64::from(out.records));
             self.run_from(i + 1, Batch::new(out.main, out.records))?;
+        }
+        Ok(())
+    }
+
+    /// Captures the chain's state for checkpoint `target` (the source's
+    /// position is added by the source task). Synchronous and cheap: keyed
+    /// state is a RocksDB checkpoint of hard links; uploads happen later.
+    pub fn snapshot(
+        &mut self,
+        target: &SnapshotTarget,
+        meta: &SnapshotMeta,
+        reuse: Option<MemoryImage>,
+    ) -> Result<LocalTaskSnapshot, TaskError> {
+        let mut operator_state = BTreeMap::new();
+        for i in 0..self.steps.len() {
+            let op = self.steps[i].first_op();
+            match &mut self.steps[i] {
+                Step::Stages { .. } => {}
+                Step::Aggregate(a) => {
+                    let op = a.op;
+                    self.flush_guest_state(op)?;
+                }
+                Step::Sink { writer, .. } => {
+                    if let Some(state) = writer.snapshot(target.id)? {
+                        operator_state.insert(meta.uids[op as usize].clone(), state);
+                    }
+                }
+            }
+        }
+        let keyed = match &mut self.host.backend {
+            Some(b) => {
+                let dir = meta.local_dir.join(format!("chk-{}", target.id));
+                Some(b.snapshot(&dir).map_err(state_failure)?)
+            }
+            None => None,
+        };
+        let mut memory = None;
+        let mut saved = None;
+        if let Some(g) = self.guest.as_mut() {
+            if meta.memory_snapshots
+                && let Some(img) = g.memory_image(reuse)?
+            {
+                memory = Some((meta.module_hash.clone(), img));
+            }
+            if meta.has_state_hooks
+                && let Some(bytes) = g.save(&mut self.host)?
+            {
+                saved = Some((meta.job_version.clone(), bytes));
+            }
+        }
+        Ok(LocalTaskSnapshot {
+            operators: meta.chain_uids.clone(),
+            subtask: meta.subtask,
+            parallelism: meta.parallelism,
+            keyed,
+            memory,
+            saved,
+            operator_state,
+        })
+    }
+
+    /// Checkpoint `id` is complete: transactional sinks commit.
+    pub fn commit(&mut self, id: CheckpointId) -> Result<(), TaskError> {
+        for s in &mut self.steps {
+            if let Step::Sink { writer, .. } = s {
+                writer.commit(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores sinks from the state their operators checkpointed.
+    pub fn restore_sinks(
+        &mut self,
+        uids: &[String],
+        states: &BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<(), TaskError> {
+        for s in &mut self.steps {
+            if let Step::Sink { op, writer } = s
+                && let Some(values) = states.get(&uids[*op as usize])
+            {
+                writer.restore(values)?;
+            }
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! channels as data, in order.
 
 use crate::metrics::OperatorMetrics;
+use crate::snapshot::SnapshotTarget;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,12 +19,15 @@ use weir_frame::{Reader, Writer};
 #[derive(Debug)]
 pub enum Message {
     Batch(Batch),
-    /// Checkpoint barrier: everything before it belongs to checkpoint `id`.
+    /// Checkpoint barrier: the records before it belong to the checkpoint.
     Barrier(Barrier),
     /// No record with a smaller event timestamp follows.
     Watermark(i64),
-    /// The upstream subtask has no more records.
-    EndOfInput,
+    /// The upstream subtask has no more records (barriers may still follow,
+    /// for the final checkpoint of a bounded job).
+    EndOfData,
+    /// The upstream subtask is done; nothing follows.
+    EndOfPartition,
 }
 
 /// A framed batch of records.
@@ -43,12 +47,16 @@ impl Batch {
     }
 }
 
-/// A checkpoint barrier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A checkpoint barrier, carrying where the snapshot goes.
+#[derive(Debug, Clone)]
 pub struct Barrier {
-    pub id: CheckpointId,
-    /// Savepoints are checkpoints the user asked for.
-    pub savepoint: bool,
+    pub target: Arc<SnapshotTarget>,
+}
+
+impl Barrier {
+    pub fn id(&self) -> CheckpointId {
+        self.target.id
+    }
 }
 
 /// Channel capacity in messages; with batches of a few tens of KiB this

@@ -44,6 +44,8 @@ impl ChainEdge {
 #[derive(Debug, Clone)]
 pub struct ExecutionGraph {
     pub chains: Vec<Chain>,
+    /// Chains that start with a source.
+    pub sources: Vec<usize>,
     pub edges: Vec<ChainEdge>,
     /// For each operator, its chain and position in it.
     pub placement: Vec<(usize, usize)>,
@@ -120,8 +122,14 @@ impl ExecutionGraph {
                 });
             }
         }
+        let sources = chains
+            .iter()
+            .filter(|c| graph.operators[c.ops[0] as usize].is_source())
+            .map(|c| c.id)
+            .collect();
         ExecutionGraph {
             chains,
+            sources,
             edges,
             placement,
         }
@@ -141,6 +149,11 @@ impl ExecutionGraph {
             .iter()
             .enumerate()
             .filter(move |(_, e)| e.from_chain == chain)
+    }
+
+    /// Whether a chain starts with a source.
+    pub fn is_source_chain(&self, chain: usize) -> bool {
+        self.sources.contains(&chain)
     }
 
     /// Number of task subtasks.

@@ -1,24 +1,45 @@
-//! Running a job: deploy its tasks, watch them, and report how it ended.
+//! Running a job: deploy its tasks, coordinate checkpoints and savepoints,
+//! restart it from its latest checkpoint when a task fails, and report how
+//! it ended.
 
-use crate::channel::{CHANNEL_CAPACITY, Message, OutputEdge};
+use crate::channel::{Barrier, CHANNEL_CAPACITY, Message, OutputEdge};
 use crate::execution::ExecutionGraph;
 use crate::metrics::JobMetrics;
-use crate::task::{self, TaskControl, TaskEvent, TaskId, TaskSetup};
+use crate::restore::{self, Restored};
+use crate::snapshot::{SnapshotTarget, task_index};
+use crate::task::{self, TaskControl, TaskEvent, TaskId, TaskSetup, TaskStart};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use weir_core::config::RuntimeMode;
-use weir_core::{Config, Failure, GuestFactory, JobId};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weir_checkpoint::metadata::{Kind, OperatorInfo, SnapshotMetadata};
+use weir_checkpoint::protocol::{
+    AckOutcome, CheckpointSettings, Coordinator, Retention, SnapshotKind,
+};
+use weir_checkpoint::{S3Options, Storage, TaskSnapshot, block_on, paths};
+use weir_core::config::{ExternalizedRetention, RestartStrategyKind, RuntimeMode};
+use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobId};
 
 /// What a job's tasks share.
 pub(crate) struct JobContext {
+    pub job_id: JobId,
     pub config: Config,
     pub factory: Arc<dyn GuestFactory>,
     pub metrics: Arc<JobMetrics>,
     pub work_dir: PathBuf,
     pub batch_mode: bool,
+}
+
+/// A snapshot to start a job from (`weir run -s PATH [-n]`).
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// A `chk-<n>` or savepoint directory (or its `_metadata`), or a job's
+    /// checkpoint directory (its latest usable checkpoint is taken).
+    pub location: String,
+    /// Skip state that no operator of the job claims.
+    pub allow_non_restored: bool,
 }
 
 /// A job to run.
@@ -28,6 +49,7 @@ pub struct JobSpec {
     pub factory: Arc<dyn GuestFactory>,
     /// Local directory for the job's working files (RocksDB).
     pub work_dir: PathBuf,
+    pub restore: Option<RestoreRequest>,
 }
 
 /// How a job ended.
@@ -35,6 +57,10 @@ pub struct JobSpec {
 pub enum JobOutcome {
     Finished,
     Cancelled,
+    /// Stopped with a savepoint at this location.
+    Stopped {
+        savepoint: String,
+    },
     Failed(Failure),
 }
 
@@ -42,6 +68,14 @@ pub enum JobOutcome {
 #[derive(Debug)]
 pub enum JobCommand {
     Cancel,
+    /// Take a savepoint into `dir` (or `state.savepoints.dir`); with
+    /// `stop`, stop the job once it is complete. The reply is the
+    /// savepoint's location.
+    Savepoint {
+        dir: Option<String>,
+        stop: bool,
+        reply: Sender<Result<String, Failure>>,
+    },
 }
 
 /// Sends commands to a running job.
@@ -101,6 +135,7 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
     }
     let (tx, rx) = unbounded();
     let ctx = Arc::new(JobContext {
+        job_id: spec.job_id,
         batch_mode: is_batch(&spec.config, graph),
         config: spec.config,
         factory: spec.factory,
@@ -108,9 +143,10 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         work_dir: spec.work_dir.join(spec.job_id.to_string()),
     });
     let job_id = spec.job_id;
+    let restore = spec.restore;
     let thread = std::thread::Builder::new()
         .name(format!("job-{}", job_id.short()))
-        .spawn(move || coordinate(ctx, rx))
+        .spawn(move || Master::new(ctx).run(rx, restore))
         .map_err(|e| Failure::internal(format!("cannot start the job thread: {e}")))?;
     Ok(JobHandle {
         job_id,
@@ -122,30 +158,38 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
 
 /// The running tasks of one attempt.
 struct Deployment {
-    controls: HashMap<TaskId, Sender<TaskControl>>,
+    exec: ExecutionGraph,
+    controls: BTreeMap<TaskId, Sender<TaskControl>>,
     threads: Vec<JoinHandle<()>>,
     events: Receiver<TaskEvent>,
 }
 
 impl Deployment {
-    fn cancel(&self) {
+    fn send_all(&self, ctl: impl Fn() -> TaskControl) {
         for c in self.controls.values() {
-            let _ = c.send(TaskControl::Cancel);
+            let _ = c.send(ctl());
         }
     }
 
-    fn join(self) {
+    fn sources(&self) -> impl Iterator<Item = &Sender<TaskControl>> {
+        self.controls
+            .iter()
+            .filter(|(id, _)| self.exec.is_source_chain(id.chain))
+            .map(|(_, c)| c)
+    }
+
+    fn stop(self) {
+        self.send_all(|| TaskControl::Cancel);
         for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-fn deploy(ctx: &Arc<JobContext>) -> Result<Deployment, Failure> {
+fn deploy(ctx: &Arc<JobContext>, restored: Option<&Restored>) -> Result<Deployment, Failure> {
     let graph = ctx.factory.graph();
     let exec = ExecutionGraph::build(graph);
     let (events_tx, events) = unbounded();
-    // Channels: for each edge, (upstream subtask, downstream subtask).
     let mut inputs: HashMap<TaskId, Vec<Receiver<Message>>> = HashMap::new();
     let mut outputs: HashMap<TaskId, Vec<OutputEdge>> = HashMap::new();
     for e in &exec.edges {
@@ -184,7 +228,7 @@ fn deploy(ctx: &Arc<JobContext>) -> Result<Deployment, Failure> {
                 ));
         }
     }
-    let mut controls = HashMap::new();
+    let mut controls = BTreeMap::new();
     let mut threads = Vec::new();
     for chain in &exec.chains {
         for s in 0..chain.parallelism {
@@ -194,14 +238,25 @@ fn deploy(ctx: &Arc<JobContext>) -> Result<Deployment, Failure> {
             };
             let (ctl_tx, ctl_rx) = unbounded();
             controls.insert(id, ctl_tx);
+            let start = restored.map(|r| TaskStart {
+                restore: r
+                    .plan
+                    .tasks
+                    .get(&(chain.id, s))
+                    .cloned()
+                    .unwrap_or_default(),
+                files: r.files.clone(),
+            });
             let setup = TaskSetup {
                 id,
+                index: task_index(&exec.chains, id),
                 chain: chain.clone(),
                 inputs: inputs.remove(&id).unwrap_or_default(),
                 outputs: outputs.remove(&id).unwrap_or_default(),
                 control: ctl_rx,
                 events: events_tx.clone(),
                 ctx: ctx.clone(),
+                start,
             };
             let name = format!("{} ({}/{})", chain.name, s + 1, chain.parallelism);
             let t = std::thread::Builder::new()
@@ -212,46 +267,578 @@ fn deploy(ctx: &Arc<JobContext>) -> Result<Deployment, Failure> {
         }
     }
     Ok(Deployment {
+        exec,
         controls,
         threads,
         events,
     })
 }
 
-fn coordinate(ctx: Arc<JobContext>, commands: Receiver<JobCommand>) -> JobOutcome {
-    let dep = match deploy(&ctx) {
-        Ok(d) => d,
-        Err(f) => return JobOutcome::Failed(f),
-    };
-    let mut running = dep.controls.len();
-    let outcome = loop {
-        crossbeam_channel::select! {
-            recv(dep.events) -> ev => match ev {
-                Ok(TaskEvent::Finished(_)) => {
-                    running -= 1;
-                    if running == 0 {
-                        break JobOutcome::Finished;
-                    }
-                }
-                Ok(TaskEvent::Failed(id, f)) => {
-                    tracing::error!(task = ?id, "task failed: {f}");
-                    break JobOutcome::Failed(f);
-                }
-                Ok(TaskEvent::Stopped(_)) => {
-                    running -= 1;
-                    if running == 0 {
-                        break JobOutcome::Cancelled;
-                    }
-                }
-                Err(_) => break JobOutcome::Failed(Failure::internal("all tasks vanished")),
+/// How one attempt ended.
+enum AttemptEnd {
+    Finished,
+    Cancelled,
+    Stopped(String),
+    Failed(Failure),
+}
+
+/// Completed checkpoints of the job, across attempts.
+struct Completed {
+    storage: Option<Storage>,
+    retention: Retention,
+    /// Retained checkpoints, oldest first.
+    ids: Vec<CheckpointId>,
+    last: CheckpointId,
+}
+
+/// Coordinates one job across attempts.
+struct Master {
+    ctx: Arc<JobContext>,
+    settings: Option<CheckpointSettings>,
+    completed: Completed,
+    started: Instant,
+    /// When the current attempt began (before restoring its state).
+    attempt_began: Instant,
+}
+
+fn now_ms(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Master {
+    fn new(ctx: Arc<JobContext>) -> Self {
+        let c = &ctx.config;
+        let settings = c.checkpoint_interval.map(|interval| CheckpointSettings {
+            interval,
+            timeout: c.checkpoint_timeout,
+            min_pause: c.checkpoint_min_pause,
+            max_concurrent: c.max_concurrent_checkpoints,
+            tolerable_failures: c.tolerable_failed_checkpoints,
+        });
+        let keep = c.num_retained as usize;
+        Master {
+            completed: Completed {
+                storage: None,
+                retention: Retention::new(keep),
+                ids: Vec::new(),
+                last: CheckpointId(0),
             },
-            recv(commands) -> cmd => match cmd {
-                Ok(JobCommand::Cancel) | Err(_) => break JobOutcome::Cancelled,
-            },
+            ctx,
+            settings,
+            started: Instant::now(),
+            attempt_began: Instant::now(),
         }
-    };
-    dep.cancel();
-    dep.join();
-    let _ = std::fs::remove_dir_all(&ctx.work_dir);
-    outcome
+    }
+
+    fn s3(&self) -> S3Options {
+        S3Options::from_config(&self.ctx.config)
+    }
+
+    fn checkpoint_storage(&mut self) -> Result<Option<Storage>, Failure> {
+        if self.settings.is_none() {
+            return Ok(None);
+        }
+        if self.completed.storage.is_none() {
+            let dir = self.ctx.config.checkpoints_dir.clone().ok_or_else(|| {
+                Failure::user(
+                    "checkpointing is enabled but state.checkpoints.dir is not set; set it to a \
+                     directory or an s3:// location",
+                )
+            })?;
+            let s = Storage::open(&dir, &self.s3())
+                .map_err(|e| Failure::external(e.message).context("state.checkpoints.dir"))?;
+            self.completed.storage = Some(s);
+        }
+        Ok(self.completed.storage.clone())
+    }
+
+    fn run(
+        mut self,
+        commands: Receiver<JobCommand>,
+        request: Option<RestoreRequest>,
+    ) -> JobOutcome {
+        let outcome = self.run_attempts(&commands, request);
+        let _ = std::fs::remove_dir_all(&self.ctx.work_dir);
+        if let JobOutcome::Finished = outcome {
+            self.discard_all();
+        }
+        if let JobOutcome::Cancelled = outcome
+            && self.ctx.config.externalized_retention != ExternalizedRetention::RetainOnCancellation
+        {
+            self.discard_all();
+        }
+        outcome
+    }
+
+    /// Deletes the job's checkpoints.
+    fn discard_all(&self) {
+        if let Some(s) = &self.completed.storage {
+            let dir = self.ctx.job_id.to_string();
+            if let Err(e) = block_on(s.delete_dir(&dir)) {
+                tracing::warn!(
+                    "cannot delete the checkpoints of job {}: {e}",
+                    self.ctx.job_id
+                );
+            }
+        }
+    }
+
+    fn run_attempts(
+        &mut self,
+        commands: &Receiver<JobCommand>,
+        request: Option<RestoreRequest>,
+    ) -> JobOutcome {
+        let allow = request.as_ref().is_some_and(|r| r.allow_non_restored);
+        let mut candidates = match &request {
+            Some(r) => match restore::candidates(&r.location, &self.s3()) {
+                Ok(c) => c,
+                Err(f) => return JobOutcome::Failed(f),
+            },
+            None => vec![],
+        };
+        let mut restarts = 0u32;
+        let mut backoff_streak = 0u32;
+        loop {
+            self.attempt_began = Instant::now();
+            let restored = if candidates.is_empty() {
+                None
+            } else {
+                match restore::load(
+                    &self.ctx,
+                    &candidates,
+                    allow,
+                    &self.ctx.work_dir.join("restore"),
+                ) {
+                    Ok(r) => {
+                        self.completed.last = self.completed.last.max(r.metadata.checkpoint_id);
+                        Some(r)
+                    }
+                    Err(f) => return JobOutcome::Failed(f),
+                }
+            };
+            let attempt_started = Instant::now();
+            let end = match deploy(&self.ctx, restored.as_ref()) {
+                Ok(dep) => self.run_attempt(dep, commands),
+                Err(f) => AttemptEnd::Failed(f),
+            };
+            drop(restored);
+            let failure = match end {
+                AttemptEnd::Finished => return JobOutcome::Finished,
+                AttemptEnd::Cancelled => return JobOutcome::Cancelled,
+                AttemptEnd::Stopped(savepoint) => return JobOutcome::Stopped { savepoint },
+                AttemptEnd::Failed(f) => f,
+            };
+            restarts += 1;
+            if attempt_started.elapsed() >= self.ctx.config.restart_reset_threshold {
+                backoff_streak = 0;
+            }
+            backoff_streak += 1;
+            let Some(delay) = restart_delay(&self.ctx.config, restarts, backoff_streak) else {
+                let failure = if restarts > 1 {
+                    failure.context(format!("the job failed after {} restarts", restarts - 1))
+                } else {
+                    failure
+                };
+                return JobOutcome::Failed(failure);
+            };
+            tracing::warn!(
+                job = %self.ctx.job_id,
+                "job failed ({failure}); restarting in {delay:?} (restart {restarts})"
+            );
+            self.ctx
+                .metrics
+                .restarts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(JobCommand::Cancel) = commands.recv_timeout(delay) {
+                return JobOutcome::Cancelled;
+            }
+            // Restart from the latest retained checkpoint, falling back to
+            // older ones, then to what the job was started from.
+            if let Some(storage) = &self.completed.storage {
+                let mut newer: Vec<(Storage, String)> = self
+                    .completed
+                    .ids
+                    .iter()
+                    .rev()
+                    .map(|id| (storage.clone(), paths::checkpoint_dir(self.ctx.job_id, *id)))
+                    .collect();
+                if !newer.is_empty() {
+                    newer.append(&mut candidates);
+                    candidates = newer;
+                }
+            }
+        }
+    }
+
+    fn target(&mut self, id: CheckpointId, kind: SnapshotKind) -> Result<SnapshotTarget, Failure> {
+        let job = self.ctx.job_id;
+        match &kind {
+            SnapshotKind::Savepoint { dir, .. } => {
+                let storage = Storage::open(dir, &self.s3())
+                    .map_err(|e| Failure::external(e.message).context("savepoint directory"))?;
+                Ok(SnapshotTarget {
+                    id,
+                    storage,
+                    dir: paths::savepoint_dir(job),
+                    shared: None,
+                    kind,
+                })
+            }
+            _ => {
+                let storage = self
+                    .checkpoint_storage()?
+                    .ok_or_else(|| Failure::internal("checkpoint without checkpoint storage"))?;
+                Ok(SnapshotTarget {
+                    id,
+                    storage,
+                    dir: paths::checkpoint_dir(job, id),
+                    // Full checkpoints are self-contained: every file goes
+                    // into the checkpoint's own directory.
+                    shared: self.ctx.config.incremental.then(|| paths::shared_dir(job)),
+                    kind,
+                })
+            }
+        }
+    }
+
+    fn run_attempt(&mut self, dep: Deployment, commands: &Receiver<JobCommand>) -> AttemptEnd {
+        let tasks = dep.controls.len();
+        let settings = self.settings.unwrap_or(CheckpointSettings {
+            interval: Duration::MAX,
+            timeout: self.ctx.config.checkpoint_timeout,
+            min_pause: Duration::ZERO,
+            max_concurrent: u32::MAX,
+            tolerable_failures: u32::MAX,
+        });
+        let mut coord: Coordinator<TaskSnapshot> =
+            Coordinator::new(settings, tasks, self.completed.last);
+        let mut targets: HashMap<CheckpointId, Arc<SnapshotTarget>> = HashMap::new();
+        let mut replies: HashMap<CheckpointId, Sender<Result<String, Failure>>> = HashMap::new();
+        let mut running = tasks;
+        let mut initializing = tasks;
+        let mut data_ended = 0usize;
+        let mut final_id: Option<CheckpointId> = None;
+        let mut stopping = false;
+        let tick = Duration::from_millis(20);
+        let end = loop {
+            let now = now_ms(self.started);
+            crossbeam_channel::select! {
+                recv(dep.events) -> ev => match ev {
+                    Ok(TaskEvent::Running(_)) => {
+                        initializing -= 1;
+                        if initializing == 0 {
+                            tracing::info!(
+                                job = %self.ctx.job_id,
+                                "running: {tasks} tasks started in {} ms",
+                                self.attempt_began.elapsed().as_millis()
+                            );
+                        }
+                    }
+                    Ok(TaskEvent::DataEnded(_)) => {
+                        data_ended += 1;
+                        if data_ended == tasks && self.settings.is_some() && final_id.is_none() {
+                            match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Final) {
+                                Ok(id) => final_id = Some(id),
+                                Err(f) => break AttemptEnd::Failed(f),
+                            }
+                        }
+                    }
+                    Ok(TaskEvent::Finished(_)) => {
+                        running -= 1;
+                        if running == 0 {
+                            break AttemptEnd::Finished;
+                        }
+                    }
+                    Ok(TaskEvent::Stopped(_)) => {
+                        running -= 1;
+                        if running == 0 {
+                            break AttemptEnd::Cancelled;
+                        }
+                    }
+                    Ok(TaskEvent::Failed(id, f)) => {
+                        tracing::error!(task = ?id, "{f}");
+                        break AttemptEnd::Failed(f);
+                    }
+                    Ok(TaskEvent::Ack(task, id, snapshot)) => {
+                        let index = task_index(&dep.exec.chains, task);
+                        if let AckOutcome::Complete(pending) = coord.ack(id, index, *snapshot, now) {
+                            let target = targets.remove(&id).expect("target of a pending checkpoint");
+                            let took = Duration::from_millis(now.saturating_sub(pending.started_ms));
+                            match self.complete(&dep, &mut coord, &target, pending.acks.into_values().collect(), took) {
+                                Ok(location) => {
+                                    if let Some(r) = replies.remove(&id) {
+                                        let _ = r.send(Ok(location.clone()));
+                                    }
+                                    if let SnapshotKind::Savepoint { stop: true, .. } = target.kind {
+                                        break AttemptEnd::Stopped(location);
+                                    }
+                                    if final_id == Some(id) {
+                                        for s in dep.sources() {
+                                            let _ = s.send(TaskControl::Finish);
+                                        }
+                                    }
+                                }
+                                Err(f) => {
+                                    if let Some(r) = replies.remove(&id) {
+                                        let _ = r.send(Err(f.clone()));
+                                    }
+                                    if let Err(e) = coord.failed(id, &f.message, now) {
+                                        break AttemptEnd::Failed(too_many(e));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Ok(TaskEvent::Decline(task, id, f)) => {
+                        tracing::warn!(task = ?task, "checkpoint {id} declined: {f}");
+                        targets.remove(&id);
+                        if let Some(r) = replies.remove(&id) {
+                            let _ = r.send(Err(f.clone()));
+                        }
+                        if coord.kind(id).is_some()
+                            && let Err(e) = coord.failed(id, &f.message, now)
+                        {
+                            break AttemptEnd::Failed(too_many(e));
+                        }
+                        if final_id == Some(id) {
+                            // Try the final checkpoint again.
+                            match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Final) {
+                                Ok(id) => final_id = Some(id),
+                                Err(f) => break AttemptEnd::Failed(f),
+                            }
+                        }
+                    }
+                    Err(_) => break AttemptEnd::Failed(Failure::internal("all tasks vanished")),
+                },
+                recv(commands) -> cmd => match cmd {
+                    Ok(JobCommand::Cancel) | Err(_) => break AttemptEnd::Cancelled,
+                    Ok(JobCommand::Savepoint { dir, stop, reply }) => {
+                        let dir = dir.or_else(|| self.ctx.config.savepoints_dir.clone());
+                        let Some(dir) = dir else {
+                            let _ = reply.send(Err(Failure::user(
+                                "no savepoint directory: give one, or set state.savepoints.dir",
+                            )));
+                            continue;
+                        };
+                        if data_ended == tasks {
+                            let _ = reply.send(Err(Failure::user(
+                                "the job has processed all its input; there is nothing to save",
+                            )));
+                            continue;
+                        }
+                        match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Savepoint { dir, stop }) {
+                            Ok(id) => {
+                                replies.insert(id, reply);
+                                stopping |= stop;
+                            }
+                            Err(f) => {
+                                let _ = reply.send(Err(f));
+                            }
+                        }
+                    }
+                },
+                default(tick) => {}
+            }
+            let now = now_ms(self.started);
+            for id in coord.expired(now) {
+                let f = Failure::external(format!(
+                    "checkpoint {id} did not complete within {:?} (execution.checkpointing.timeout)",
+                    self.ctx.config.checkpoint_timeout
+                ));
+                targets.remove(&id);
+                if let Some(r) = replies.remove(&id) {
+                    let _ = r.send(Err(f.clone()));
+                }
+                if let Err(e) = coord.failed(id, &f.message, now) {
+                    return self.stop_with(dep, AttemptEnd::Failed(too_many(e)));
+                }
+            }
+            // Tasks whose input ended still take part in checkpoints (their
+            // state and positions are final), until every task has ended.
+            if self.settings.is_some()
+                && !stopping
+                && final_id.is_none()
+                && data_ended < tasks
+                && coord.periodic_due(now)
+                && let Err(f) =
+                    self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Checkpoint)
+            {
+                break AttemptEnd::Failed(f);
+            }
+        };
+        self.stop_with(dep, end)
+    }
+
+    fn stop_with(&self, dep: Deployment, end: AttemptEnd) -> AttemptEnd {
+        dep.stop();
+        end
+    }
+
+    fn trigger(
+        &mut self,
+        dep: &Deployment,
+        coord: &mut Coordinator<TaskSnapshot>,
+        targets: &mut HashMap<CheckpointId, Arc<SnapshotTarget>>,
+        kind: SnapshotKind,
+    ) -> Result<CheckpointId, Failure> {
+        let id = coord.trigger(now_ms(self.started), kind.clone());
+        let target = Arc::new(self.target(id, kind)?);
+        targets.insert(id, target.clone());
+        for s in dep.sources() {
+            let _ = s.send(TaskControl::Trigger(Barrier {
+                target: target.clone(),
+            }));
+        }
+        Ok(id)
+    }
+
+    /// Every task acknowledged: writes `_metadata` (the checkpoint is then
+    /// complete), retires old checkpoints and notifies the tasks.
+    fn complete(
+        &mut self,
+        dep: &Deployment,
+        coord: &mut Coordinator<TaskSnapshot>,
+        target: &SnapshotTarget,
+        tasks: Vec<TaskSnapshot>,
+        took: Duration,
+    ) -> Result<String, Failure> {
+        let graph = self.ctx.factory.graph();
+        let meta = SnapshotMetadata {
+            job_id: self.ctx.job_id,
+            checkpoint_id: target.id,
+            kind: match target.kind {
+                SnapshotKind::Savepoint { .. } => Kind::Savepoint,
+                _ => Kind::Checkpoint,
+            },
+            timestamp_ms: wall_ms(),
+            job_name: graph.name.clone(),
+            job_version: graph.version.clone(),
+            module_hash: self.ctx.factory.code_hash(),
+            max_parallelism: graph.max_parallelism,
+            operators: graph
+                .operators
+                .iter()
+                .map(|o| OperatorInfo {
+                    uid: o.uid.0.clone(),
+                    name: o.name.clone(),
+                    parallelism: o.parallelism,
+                })
+                .collect(),
+            tasks,
+        };
+        let size: u64 = meta.files().map(|f| f.size).sum();
+        // What this checkpoint uploaded: its own files and shared files no
+        // retained checkpoint had.
+        let uploaded: u64 = meta
+            .files()
+            .filter(|f| {
+                !f.path.starts_with("../")
+                    || paths::join(&target.dir, &f.path)
+                        .is_none_or(|p| !self.completed.retention.is_referenced(&p))
+            })
+            .map(|f| f.size)
+            .sum();
+        let metadata_path = format!("{}/{}", target.dir, paths::METADATA);
+        block_on(target.storage.put(&metadata_path, meta.encode().into()))
+            .map_err(|e| Failure::external(e.message).context("writing checkpoint metadata"))?;
+        coord.completed(target.id);
+        let location = target.storage.url_of(&target.dir);
+        tracing::info!(
+            job = %self.ctx.job_id,
+            "completed {location} in {} ms ({size} bytes of state, {uploaded} bytes uploaded)",
+            took.as_millis()
+        );
+        if !matches!(target.kind, SnapshotKind::Savepoint { .. }) {
+            self.completed.last = self.completed.last.max(target.id);
+            self.completed.ids.push(target.id);
+            let shared: Vec<String> = meta
+                .files()
+                .filter(|f| f.path.starts_with("../"))
+                .filter_map(|f| paths::join(&target.dir, &f.path))
+                .collect();
+            let discard = self.completed.retention.add(target.id, shared);
+            self.completed
+                .ids
+                .retain(|id| !discard.checkpoints.contains(id));
+            let storage = target.storage.clone();
+            let job = self.ctx.job_id;
+            weir_checkpoint::storage::io_runtime().spawn(async move {
+                for id in discard.checkpoints {
+                    if let Err(e) = storage.delete_dir(&paths::checkpoint_dir(job, id)).await {
+                        tracing::warn!("cannot delete checkpoint {id}: {e}");
+                    }
+                }
+                for f in discard.shared_files {
+                    if let Err(e) = storage.delete(&f).await {
+                        tracing::warn!("cannot delete {f}: {e}");
+                    }
+                }
+            });
+        }
+        self.ctx
+            .metrics
+            .record_checkpoint(target.id, size, uploaded, took);
+        dep.send_all(|| TaskControl::Complete(target.id));
+        Ok(location)
+    }
+}
+
+fn too_many(e: weir_checkpoint::protocol::TooManyFailures) -> Failure {
+    Failure::external(format!(
+        "{} checkpoints failed in a row, more than execution.checkpointing.\
+         tolerable-failed-checkpoints allows; the last failure: {}",
+        e.failures, e.last_reason
+    ))
+}
+
+/// The delay before restart number `restarts`, or None to give up.
+fn restart_delay(c: &Config, restarts: u32, streak: u32) -> Option<Duration> {
+    match c.restart_strategy {
+        RestartStrategyKind::None => None,
+        RestartStrategyKind::FixedDelay => {
+            (restarts <= c.restart_attempts).then_some(c.restart_delay)
+        }
+        RestartStrategyKind::ExponentialDelay => {
+            if streak > c.restart_exponential_attempts {
+                return None;
+            }
+            let factor = c
+                .restart_backoff_multiplier
+                .powi(streak.saturating_sub(1) as i32);
+            let delay = c.restart_initial_backoff.mul_f64(factor.max(1.0));
+            Some(delay.min(c.restart_max_backoff))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_strategies() {
+        let mut c = Config::default();
+        assert_eq!(restart_delay(&c, 1, 1), None);
+        c.restart_strategy = RestartStrategyKind::FixedDelay;
+        c.restart_attempts = 2;
+        c.restart_delay = Duration::from_millis(5);
+        assert_eq!(restart_delay(&c, 2, 2), Some(Duration::from_millis(5)));
+        assert_eq!(restart_delay(&c, 3, 3), None);
+        c.restart_strategy = RestartStrategyKind::ExponentialDelay;
+        c.restart_initial_backoff = Duration::from_millis(10);
+        c.restart_backoff_multiplier = 2.0;
+        c.restart_max_backoff = Duration::from_millis(50);
+        c.restart_exponential_attempts = 5;
+        assert_eq!(restart_delay(&c, 1, 1), Some(Duration::from_millis(10)));
+        assert_eq!(restart_delay(&c, 3, 3), Some(Duration::from_millis(40)));
+        assert_eq!(restart_delay(&c, 4, 4), Some(Duration::from_millis(50)));
+        assert_eq!(restart_delay(&c, 6, 6), None);
+    }
 }

@@ -13,12 +13,18 @@ mod channel;
 mod execution;
 mod job;
 mod metrics;
+mod restore;
 mod services;
 mod slots;
+mod snapshot;
 mod task;
 
 pub use channel::{Barrier, Batch, Message};
 pub use execution::{Chain, ChainEdge, ExecutionGraph};
-pub use job::{CommandSender, JobCommand, JobHandle, JobOutcome, JobSpec, is_batch, start};
+pub use job::{
+    CommandSender, JobCommand, JobHandle, JobOutcome, JobSpec, RestoreRequest, is_batch, start,
+};
 pub use metrics::{JobMetrics, OperatorMetrics};
+pub use restore::{read_metadata, target_job};
+pub use snapshot::SnapshotTarget;
 pub use task::{TaskEvent, TaskId};

@@ -52,9 +52,34 @@ pub struct JobMetrics {
     pub restarts: AtomicU64,
     /// Peak linear memory of any guest instance.
     pub guest_memory_peak: AtomicU64,
+    pub checkpoints_completed: AtomicU64,
+    pub last_checkpoint_id: AtomicU64,
+    /// Bytes of state the last completed checkpoint refers to.
+    pub last_checkpoint_size: AtomicU64,
+    /// Bytes the last completed checkpoint uploaded (less than its size
+    /// when incremental).
+    pub last_checkpoint_uploaded: AtomicU64,
+    /// Time from triggering the last completed checkpoint to completing it.
+    pub last_checkpoint_duration_ms: AtomicU64,
 }
 
 impl JobMetrics {
+    pub(crate) fn record_checkpoint(
+        &self,
+        id: weir_core::CheckpointId,
+        size: u64,
+        uploaded: u64,
+        took: Duration,
+    ) {
+        self.checkpoints_completed.fetch_add(1, Ordering::Relaxed);
+        self.last_checkpoint_id.store(id.0, Ordering::Relaxed);
+        self.last_checkpoint_size.store(size, Ordering::Relaxed);
+        self.last_checkpoint_uploaded
+            .store(uploaded, Ordering::Relaxed);
+        self.last_checkpoint_duration_ms
+            .store(took.as_millis() as u64, Ordering::Relaxed);
+    }
+
     pub fn new(operators: usize) -> Self {
         JobMetrics {
             operators: (0..operators).map(|_| Default::default()).collect(),

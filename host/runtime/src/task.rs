@@ -1,21 +1,27 @@
 //! One subtask of a chain: a thread that reads its source or its input
-//! channels, runs the chain, and writes its outputs.
+//! channels, runs the chain, writes its outputs, and takes part in
+//! checkpoints.
 
-use crate::chain::{ChainRunner, DecodePolicy, TaskError, build_steps};
-use crate::channel::{Batch, Message, OutputEdge};
+use crate::chain::{ChainRunner, DecodePolicy, SnapshotMeta, TaskError, build_steps};
+use crate::channel::{Barrier, Batch, Message, OutputEdge};
 use crate::execution::Chain;
 use crate::job::JobContext;
 use crate::services::{TaskHost, state_failure};
+use crate::snapshot::{Prefetched, Uploader};
 use crossbeam_channel::{Receiver, Select, Sender};
 use std::sync::Arc;
+use std::time::Duration;
+use weir_checkpoint::TaskSnapshot;
+use weir_checkpoint::protocol::{AlignAction, AlignmentMode, BarrierAligner, TaskRestore};
 use weir_connectors::{Poll, SinkContext, SourceContext, SourceReader};
+use weir_core::config::CheckpointingMode;
 use weir_core::plan::OperatorKind;
-use weir_core::{Failure, KeyGroupRange};
+use weir_core::{CheckpointId, Failure, KeyGroupRange};
 use weir_frame::Writer;
-use weir_state::KeyedStateBackend;
+use weir_state::{KeyedStateBackend, RestoreSource};
 
 /// Identifies a subtask of a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId {
     pub chain: usize,
     pub subtask: u32,
@@ -25,26 +31,48 @@ pub struct TaskId {
 #[derive(Debug, Clone)]
 pub enum TaskControl {
     Cancel,
+    /// Sources: take a checkpoint and inject its barrier.
+    Trigger(Barrier),
+    /// A checkpoint is complete: commit what it covers.
+    Complete(CheckpointId),
+    /// Sources whose data ended: close the stream.
+    Finish,
 }
 
 /// What a task reports to its job.
 #[derive(Debug)]
 pub enum TaskEvent {
+    /// The task restored its state and started processing.
+    Running(TaskId),
+    /// The task processed all its data (it stays for the final checkpoint).
+    DataEnded(TaskId),
     Finished(TaskId),
     Failed(TaskId, Failure),
     /// Stopped because the job is stopping.
     Stopped(TaskId),
+    /// The task's state for a checkpoint is uploaded.
+    Ack(TaskId, CheckpointId, Box<TaskSnapshot>),
+    /// The task could not take or upload its part of a checkpoint.
+    Decline(TaskId, CheckpointId, Failure),
+}
+
+/// State a task starts from.
+pub(crate) struct TaskStart {
+    pub restore: TaskRestore,
+    pub files: Arc<Prefetched>,
 }
 
 /// Everything a task needs to start.
 pub(crate) struct TaskSetup {
     pub id: TaskId,
+    pub index: usize,
     pub chain: Chain,
     pub inputs: Vec<Receiver<Message>>,
     pub outputs: Vec<OutputEdge>,
     pub control: Receiver<TaskControl>,
     pub events: Sender<TaskEvent>,
     pub ctx: Arc<JobContext>,
+    pub start: Option<TaskStart>,
 }
 
 /// Runs a task to completion and reports how it ended.
@@ -64,15 +92,68 @@ fn task_name(chain: &Chain, id: TaskId) -> String {
     format!("{} ({}/{})", chain.name, id.subtask + 1, chain.parallelism)
 }
 
+/// A task's part in checkpoints.
+struct Checkpointing {
+    id: TaskId,
+    meta: SnapshotMeta,
+    uploader: Uploader,
+    events: Sender<TaskEvent>,
+    enabled: bool,
+}
+
+impl Checkpointing {
+    /// Snapshots the chain (and source position), forwards the barrier,
+    /// and uploads in the background.
+    fn checkpoint(
+        &self,
+        runner: &mut ChainRunner,
+        source: Option<(&dyn SourceReader, &str)>,
+        barrier: Barrier,
+    ) -> Result<(), TaskError> {
+        let target = barrier.target.clone();
+        let reuse = self.uploader.spare_image();
+        let snapshot = runner.snapshot(&target, &self.meta, reuse).map(|mut s| {
+            if let Some((reader, uid)) = source
+                && let Some(pos) = reader.position()
+            {
+                s.operator_state.insert(uid.to_owned(), pos);
+            }
+            s
+        });
+        runner.broadcast(|| Message::Barrier(barrier.clone()))?;
+        let snapshot = match snapshot {
+            Ok(s) => s,
+            Err(TaskError::Failed(f)) => {
+                let _ = self.events.send(TaskEvent::Decline(self.id, target.id, f));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let uploader = self.uploader.clone();
+        let events = self.events.clone();
+        let id = self.id;
+        weir_checkpoint::storage::io_runtime().spawn(async move {
+            let event = match uploader.upload(&target, snapshot).await {
+                Ok(s) => TaskEvent::Ack(id, target.id, Box::new(s)),
+                Err(f) => TaskEvent::Decline(id, target.id, f),
+            };
+            let _ = events.send(event);
+        });
+        Ok(())
+    }
+}
+
 fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
     let TaskSetup {
         id,
+        index,
         chain,
         inputs,
         outputs,
         control,
+        events,
         ctx,
-        ..
+        start,
     } = setup;
     let name = task_name(&chain, id);
     let graph = ctx.factory.graph();
@@ -91,30 +172,67 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         )
     });
     let keyed = ops.iter().any(|o| o.is_keyed());
+    let task_dir = ctx
+        .work_dir
+        .join(format!("task-{}-{}", id.chain, id.subtask));
+    let restore = start.as_ref().map(|s| &s.restore);
 
     let backend = if keyed {
         let range =
             KeyGroupRange::for_subtask(graph.max_parallelism, chain.parallelism, id.subtask);
-        let dir = ctx
-            .work_dir
-            .join(format!("task-{}-{}", id.chain, id.subtask));
+        let dir = task_dir.join("db");
         Some(
-            KeyedStateBackend::open(&dir, graph.max_parallelism, range, 100_000)
-                .map_err(state_failure)?,
+            match start.as_ref().filter(|s| !s.restore.keyed.is_empty()) {
+                None => KeyedStateBackend::open(&dir, graph.max_parallelism, range, 100_000),
+                Some(s) => {
+                    let mut sources = Vec::new();
+                    for (i, h) in s.restore.keyed.iter().enumerate() {
+                        let d = task_dir.join(format!("restore-{i}"));
+                        s.files.keyed_dir(h, &d)?;
+                        sources.push(RestoreSource {
+                            dir: d,
+                            key_groups: h.key_groups,
+                            states: h.states.clone(),
+                        });
+                    }
+                    let keep = &s.restore.keep_states;
+                    KeyedStateBackend::restore(
+                        &dir,
+                        graph.max_parallelism,
+                        range,
+                        100_000,
+                        &sources,
+                        |uid, n| keep.iter().any(|(u, k)| u == uid && k == n),
+                    )
+                }
+            }
+            .map_err(state_failure)?,
         )
     } else {
         None
     };
     let mut host = TaskHost::new(name.clone(), backend);
     let guest = if needs_guest {
-        Some(ctx.factory.instantiate(&name, None)?)
+        let image = match restore.and_then(|r| r.memory.as_ref()) {
+            Some(m) => Some(start.as_ref().expect("restoring").files.memory(m)?),
+            None => None,
+        };
+        let mut g = ctx.factory.instantiate(&name, image.as_ref())?;
+        if let (Some(r), Some(s)) = (restore, start.as_ref()) {
+            for saved in &r.saved {
+                let bytes = s.files.bytes(&saved.file)?;
+                g.restore(&mut host, &saved.version, &bytes)?;
+            }
+        }
+        Some(g)
     } else {
         None
     };
+    let checkpointing = ctx.config.checkpoint_interval.is_some();
     let sink_ctx = SinkContext {
         subtask: id.subtask,
         parallelism: chain.parallelism,
-        checkpointing: ctx.config.checkpoint_interval.is_some(),
+        checkpointing,
     };
     let mut open_sink = |op: &weir_core::OperatorNode| {
         let c = op.connector().expect("sinks have connectors");
@@ -137,8 +255,22 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
                 parallelism: chain.parallelism,
                 batch_size: ctx.config.batch_size,
             };
-            let reader = weir_connectors::open_source(&connector, &sctx)
+            let mut reader = weir_connectors::open_source(&connector, &sctx)
                 .map_err(|f| f.context(&head.name))?;
+            if let Some(positions) = restore.and_then(|r| r.operator_state.get(head.uid.as_str())) {
+                match positions.as_slice() {
+                    [] => {}
+                    [p] => reader.seek(p).map_err(|f| f.context(&head.name))?,
+                    _ => {
+                        return Err(Failure::user(format!(
+                            "{}: the source ran with another parallelism when the snapshot \
+                             was taken, and '{}' sources cannot redistribute their positions",
+                            head.name, connector.kind
+                        ))
+                        .into());
+                    }
+                }
+            }
             (Some(reader), policy)
         }
         _ => (None, DecodePolicy::Fail),
@@ -153,9 +285,35 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         head.name.clone(),
         ctx.config.buffer_timeout,
     );
+    let uids: Vec<String> = graph.operators.iter().map(|o| o.uid.0.clone()).collect();
+    if let Some(r) = restore {
+        runner.restore_sinks(&uids, &r.operator_state)?;
+    }
+    let cp = Checkpointing {
+        id,
+        meta: SnapshotMeta {
+            chain_uids: chain
+                .ops
+                .iter()
+                .map(|&o| uids[o as usize].clone())
+                .collect(),
+            uids,
+            subtask: id.subtask,
+            parallelism: chain.parallelism,
+            local_dir: task_dir.join("snapshots"),
+            memory_snapshots: ctx.config.memory_snapshots,
+            has_state_hooks: graph.has_state_hooks,
+            module_hash: ctx.factory.code_hash(),
+            job_version: graph.version.clone(),
+        },
+        uploader: Uploader::new(index),
+        events,
+        enabled: checkpointing,
+    };
+    let _ = cp.events.send(TaskEvent::Running(id));
     match source {
-        Some(reader) => run_source(&mut runner, reader, &control, head.index, &ctx),
-        None => run_inputs(&mut runner, &inputs, &control),
+        Some(reader) => run_source(&mut runner, reader, &control, head, &ctx, &cp),
+        None => run_inputs(&mut runner, &inputs, &control, &ctx, &cp),
     }
 }
 
@@ -189,57 +347,120 @@ fn source_connector(
     ))
 }
 
-fn cancelled(control: &Receiver<TaskControl>) -> bool {
-    matches!(control.try_recv(), Ok(TaskControl::Cancel))
+/// Handles a command; true when the task must stop.
+fn on_control(
+    ctl: TaskControl,
+    runner: &mut ChainRunner,
+    source: Option<(&dyn SourceReader, &str)>,
+    cp: &Checkpointing,
+) -> Result<bool, TaskError> {
+    match ctl {
+        TaskControl::Cancel => return Err(TaskError::Disconnected),
+        TaskControl::Trigger(b) => cp.checkpoint(runner, source, b)?,
+        TaskControl::Complete(n) => runner.commit(n)?,
+        TaskControl::Finish => return Ok(true),
+    }
+    Ok(false)
 }
 
 fn run_source(
     runner: &mut ChainRunner,
     mut reader: Box<dyn SourceReader>,
     control: &Receiver<TaskControl>,
-    source_op: u32,
+    head: &weir_core::OperatorNode,
     ctx: &JobContext,
+    cp: &Checkpointing,
 ) -> Result<(), TaskError> {
     let mut w = Writer::with_capacity(64 * 1024);
-    let metrics = ctx.metrics.operators[source_op as usize].clone();
+    let metrics = ctx.metrics.operators[head.index as usize].clone();
+    let uid = head.uid.as_str();
+    let mut data_ended = false;
     loop {
-        if cancelled(control) {
-            return Err(TaskError::Disconnected);
+        if data_ended {
+            // Wait for the final checkpoint and the order to finish.
+            match control.recv() {
+                Ok(ctl) => {
+                    if on_control(ctl, runner, Some((reader.as_ref(), uid)), cp)? {
+                        runner.broadcast(|| Message::EndOfPartition)?;
+                        return Ok(());
+                    }
+                }
+                Err(_) => return Err(TaskError::Disconnected),
+            }
+            continue;
+        }
+        while let Ok(ctl) = control.try_recv() {
+            if on_control(ctl, runner, Some((reader.as_ref(), uid)), cp)? {
+                return Err(
+                    Failure::internal("a source was told to finish before its data ended").into(),
+                );
+            }
         }
         match reader.poll(&mut w)? {
             Poll::Ready => {
                 let records = w.records() as u32;
                 metrics.add_out(u64::from(records));
-                let batch = Batch::new(w.take(), records);
-                runner.process(batch)?;
+                runner.process(Batch::new(w.take(), records))?;
             }
             Poll::Idle => runner.flush_outputs()?,
             Poll::Finished => {
-                if !w.is_empty() {
-                    let records = w.records() as u32;
-                    metrics.add_out(u64::from(records));
-                    runner.process(Batch::new(w.take(), records))?;
-                }
                 runner.finish()?;
-                runner.broadcast(|| Message::EndOfInput)?;
-                return Ok(());
+                runner.broadcast(|| Message::EndOfData)?;
+                data_ended = true;
+                let _ = cp.events.send(TaskEvent::DataEnded(cp.id));
+                if !cp.enabled {
+                    runner.broadcast(|| Message::EndOfPartition)?;
+                    return Ok(());
+                }
             }
         }
     }
 }
 
+/// Input channels of a task: which are held for alignment or ended.
+struct Inputs<'a> {
+    channels: &'a [Receiver<Message>],
+    held: Vec<bool>,
+    ended: Vec<bool>,
+    data_ended: Vec<bool>,
+}
+
+impl Inputs<'_> {
+    fn open(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.channels.len()).filter(|&i| !self.held[i] && !self.ended[i])
+    }
+}
+
 fn run_inputs(
     runner: &mut ChainRunner,
-    inputs: &[Receiver<Message>],
+    channels: &[Receiver<Message>],
     control: &Receiver<TaskControl>,
+    ctx: &JobContext,
+    cp: &Checkpointing,
 ) -> Result<(), TaskError> {
-    let mut sel = Select::new();
-    for r in inputs {
-        sel.recv(r);
-    }
-    let control_index = sel.recv(control);
-    let mut open = inputs.len();
+    let n = channels.len();
+    let mode = match ctx.config.checkpointing_mode {
+        CheckpointingMode::ExactlyOnce => AlignmentMode::ExactlyOnce,
+        CheckpointingMode::AtLeastOnce => AlignmentMode::AtLeastOnce,
+    };
+    let mut aligner = BarrierAligner::new(n, mode);
+    let mut pending_barrier: Option<Barrier> = None;
+    let mut inputs = Inputs {
+        channels,
+        held: vec![false; n],
+        ended: vec![false; n],
+        data_ended: vec![false; n],
+    };
+    let mut data_ended = false;
     loop {
+        // (Re)built each round: cheap next to processing a batch, and it
+        // leaves out held and ended channels.
+        let mut sel = Select::new();
+        let open: Vec<usize> = inputs.open().collect();
+        for &i in &open {
+            sel.recv(&channels[i]);
+        }
+        let control_index = sel.recv(control);
         let op = match sel.select_timeout(runner.buffer_timeout) {
             Ok(op) => op,
             Err(_) => {
@@ -247,28 +468,79 @@ fn run_inputs(
                 continue;
             }
         };
-        let i = op.index();
-        if i == control_index {
-            match op.recv(control) {
-                Ok(TaskControl::Cancel) | Err(_) => return Err(TaskError::Disconnected),
-            }
+        if op.index() == control_index {
+            let ctl = op.recv(control).map_err(|_| TaskError::Disconnected)?;
+            on_control(ctl, runner, None, cp)?;
+            continue;
         }
-        let msg = match op.recv(&inputs[i]) {
-            Ok(m) => m,
-            Err(_) => return Err(TaskError::Disconnected),
-        };
-        match msg {
-            Message::Batch(b) => runner.process(b)?,
-            Message::EndOfInput => {
-                sel.remove(i);
-                open -= 1;
-                if open == 0 {
+        let i = open[op.index()];
+        let msg = op.recv(&channels[i]).map_err(|_| TaskError::Disconnected)?;
+        let action = match msg {
+            Message::Batch(b) => {
+                runner.process(b)?;
+                AlignAction::Continue
+            }
+            Message::Barrier(b) => {
+                let id = b.id();
+                if pending_barrier.as_ref().is_none_or(|p| p.id() < id) {
+                    pending_barrier = Some(b);
+                }
+                aligner.on_barrier(i, id)
+            }
+            Message::Watermark(_) => AlignAction::Continue,
+            Message::EndOfData => {
+                inputs.data_ended[i] = true;
+                if !data_ended && inputs.data_ended.iter().all(|&e| e) {
+                    data_ended = true;
                     runner.finish()?;
-                    runner.broadcast(|| Message::EndOfInput)?;
+                    runner.broadcast(|| Message::EndOfData)?;
+                    let _ = cp.events.send(TaskEvent::DataEnded(cp.id));
+                }
+                AlignAction::Continue
+            }
+            Message::EndOfPartition => {
+                inputs.ended[i] = true;
+                let action = aligner.on_end(i);
+                if inputs.ended.iter().all(|&e| e) {
+                    apply(action, runner, cp, &mut inputs, &mut pending_barrier)?;
+                    // Commit notifications sent before the end must not be lost.
+                    while let Ok(ctl) = control.recv_timeout(Duration::from_millis(0)) {
+                        on_control(ctl, runner, None, cp)?;
+                    }
+                    if !data_ended {
+                        runner.finish()?;
+                        runner.broadcast(|| Message::EndOfData)?;
+                    }
+                    runner.broadcast(|| Message::EndOfPartition)?;
                     return Ok(());
                 }
+                action
             }
-            Message::Barrier(_) | Message::Watermark(_) => {}
+        };
+        apply(action, runner, cp, &mut inputs, &mut pending_barrier)?;
+    }
+}
+
+fn apply(
+    action: AlignAction,
+    runner: &mut ChainRunner,
+    cp: &Checkpointing,
+    inputs: &mut Inputs<'_>,
+    pending: &mut Option<Barrier>,
+) -> Result<(), TaskError> {
+    match action {
+        AlignAction::Continue => {}
+        AlignAction::Hold(i) => inputs.held[i] = true,
+        AlignAction::Snapshot(id) => {
+            inputs.held.iter_mut().for_each(|h| *h = false);
+            if let Some(b) = pending.take().filter(|b| b.id() == id) {
+                cp.checkpoint(runner, None, b)?;
+            }
+        }
+        AlignAction::Abort { then, .. } => {
+            inputs.held.iter_mut().for_each(|h| *h = false);
+            apply(*then, runner, cp, inputs, pending)?;
         }
     }
+    Ok(())
 }

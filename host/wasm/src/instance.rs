@@ -107,10 +107,10 @@ impl WasmGuest {
                 .set_fuel(limits.fuel_per_call)
                 .map_err(|e| Failure::internal(e.to_string()))?;
         }
+        memory::take_created();
         if let Some(img) = image {
             memory::presize(img.memories.iter().map(Vec::len));
         }
-        memory::take_created();
         let instantiated = module.pre.instantiate(&mut store);
         let memories = memory::take_created();
         let bindings = instantiated.map_err(|e| {
@@ -385,12 +385,21 @@ impl Guest for WasmGuest {
         })
     }
 
-    fn memory_image(&mut self) -> Result<Option<MemoryImage>, Failure> {
+    fn memory_image(&mut self, reuse: Option<MemoryImage>) -> Result<Option<MemoryImage>, Failure> {
         if self.poisoned {
             return Err(Failure::internal("cannot snapshot a failed instance"));
         }
-        // SAFETY: called between guest calls on the thread owning the store.
-        let memories = self.memories.iter().map(|m| unsafe { m.read() }).collect();
+        let mut buffers = reuse.map(|r| r.memories).unwrap_or_default().into_iter();
+        let memories = self
+            .memories
+            .iter()
+            .map(|m| {
+                let mut buf = buffers.next().unwrap_or_default();
+                // SAFETY: called between guest calls on the thread owning the store.
+                unsafe { m.read_into(&mut buf) };
+                buf
+            })
+            .collect();
         Ok(Some(MemoryImage { memories }))
     }
 

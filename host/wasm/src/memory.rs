@@ -30,16 +30,20 @@ impl MemoryHandle {
         self.len.load(Ordering::Acquire)
     }
 
-    /// Copies the memory's accessible bytes.
+    /// Copies the memory's accessible bytes into `buf` (replacing its
+    /// contents; an earlier image's buffer makes this a plain copy, with no
+    /// page faults).
     ///
     /// # Safety
     /// No guest code of the owning store may run during the call, and the
     /// store must be alive.
-    pub unsafe fn read(&self) -> Vec<u8> {
+    pub unsafe fn read_into(&self, buf: &mut Vec<u8>) {
         let len = self.len();
         // SAFETY: [base, base+len) is mapped read-write while the store
         // lives, and nothing writes to it while no guest code runs.
-        unsafe { std::slice::from_raw_parts(self.base as *const u8, len) }.to_vec()
+        let bytes = unsafe { std::slice::from_raw_parts(self.base as *const u8, len) };
+        buf.clear();
+        buf.extend_from_slice(bytes);
     }
 
     /// Overwrites the memory with `image`, zeroing anything beyond it.

@@ -27,6 +27,7 @@ fn main() -> anyhow::Result<()> {
         config,
         factory: Arc::new(NativeJob::new(wordcount::WEIR_JOBS, None, args, graph)),
         work_dir: work.path().to_owned(),
+        restore: None,
     })?;
     match handle.wait() {
         JobOutcome::Finished => Ok(()),
