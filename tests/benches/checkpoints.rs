@@ -395,9 +395,6 @@ fn main() {
     let root: PathBuf = dir.path().to_owned();
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let want = |n: &str| only.as_deref().is_none_or(|o| o == n);
-    if want("memory") {
-        bench_memory_image();
-    }
     if want("keyed") {
         let local = Storage {
             dir: root.join("keyed").display().to_string(),
@@ -420,5 +417,8 @@ fn main() {
     }
     if want("throughput") {
         bench_throughput(&root);
+    }
+    if want("memory") {
+        bench_memory_image();
     }
 }

@@ -42,6 +42,9 @@ impl WasmEngine {
         c.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20));
         // Host memories are plain mappings; data segments are copied in.
         c.memory_init_cow(false);
+        // Indirect calls (every `dyn` call in a guest) skip the lazy-init
+        // check; the tables of job modules are small.
+        c.table_lazy_init(false);
         c.with_host_memory(Arc::new(SnapshotMemoryCreator));
         let engine = Engine::new(&c).map_err(|e| crate::WasmError::Engine(e.to_string()))?;
         start_ticker(&engine);
