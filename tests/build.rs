@@ -7,12 +7,14 @@ use std::process::Command;
 /// Guest crates built for the tests: (package, crate name of the artifact).
 const GUESTS: &[&str] = &[
     "wordcount",
+    "click-event-count",
     "hostile",
     "not-a-job",
     "counter-v1",
     "counter-v2",
     "counter-v3",
     "state-bench",
+    "windows",
 ];
 
 fn main() {

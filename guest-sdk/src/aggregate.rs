@@ -77,6 +77,17 @@ pub(crate) trait Folder: 'static {
     fn merge(&mut self, acc: &mut Self::Acc, other: Self::Acc);
     /// Encodes the result of `acc`; false when the accumulator is empty.
     fn emit(&mut self, acc: &Self::Acc, out: &mut Vec<u8>) -> bool;
+    /// Encodes the result of `acc` for a key and a window (namespace);
+    /// window functions that see both override this.
+    fn emit_keyed(
+        &mut self,
+        _key: &[u8],
+        _window: &[u8],
+        acc: &Self::Acc,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, Error> {
+        Ok(self.emit(acc, out))
+    }
 }
 
 /// A user `AggregateFunction` as a folder.
@@ -413,7 +424,11 @@ impl<F: Folder> AggregateOp for AggOp<F> {
             let ns = rec.namespace.unwrap_or_default();
             let id = load(&mut self.slots, &mut self.folder, s, key, ns)?;
             value.clear();
-            if self.folder.emit(acc_mut(&mut self.slots, id), &mut value) {
+            // A session window's state may live under another window's
+            // namespace; the request then names the window itself.
+            let window = if rec.value.is_empty() { ns } else { rec.value };
+            let acc = self.slots.hot[id].acc.as_ref().expect("loaded");
+            if self.folder.emit_keyed(key, window, acc, &mut value)? {
                 out.push(&Record {
                     key: Some(key),
                     timestamp: rec.timestamp,

@@ -15,8 +15,17 @@ use std::time::Duration;
 /// A function the host can call, by operator index.
 pub(crate) enum FnEntry {
     Stage(Box<dyn Stage>),
+    /// Keyed aggregations and incremental window functions.
     Aggregate(Box<dyn AggregateOp>),
+    /// Process-window functions.
+    ProcessWindow(Box<dyn crate::window::ProcessWindowOp>),
+    /// Keyed process functions.
+    Process(Box<dyn crate::process::ProcessOp>),
 }
+
+/// Side output ports of an operator, by output tag id; shared with the
+/// operator's function so that it can emit to them.
+pub(crate) type SidePorts = Rc<RefCell<Vec<(String, u32)>>>;
 
 type SaveHook = Box<dyn FnMut() -> Option<Vec<u8>>>;
 type RestoreHook = Box<dyn FnMut(&str, &[u8]) -> Result<(), Error>>;
@@ -34,6 +43,8 @@ pub(crate) struct Graph {
     pub hooks: Option<StateHooks>,
     /// The first mistake made while building, reported when `plan` returns.
     pub error: Option<Error>,
+    /// Side output ports of operators that have them.
+    pub side_ports: std::collections::HashMap<u32, SidePorts>,
 }
 
 impl Graph {
@@ -46,6 +57,23 @@ impl Graph {
 
     pub fn fail(&mut self, e: Error) {
         self.error.get_or_insert(e);
+    }
+
+    /// The port of side output `tag` of operator `op`, allocated on first
+    /// use when `allocate`.
+    pub fn side_port(&mut self, op: u32, tag: &str, allocate: bool) -> Option<u32> {
+        let ports = self.side_ports.get(&op)?.clone();
+        if let Some((_, p)) = ports.borrow().iter().find(|(t, _)| t == tag) {
+            return Some(*p);
+        }
+        if !allocate {
+            return None;
+        }
+        let o = &mut self.plan.operators[op as usize];
+        o.side_outputs += 1;
+        let port = o.side_outputs;
+        ports.borrow_mut().push((tag.to_owned(), port));
+        Some(port)
     }
 }
 
@@ -110,6 +138,7 @@ impl Env {
                 fns: Vec::new(),
                 hooks: None,
                 error: None,
+                side_ports: std::collections::HashMap::new(),
             })),
         }
     }

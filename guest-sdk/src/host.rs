@@ -49,22 +49,18 @@ mod imp {
         h::state_get(state, key, ns)
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_put(state: u32, key: &[u8], ns: &[u8], value: &[u8]) {
         h::state_put(state, key, ns, value)
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_delete(state: u32, key: &[u8], ns: &[u8]) {
         h::state_delete(state, key, ns)
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_append(state: u32, key: &[u8], ns: &[u8], value: &[u8]) {
         h::state_append(state, key, ns, value)
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_scan(state: u32, key: &[u8], prefix: &[u8]) -> Vec<u8> {
         h::state_scan(state, key, prefix)
     }
@@ -73,7 +69,6 @@ mod imp {
         h::state_write(state, writes)
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     fn domain(d: TimeDomain) -> t::TimeDomain {
         match d {
             TimeDomain::EventTime => t::TimeDomain::EventTime,
@@ -81,12 +76,10 @@ mod imp {
         }
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn register_timer(d: TimeDomain, key: &[u8], ns: &[u8], ts: i64) {
         h::register_timer(domain(d), key, ns, ts)
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn delete_timer(d: TimeDomain, key: &[u8], ns: &[u8], ts: i64) {
         h::delete_timer(domain(d), key, ns, ts)
     }
@@ -139,22 +132,18 @@ mod imp {
         call(|h| h.state_get(state, key, ns))
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_put(state: u32, key: &[u8], ns: &[u8], value: &[u8]) {
         call(|h| h.state_put(state, key, ns, value))
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_delete(state: u32, key: &[u8], ns: &[u8]) {
         call(|h| h.state_delete(state, key, ns))
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_append(state: u32, key: &[u8], ns: &[u8], value: &[u8]) {
         call(|h| h.state_append(state, key, ns, value))
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn state_scan(state: u32, key: &[u8], prefix: &[u8]) -> Vec<u8> {
         call(|h| h.state_scan(state, key, prefix))
     }
@@ -163,12 +152,10 @@ mod imp {
         call(|h| h.state_write(state, writes))
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn register_timer(d: TimeDomain, key: &[u8], ns: &[u8], ts: i64) {
         call(|h| h.register_timer(d, key, ns, ts))
     }
 
-    #[allow(dead_code, reason = "for keyed process functions and windows")]
     pub fn delete_timer(d: TimeDomain, key: &[u8], ns: &[u8], ts: i64) {
         call(|h| h.delete_timer(d, key, ns, ts))
     }

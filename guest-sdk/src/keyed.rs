@@ -54,6 +54,10 @@ where
         }
     }
 
+    pub(crate) fn into_stream(self) -> DataStream<T> {
+        self.stream
+    }
+
     fn aggregation<F: Folder, U>(self, name: &str, folder: F) -> DataStream<U>
     where
         U: Serialize + DeserializeOwned + 'static,

@@ -2,8 +2,9 @@
 //!
 //! A Weir job is one WebAssembly component. This crate gives it a
 //! DataStream-style builder, as Flink's: sources, `map`, `flat_map`,
-//! `filter`, `key_by`, `reduce`, `sum`, `aggregate`, sinks; each operator can
-//! be given a `uid`, a `name` and a `parallelism`. The job is one annotated
+//! `filter`, `key_by`, `reduce`, `sum`, `aggregate`, event time and
+//! watermarks, windows, keyed process functions with state and timers,
+//! sinks; each operator can be given a `uid`, a `name` and a `parallelism`. The job is one annotated
 //! function; the host calls it to get the graph (`plan`), then calls back into
 //! the component to run the functions over batches of records.
 //!
@@ -43,9 +44,12 @@ mod host;
 mod keyed;
 #[doc(hidden)]
 pub use weir_frame::plan;
+mod process;
 mod runtime;
 mod stage;
 mod stream;
+mod watermark;
+mod window;
 
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]
@@ -61,10 +65,20 @@ pub use env::{Env, RuntimeMode};
 pub use error::Error;
 pub use host::{LogLevel, TimeDomain};
 pub use keyed::KeyedStream;
+pub use plan::StateDescriptor;
+pub use process::{
+    Context, KeyedProcessFunction, ListHandle, ListState, MapHandle, MapState, TimerService,
+    ValueHandle, ValueState,
+};
 pub use stage::Collector;
 pub use stream::{DataStream, SinkHandle};
-pub use weir_frame::Window;
+pub use watermark::WatermarkStrategy;
 pub use weir_sdk_macros::job;
+pub use window::{
+    CountTrigger, EventTimeSessionWindows, GlobalWindows, OutputTag, ProcessingTimeSessionWindows,
+    SlidingEventTimeWindows, SlidingProcessingTimeWindows, TimeWindow, Trigger,
+    TumblingEventTimeWindows, TumblingProcessingTimeWindows, WindowedStream, Windows,
+};
 
 /// The signature of a job function: it adds operators to `env`.
 pub type JobFn = fn(&mut Env, &Args) -> Result<(), Error>;
@@ -84,7 +98,11 @@ impl std::fmt::Debug for Jobs {
 /// Everything a job function usually needs.
 pub mod prelude {
     pub use crate::{
-        AggregateFunction, Args, Collector, DataStream, Env, Error, KeyedStream, RuntimeMode,
+        AggregateFunction, Args, Collector, Context, CountTrigger, DataStream, Env, Error,
+        EventTimeSessionWindows, GlobalWindows, KeyedProcessFunction, KeyedStream, ListState,
+        MapState, OutputTag, ProcessingTimeSessionWindows, RuntimeMode, SlidingEventTimeWindows,
+        SlidingProcessingTimeWindows, StateDescriptor, TimeDomain, TimeWindow,
+        TumblingEventTimeWindows, TumblingProcessingTimeWindows, ValueState, WatermarkStrategy,
     };
     pub use std::time::Duration;
 }

@@ -113,6 +113,40 @@ impl Instance {
         guarded(host, || self.rt.merge_windows(op, batch, slots))
     }
 
+    pub fn process_window(
+        &mut self,
+        host: &mut dyn Host,
+        op: u32,
+        batch: &[u8],
+    ) -> Result<Output, Error> {
+        guarded(host, || self.rt.process_window(op, batch))
+    }
+
+    pub fn process(
+        &mut self,
+        host: &mut dyn Host,
+        op: u32,
+        batch: &[u8],
+        watermark: i64,
+        now: i64,
+    ) -> Result<Output, Error> {
+        guarded(host, || self.rt.process(op, batch, watermark, now))
+    }
+
+    pub fn on_timer(
+        &mut self,
+        host: &mut dyn Host,
+        op: u32,
+        domain: TimeDomain,
+        timers: &[u8],
+        watermark: i64,
+        now: i64,
+    ) -> Result<Output, Error> {
+        guarded(host, || {
+            self.rt.on_timer(op, domain, timers, watermark, now)
+        })
+    }
+
     pub fn flush(&mut self, host: &mut dyn Host, op: u32, forget: bool) -> Result<(), Error> {
         guarded(host, || self.rt.flush(op, forget))
     }

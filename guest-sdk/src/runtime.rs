@@ -210,8 +210,51 @@ impl Runtime {
     pub fn flush(&mut self, op: u32, forget: bool) -> Result<(), Error> {
         match self.entry(op)? {
             FnEntry::Aggregate(a) => a.flush(forget),
-            FnEntry::Stage(_) => Ok(()),
+            FnEntry::Stage(_) | FnEntry::ProcessWindow(_) | FnEntry::Process(_) => Ok(()),
         }
+    }
+
+    /// Runs a process-window function over fired windows.
+    pub fn process_window(&mut self, op: u32, batch: &[u8]) -> Result<Output, Error> {
+        match self.entry(op)? {
+            FnEntry::ProcessWindow(p) => p.process_window(batch),
+            _ => Err(Error::new(format!(
+                "internal error: operator {op} is not a process-window function"
+            ))),
+        }
+    }
+
+    fn process_op(&mut self, op: u32) -> Result<&mut dyn crate::process::ProcessOp, Error> {
+        match self.entry(op)? {
+            FnEntry::Process(p) => Ok(p.as_mut()),
+            _ => Err(Error::new(format!(
+                "internal error: operator {op} is not a keyed process function"
+            ))),
+        }
+    }
+
+    /// Runs a keyed process function over records.
+    pub fn process(
+        &mut self,
+        op: u32,
+        batch: &[u8],
+        watermark: i64,
+        now: i64,
+    ) -> Result<Output, Error> {
+        self.process_op(op)?.process(batch, watermark, now)
+    }
+
+    /// Fires timers of a keyed process function.
+    pub fn on_timer(
+        &mut self,
+        op: u32,
+        domain: crate::TimeDomain,
+        timers: &[u8],
+        watermark: i64,
+        now: i64,
+    ) -> Result<Output, Error> {
+        self.process_op(op)?
+            .on_timer(domain, timers, watermark, now)
     }
 
     /// Runs the save hook.
@@ -227,14 +270,5 @@ impl Runtime {
                 "this job has no restore hook, so it cannot take over saved state",
             )),
         }
-    }
-
-    /// Keyed process functions and process windows are not part of this
-    /// job; the host only calls these for operators that declare them.
-    pub fn unsupported(&mut self, op: u32, what: &str) -> Result<Output, Error> {
-        self.entry(op)?;
-        Err(Error::new(format!(
-            "internal error: operator {op} does not support {what}"
-        )))
     }
 }

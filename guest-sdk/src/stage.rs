@@ -363,7 +363,19 @@ impl<U> std::fmt::Debug for Collector<'_, U> {
     }
 }
 
-impl<U> Collector<'_, U> {
+impl<'a, U> Collector<'a, U> {
+    pub(crate) fn new(emit: &'a mut dyn FnMut(U) -> Result<(), Error>) -> Self {
+        Collector { emit, error: None }
+    }
+
+    /// The first error an emission ran into.
+    pub(crate) fn finish(self) -> Result<(), Error> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Emits one value.
     ///
     /// ```no_run

@@ -1,7 +1,9 @@
 //! `DataStream`: a stream of typed values and the operators on it.
 
 use crate::env::{FnEntry, Graph};
-use crate::plan::{Connector, Edge, Operator, OperatorKind, Partitioning, StageKind};
+use crate::plan::{
+    Connector, Edge, Operator, OperatorKind, Partitioning, StageKind, TimestampSource,
+};
 use crate::stage::{
     ByRef, ByValue, EncodeStage, FilterPush, FlatMapPush, FlatMapWithPush, KeyByStage, MapPush,
     Stage, TimestampPush, TypedStage,
@@ -173,6 +175,16 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
         DataStream {
             g,
             outputs: vec![(op, 0)],
+            partitioning: Partitioning::Forward,
+            _t: PhantomData,
+        }
+    }
+
+    /// The stream of side output `port` of operator `op`.
+    pub(crate) fn from_port(g: Rc<RefCell<Graph>>, op: u32, port: u32) -> Self {
+        DataStream {
+            g,
+            outputs: vec![(op, port)],
             partitioning: Partitioning::Forward,
             _t: PhantomData,
         }
@@ -386,6 +398,64 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
         )
     }
 
+    /// Gives records event timestamps and generates watermarks, as Flink's
+    /// `assignTimestampsAndWatermarks`. Right after a source, watermarks are
+    /// generated inside the source, per split (Kafka partition), as Flink's
+    /// `fromSource(source, strategy, name)` does; elsewhere by an operator
+    /// of their own.
+    ///
+    /// ```no_run
+    /// # use weir_sdk::prelude::*;
+    /// # fn f(s: DataStream<(i64, String)>) {
+    /// let timed = s.assign_timestamps_and_watermarks(
+    ///     WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(200))
+    ///         .with_timestamp_assigner(|(ts, _), _| *ts)
+    ///         .with_idleness(Duration::from_secs(5)),
+    /// );
+    /// # }
+    /// ```
+    pub fn assign_timestamps_and_watermarks(
+        self,
+        strategy: crate::WatermarkStrategy<T>,
+    ) -> DataStream<T> {
+        let (spec, assigner) = strategy.into_parts();
+        // Straight from a source: the source generates the watermarks.
+        let source = match self.outputs.as_slice() {
+            [(op, 0)] => self.source_of(*op).filter(|s| {
+                matches!(
+                    &self.g.borrow().plan.operators[*s as usize].kind,
+                    OperatorKind::Source(spec) if spec.watermarks.is_none()
+                )
+            }),
+            _ => None,
+        };
+        let guest_timestamps = assigner.is_some();
+        let stream = match assigner {
+            Some(f) => self.stage(
+                "Timestamps",
+                StageKind::Timestamps,
+                TypedStage::<T, T>::new(move |next| Box::new(TimestampPush { f, next })),
+            ),
+            None => self,
+        };
+        match source {
+            Some(src) => {
+                let mut g = stream.g.borrow_mut();
+                if let OperatorKind::Source(s) = &mut g.plan.operators[src as usize].kind {
+                    s.watermarks = Some(spec);
+                    s.timestamps = if guest_timestamps {
+                        TimestampSource::Guest
+                    } else {
+                        TimestampSource::Connector
+                    };
+                }
+                drop(g);
+                stream
+            }
+            None => stream.add_op("Watermarks", OperatorKind::Watermarks(spec), None),
+        }
+    }
+
     /// Merges streams of the same type.
     ///
     /// ```no_run
@@ -442,9 +512,30 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
     /// ```
     pub fn uid(self, uid: &str) -> Self {
         if let Some(op) = self.last_op("uid") {
+            // Right after a source, the uid is the source's (its decoding
+            // is part of it, as in Flink).
+            let op = self.source_of(op).unwrap_or(op);
             set_uid(&self.g, op, uid);
         }
         self
+    }
+
+    /// The source feeding decode stage `op` directly, if it is one.
+    fn source_of(&self, op: u32) -> Option<u32> {
+        let g = self.g.borrow();
+        let o = &g.plan.operators[op as usize];
+        match (&o.kind, o.inputs.as_slice()) {
+            (OperatorKind::Stage(StageKind::Decode), [e])
+                if e.partitioning == Partitioning::Forward
+                    && matches!(
+                        g.plan.operators[e.from as usize].kind,
+                        OperatorKind::Source(_)
+                    ) =>
+            {
+                Some(e.from)
+            }
+            _ => None,
+        }
     }
 
     /// The operator's name in logs, metrics and the web UI.
@@ -472,6 +563,9 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
     /// ```
     pub fn parallelism(self, parallelism: u32) -> Self {
         if let Some(op) = self.last_op("parallelism") {
+            if let Some(source) = self.source_of(op) {
+                set_parallelism(&self.g, source, parallelism);
+            }
             set_parallelism(&self.g, op, parallelism);
         }
         self

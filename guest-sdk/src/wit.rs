@@ -77,21 +77,28 @@ pub fn fire(op: u32, batch: Vec<u8>, slots: Vec<u32>, purge: bool) -> CallResult
     with_rt_out(|rt| rt.fire(op, &batch, &slots, purge))
 }
 
-pub fn process_window(op: u32, _batch: Vec<u8>) -> CallResult {
-    with_rt_out(|rt| rt.unsupported(op, "process windows"))
+pub fn process_window(op: u32, batch: Vec<u8>) -> CallResult {
+    with_rt_out(|rt| rt.process_window(op, &batch))
 }
 
-pub fn process(op: u32, _batch: Vec<u8>, _cx: t::ProcessContext) -> CallResult {
-    with_rt_out(|rt| rt.unsupported(op, "keyed process functions"))
+pub fn process(op: u32, batch: Vec<u8>, cx: t::ProcessContext) -> CallResult {
+    with_rt_out(|rt| rt.process(op, &batch, cx.current_watermark, cx.processing_time))
 }
 
-pub fn on_timer(
-    op: u32,
-    _d: t::TimeDomain,
-    _timers: Vec<u8>,
-    _cx: t::ProcessContext,
-) -> CallResult {
-    with_rt_out(|rt| rt.unsupported(op, "timers"))
+pub fn on_timer(op: u32, d: t::TimeDomain, timers: Vec<u8>, cx: t::ProcessContext) -> CallResult {
+    let domain = match d {
+        t::TimeDomain::EventTime => crate::TimeDomain::EventTime,
+        t::TimeDomain::ProcessingTime => crate::TimeDomain::ProcessingTime,
+    };
+    with_rt_out(|rt| {
+        rt.on_timer(
+            op,
+            domain,
+            &timers,
+            cx.current_watermark,
+            cx.processing_time,
+        )
+    })
 }
 
 pub fn merge_windows(op: u32, batch: Vec<u8>, slots: Vec<u32>) -> Result<(), t::GuestError> {

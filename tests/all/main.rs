@@ -3,6 +3,7 @@
 mod checkpoints;
 mod errors;
 mod savepoints;
+mod windows;
 mod wordcount;
 
 use std::path::Path;

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 pub const WORDCOUNT_WASM: &str = env!("WEIR_WASM_WORDCOUNT");
 /// Jobs for the checkpoint benchmarks (see `tests/fixtures/state-bench`).
 pub const STATE_BENCH_WASM: &str = env!("WEIR_WASM_STATE_BENCH");
+/// Window, watermark and timer jobs (see `tests/fixtures/windows`).
+pub const WINDOWS_WASM: &str = env!("WEIR_WASM_WINDOWS");
+/// Flink's ClickEventCount (see `examples/click-event-count`).
+pub const CLICK_EVENT_COUNT_WASM: &str = env!("WEIR_WASM_CLICK_EVENT_COUNT");
 /// Misbehaving jobs (see `tests/fixtures/hostile`).
 pub const HOSTILE_WASM: &str = env!("WEIR_WASM_HOSTILE");
 /// A component that is not a Weir job.

@@ -201,34 +201,58 @@ impl Guest for NativeGuest {
 
     fn process_window(
         &mut self,
-        _: Services<'_>,
-        _: u32,
-        _: &[u8],
+        host: Services<'_>,
+        op: u32,
+        batch: &[u8],
     ) -> Result<GuestOutput, Failure> {
-        Err(Failure::internal("native jobs do not run process windows"))
+        self.inst
+            .process_window(&mut Adapter(host), op, batch)
+            .map(out)
+            .map_err(user)
     }
 
     fn process(
         &mut self,
-        _: Services<'_>,
-        _: u32,
-        _: &[u8],
-        _: ProcessContext,
+        host: Services<'_>,
+        op: u32,
+        batch: &[u8],
+        cx: ProcessContext,
     ) -> Result<GuestOutput, Failure> {
-        Err(Failure::internal(
-            "native jobs do not run process functions",
-        ))
+        self.inst
+            .process(
+                &mut Adapter(host),
+                op,
+                batch,
+                cx.current_watermark,
+                cx.processing_time,
+            )
+            .map(out)
+            .map_err(user)
     }
 
     fn on_timer(
         &mut self,
-        _: Services<'_>,
-        _: u32,
-        _: TimeDomain,
-        _: &[u8],
-        _: ProcessContext,
+        host: Services<'_>,
+        op: u32,
+        d: TimeDomain,
+        timers: &[u8],
+        cx: ProcessContext,
     ) -> Result<GuestOutput, Failure> {
-        Err(Failure::internal("native jobs do not run timers"))
+        let d = match d {
+            TimeDomain::EventTime => weir_sdk::TimeDomain::EventTime,
+            TimeDomain::ProcessingTime => weir_sdk::TimeDomain::ProcessingTime,
+        };
+        self.inst
+            .on_timer(
+                &mut Adapter(host),
+                op,
+                d,
+                timers,
+                cx.current_watermark,
+                cx.processing_time,
+            )
+            .map(out)
+            .map_err(user)
     }
 
     fn flush(&mut self, host: Services<'_>, op: u32, forget: bool) -> Result<(), Failure> {

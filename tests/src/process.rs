@@ -75,6 +75,21 @@ impl Running {
         );
     }
 
+    /// Whether standard output has a line within `limit`.
+    pub fn output_within(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if !self.seen_out.is_empty() {
+                return true;
+            }
+            if let Ok(l) = self.stdout.recv_timeout(Duration::from_millis(50)) {
+                self.seen_out.push(l);
+            }
+            self.drain_err();
+        }
+        !self.seen_out.is_empty()
+    }
+
     /// Waits until standard error has a line containing `want`; returns it.
     pub fn wait_for_log(&mut self, want: &str, limit: Duration) -> String {
         let start = Instant::now();

@@ -48,6 +48,15 @@ pub trait SourceReader: Send {
     fn position(&self) -> Option<serde_json::Value> {
         None
     }
+    /// Number of splits (partitions) this subtask reads; watermarks are
+    /// generated per split.
+    fn splits(&self) -> usize {
+        1
+    }
+    /// The split the records of the last poll came from (one per poll).
+    fn current_split(&self) -> usize {
+        0
+    }
     /// Continues from a position returned by [`SourceReader::position`].
     fn seek(&mut self, _position: &serde_json::Value) -> Result<(), Failure> {
         Err(Failure::user("this source cannot resume from a checkpoint"))

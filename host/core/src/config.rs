@@ -77,6 +77,10 @@ pub struct Config {
     /// Records per batch read by sources.
     #[serde(rename = "pipeline.batch-size", deserialize_with = "parsed")]
     pub batch_size: usize,
+    /// Least time between two watermarks of a generator (0: after every
+    /// batch that advances it).
+    #[serde(rename = "pipeline.auto-watermark-interval", with = "human")]
+    pub watermark_interval: Duration,
 
     #[serde(
         rename = "execution.checkpointing.interval",
@@ -222,6 +226,7 @@ pub fn defaults() -> ConfigLayer {
         ("execution.runtime-mode", "AUTOMATIC"),
         ("execution.buffer-timeout", "100ms"),
         ("pipeline.batch-size", "1024"),
+        ("pipeline.auto-watermark-interval", "200ms"),
         ("execution.checkpointing.mode", "EXACTLY_ONCE"),
         ("execution.checkpointing.timeout", "10min"),
         ("execution.checkpointing.min-pause", "0ms"),

@@ -96,6 +96,73 @@ fn follows_input(kind: &OperatorKind) -> bool {
     )
 }
 
+fn check_window(what: &str, w: &plan::WindowSpec, side_outputs: u32) -> Result<(), PlanError> {
+    use plan::{Trigger, WindowAssigner};
+    let bad = |m: String| Err(PlanError(format!("{what}: {m}")));
+    match w.assigner {
+        WindowAssigner::Tumbling { size_ms, offset_ms } => {
+            if size_ms <= 0 {
+                return bad(format!("window size must be positive, not {size_ms} ms"));
+            }
+            if offset_ms.abs() >= size_ms {
+                return bad("a window's offset must be smaller than its size".into());
+            }
+        }
+        WindowAssigner::Sliding {
+            size_ms,
+            slide_ms,
+            offset_ms,
+        } => {
+            if size_ms <= 0 || slide_ms <= 0 {
+                return bad(format!(
+                    "window size and slide must be positive, not {size_ms} ms and {slide_ms} ms"
+                ));
+            }
+            if offset_ms.abs() >= slide_ms {
+                return bad("a window's offset must be smaller than its slide".into());
+            }
+        }
+        WindowAssigner::Session { gap_ms } => {
+            if gap_ms <= 0 {
+                return bad(format!("session gap must be positive, not {gap_ms} ms"));
+            }
+        }
+        WindowAssigner::Global => {
+            if w.trigger == Trigger::Default {
+                return bad(
+                    "a global window never fires by itself; give it a trigger (CountTrigger) or \
+                     use count_window"
+                        .into(),
+                );
+            }
+        }
+    }
+    if let Trigger::Count(0) = w.trigger {
+        return bad("a count trigger needs a count of at least 1".into());
+    }
+    if w.allowed_lateness_ms < 0 {
+        return bad("allowed lateness cannot be negative".into());
+    }
+    if w.late_port.is_some_and(|p| p == 0 || p > side_outputs) {
+        return bad("its late-data port is not one of its side outputs".into());
+    }
+    Ok(())
+}
+
+fn check_watermarks(what: &str, w: &plan::WatermarkSpec) -> Result<(), PlanError> {
+    if w.max_out_of_orderness_ms < 0 {
+        return Err(PlanError(format!(
+            "{what}: the out-of-orderness bound cannot be negative"
+        )));
+    }
+    if w.idle_timeout_ms.is_some_and(|t| t <= 0) {
+        return Err(PlanError(format!(
+            "{what}: the idle timeout must be positive"
+        )));
+    }
+    Ok(())
+}
+
 fn slug(name: &str) -> String {
     let s: String = name
         .chars()
@@ -186,6 +253,16 @@ impl JobGraph {
                 o.kind,
                 OperatorKind::Aggregate | OperatorKind::Window(_) | OperatorKind::Process
             );
+            match &o.kind {
+                OperatorKind::Window(w) => check_window(&what, w, o.side_outputs)?,
+                OperatorKind::Watermarks(w) => check_watermarks(&what, w)?,
+                OperatorKind::Source(s) => {
+                    if let Some(w) = &s.watermarks {
+                        check_watermarks(&what, w)?;
+                    }
+                }
+                _ => {}
+            }
             if node_is_keyed && keyed_inputs != o.inputs.len() {
                 return Err(PlanError(format!(
                     "{what} keeps keyed state, so its inputs must be keyed (key_by before it)"

@@ -8,9 +8,12 @@
 
 use crate::channel::{Batch, Disconnected, EmitError, Message, OutputEdge, clone_batch};
 use crate::metrics::JobMetrics;
+use crate::process::ProcessStep;
 use crate::services::{TaskHost, state_failure};
 use crate::slots::SlotIndex;
 use crate::snapshot::{LocalTaskSnapshot, SnapshotTarget};
+use crate::watermark::{Emit, GeneratorState, MAX_WATERMARK, MIN_WATERMARK, WatermarkGenerator};
+use crate::window::WindowStep;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 use weir_connectors::SinkWriter;
 use weir_core::graph::OperatorNode;
 use weir_core::guest::MemoryImage;
-use weir_core::plan::{OperatorKind, StateKind};
+use weir_core::guest::ProcessContext;
+use weir_core::plan::{OperatorKind, StateKind, TimeDomain, TimestampSource};
 use weir_core::{CheckpointId, Failure, Guest, GuestOutput};
 use weir_frame::{DECODE_FAILURE_PORT, Reader, Record, Writer};
 use weir_state::StateId;
@@ -80,6 +84,12 @@ pub(crate) enum Step {
     Stages { ops: Vec<u32> },
     /// A keyed aggregation.
     Aggregate(AggregateStep),
+    /// A window operator.
+    Window(Box<WindowStep>),
+    /// A keyed process function.
+    Process(ProcessStep),
+    /// Watermark generation: records pass through unchanged.
+    Watermarks(WatermarksStep),
     Sink {
         op: u32,
         writer: Box<dyn SinkWriter>,
@@ -91,17 +101,41 @@ impl Step {
         match self {
             Step::Stages { ops } => ops[0],
             Step::Aggregate(a) => a.op,
+            Step::Window(w) => w.op,
+            Step::Process(p) => p.op,
+            Step::Watermarks(w) => w.carries,
             Step::Sink { op, .. } => *op,
+        }
+    }
+
+    /// The operator whose checkpointed state the step keeps.
+    fn state_op(&self) -> u32 {
+        match self {
+            Step::Watermarks(w) => w.op,
+            _ => self.first_op(),
         }
     }
 
     fn last_op(&self) -> u32 {
         match self {
             Step::Stages { ops } => *ops.last().expect("non-empty"),
-            Step::Aggregate(a) => a.op,
-            Step::Sink { op, .. } => *op,
+            _ => self.first_op(),
         }
     }
+}
+
+/// Watermarks generated from the records that pass (a source's own, or an
+/// `assign_timestamps_and_watermarks` operator's). Upstream watermarks stop
+/// here, except the final one.
+pub(crate) struct WatermarksStep {
+    /// The operator whose state holds the generator's (a source's, or the
+    /// watermark operator's).
+    pub op: u32,
+    /// The operator whose records pass through (what downstream reads).
+    pub carries: u32,
+    pub generator: WatermarkGenerator,
+    interval: Duration,
+    last: Option<Instant>,
 }
 
 /// A keyed aggregation: its accumulators are keyed state `state`, kept
@@ -144,7 +178,26 @@ pub(crate) struct ChainRunner {
     pub source_name: String,
     pub buffer_timeout: Duration,
     last_flush: Instant,
+    /// The task's input watermark: what its keyed operators go by.
+    pub watermark: i64,
+    /// The source split the batch being processed came from.
+    pub current_split: usize,
+    /// Bounded inputs in batch mode: no watermarks but the final one.
+    pub batch_mode: bool,
+    last_tick: Instant,
 }
+
+/// Milliseconds since the Unix epoch: processing time.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// How often processing-time timers and idle watermark generators are
+/// looked at while records flow.
+const TICK: Duration = Duration::from_millis(10);
 
 impl ChainRunner {
     #[allow(
@@ -171,6 +224,168 @@ impl ChainRunner {
             source_name,
             buffer_timeout,
             last_flush: Instant::now(),
+            watermark: MIN_WATERMARK,
+            current_split: 0,
+            batch_mode: false,
+            last_tick: Instant::now(),
+        }
+    }
+
+    /// Sizes the source's watermark generator to its splits.
+    pub fn set_source_splits(&mut self, splits: usize) {
+        for s in &mut self.steps {
+            if let Step::Watermarks(w) = s {
+                w.generator.set_splits(splits);
+            }
+        }
+    }
+
+    fn context(&self) -> ProcessContext {
+        ProcessContext {
+            current_watermark: self.watermark,
+            processing_time: now_ms(),
+        }
+    }
+
+    /// A new input watermark reached the task.
+    pub fn on_watermark(&mut self, wm: i64) -> Result<(), TaskError> {
+        if wm <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = wm;
+        self.advance(0, wm)
+    }
+
+    /// Input ended: the final watermark passes every generator.
+    pub fn end_of_input_watermark(&mut self) -> Result<(), TaskError> {
+        self.watermark = MAX_WATERMARK;
+        self.advance(0, MAX_WATERMARK)
+    }
+
+    /// Carries watermark `wm` through the steps from `start`: keyed steps
+    /// fire their due event-time timers, generators stop it (unless it is
+    /// the final one), and what is left goes downstream.
+    fn advance(&mut self, start: usize, wm: i64) -> Result<(), TaskError> {
+        for i in start..self.steps.len() {
+            let cx = ProcessContext {
+                current_watermark: wm,
+                processing_time: now_ms(),
+            };
+            let out = {
+                let ChainRunner {
+                    steps, guest, host, ..
+                } = self;
+                match &mut steps[i] {
+                    Step::Watermarks(_) if wm != MAX_WATERMARK => return Ok(()),
+                    Step::Window(w) => {
+                        let g = guest_of(guest)?;
+                        Some(w.on_time(host, g, TimeDomain::EventTime, wm)?)
+                    }
+                    Step::Process(p) => {
+                        let g = guest_of(guest)?;
+                        Some(p.on_time(host, g, weir_core::TimeDomain::EventTime, wm, cx)?)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(out) = out {
+                self.emit_step_output(i, out)?;
+            }
+        }
+        self.broadcast(|| Message::Watermark(wm))?;
+        Ok(())
+    }
+
+    /// Sends what step `i` emitted on: side outputs to their edges, the
+    /// main output through the rest of the chain.
+    fn emit_step_output(&mut self, i: usize, out: GuestOutput) -> Result<(), TaskError> {
+        let op = self.steps[i].last_op();
+        self.metrics.operators[op as usize].add_out(u64::from(out.records));
+        if !out.side.is_empty() {
+            self.route_side(op, out.side)?;
+        }
+        if !out.main.is_empty() {
+            self.run_from(i + 1, Batch::new(out.main, out.records))?;
+        }
+        Ok(())
+    }
+
+    /// Every input of the task is idle: say so downstream, unless a
+    /// generator of this chain speaks for it.
+    pub fn on_idle(&mut self) -> Result<(), TaskError> {
+        if self.steps.iter().any(|s| matches!(s, Step::Watermarks(_))) {
+            return Ok(());
+        }
+        self.broadcast(|| Message::Idle)?;
+        Ok(())
+    }
+
+    /// Looks at processing-time timers and idle generators if it is time.
+    pub fn maybe_tick(&mut self) -> Result<(), TaskError> {
+        if self.last_tick.elapsed() >= TICK {
+            self.tick()?;
+        }
+        Ok(())
+    }
+
+    /// Fires due processing-time timers; lets generators emit (idleness,
+    /// watermarks held back by their interval).
+    pub fn tick(&mut self) -> Result<(), TaskError> {
+        self.last_tick = Instant::now();
+        let now = now_ms();
+        for i in 0..self.steps.len() {
+            let cx = self.context();
+            let out = {
+                let ChainRunner {
+                    steps, guest, host, ..
+                } = self;
+                match &mut steps[i] {
+                    Step::Window(w) => {
+                        let g = guest_of(guest)?;
+                        Some(w.on_time(host, g, TimeDomain::ProcessingTime, now)?)
+                    }
+                    Step::Process(p) => {
+                        let g = guest_of(guest)?;
+                        Some(p.on_time(host, g, weir_core::TimeDomain::ProcessingTime, now, cx)?)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(out) = out {
+                self.emit_step_output(i, out)?;
+            }
+            self.generate(i)?;
+        }
+        Ok(())
+    }
+
+    /// Lets the generator of step `i` (if it is one) emit what it has.
+    fn generate(&mut self, i: usize) -> Result<(), TaskError> {
+        if self.batch_mode {
+            return Ok(());
+        }
+        let emit = match &mut self.steps[i] {
+            Step::Watermarks(w) => {
+                let now = Instant::now();
+                if w.last.is_some_and(|l| now.duration_since(l) < w.interval) {
+                    return Ok(());
+                }
+                let e = w.generator.poll(now);
+                if e.is_some() {
+                    w.last = Some(now);
+                }
+                e
+            }
+            _ => None,
+        };
+        match emit {
+            Some(Emit::Watermark(wm)) => self.advance(i + 1, wm),
+            Some(Emit::Idle) => {
+                // Nothing downstream in this chain keeps time.
+                self.broadcast(|| Message::Idle)?;
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -181,9 +396,15 @@ impl ChainRunner {
 
     /// Runs a batch through the steps from `start` on.
     fn run_from(&mut self, start: usize, mut batch: Batch) -> Result<(), TaskError> {
+        let mut generators = Vec::new();
         for i in start..self.steps.len() {
             if batch.is_empty() {
-                return Ok(());
+                break;
+            }
+            if let Step::Watermarks(w) = &mut self.steps[i] {
+                w.generator.observe(self.current_split, &batch.data)?;
+                generators.push(i);
+                continue;
             }
             let t = Instant::now();
             let first = self.steps[i].first_op();
@@ -192,7 +413,8 @@ impl ChainRunner {
             let out = self.run_step(i, &batch)?;
             self.metrics.operators[last as usize].add_busy(t.elapsed());
             let Some(out) = out else {
-                return Ok(());
+                batch = Batch::default();
+                break;
             };
             self.metrics.operators[last as usize].add_out(u64::from(out.records));
             if !out.side.is_empty() {
@@ -200,17 +422,29 @@ impl ChainRunner {
             }
             batch = Batch::new(out.main, out.records);
         }
-        let tail = self.steps.last().map(Step::last_op);
-        if let Some(op) = tail {
-            self.emit(op, 0, batch)?;
+        if !batch.is_empty() {
+            let tail = self.steps.last().map(Step::last_op);
+            if let Some(op) = tail {
+                self.emit(op, 0, batch)?;
+            }
+        }
+        // Watermarks follow the records they were generated from.
+        for i in generators {
+            self.generate(i)?;
         }
         Ok(())
     }
 
     fn run_step(&mut self, i: usize, batch: &Batch) -> Result<Option<GuestOutput>, TaskError> {
         let ChainRunner {
-            steps, guest, host, ..
+            steps,
+            guest,
+            host,
+            watermark,
+            metrics,
+            ..
         } = self;
+        let watermark = *watermark;
         match &mut steps[i] {
             Step::Stages { ops } => {
                 host.current_op = ops[0];
@@ -232,6 +466,29 @@ impl ChainRunner {
                 }
                 Ok(Some(out))
             }
+            Step::Window(w) => {
+                let g = guest
+                    .as_mut()
+                    .ok_or_else(|| Failure::internal("no guest"))?;
+                let out = w.process(host, g.as_mut(), &batch.data, watermark, now_ms())?;
+                if out.dropped > 0 {
+                    metrics.operators[w.op as usize]
+                        .late_records_dropped
+                        .fetch_add(out.dropped, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(Some(out.out))
+            }
+            Step::Process(p) => {
+                let g = guest
+                    .as_mut()
+                    .ok_or_else(|| Failure::internal("no guest"))?;
+                let cx = ProcessContext {
+                    current_watermark: watermark,
+                    processing_time: now_ms(),
+                };
+                Ok(Some(p.process(host, g.as_mut(), &batch.data, cx)?))
+            }
+            Step::Watermarks(_) => Err(Failure::internal("watermark steps pass batches on").into()),
             Step::Sink { writer, .. } => {
                 writer.write(&batch.data)?;
                 Ok(None)
@@ -313,6 +570,22 @@ impl ChainRunner {
                         self.emit_final(i)?;
                     }
                 }
+                Step::Window(_) => {
+                    // Processing-time windows still open fire now (event-time
+                    // ones fired with the final watermark).
+                    let out = {
+                        let ChainRunner {
+                            steps, guest, host, ..
+                        } = self;
+                        let Step::Window(w) = &mut steps[i] else {
+                            unreachable!("matched above")
+                        };
+                        let g = guest_of(guest)?;
+                        w.on_time(host, g, TimeDomain::ProcessingTime, i64::MAX)?
+                    };
+                    self.emit_step_output(i, out)?;
+                }
+                Step::Process(_) | Step::Watermarks(_) => {}
                 Step::Sink { writer, .. } => writer.finish()?,
             }
         }
@@ -395,6 +668,23 @@ impl ChainRunner {
                     let op = a.op;
                     self.flush_guest_state(op)?;
                 }
+                Step::Window(_) | Step::Process(_) => {
+                    if matches!(self.steps[i], Step::Window(_)) {
+                        self.flush_guest_state(op)?;
+                    }
+                    // Lateness after a restore is judged as before it.
+                    operator_state.insert(
+                        meta.uids[op as usize].clone(),
+                        serde_json::json!({ "watermark": self.watermark }),
+                    );
+                }
+                Step::Watermarks(w) => {
+                    let state = serde_json::to_value(w.generator.state()).expect("serializable");
+                    operator_state.insert(
+                        meta.uids[w.op as usize].clone(),
+                        serde_json::json!({ "watermarks": state }),
+                    );
+                }
                 Step::Sink { writer, .. } => {
                     if let Some(state) = writer.snapshot(target.id)? {
                         operator_state.insert(meta.uids[op as usize].clone(), state);
@@ -444,18 +734,43 @@ impl ChainRunner {
         Ok(())
     }
 
-    /// Restores sinks from the state their operators checkpointed.
-    pub fn restore_sinks(
+    /// Restores sinks, watermark generators and keyed operators' watermarks
+    /// from the state their operators checkpointed.
+    pub fn restore_steps(
         &mut self,
         uids: &[String],
         states: &BTreeMap<String, Vec<serde_json::Value>>,
     ) -> Result<(), TaskError> {
+        let mut watermark: Option<i64> = None;
         for s in &mut self.steps {
-            if let Step::Sink { op, writer } = s
-                && let Some(values) = states.get(&uids[*op as usize])
-            {
-                writer.restore(values)?;
+            let op = s.state_op();
+            let Some(values) = states.get(&uids[op as usize]) else {
+                continue;
+            };
+            match s {
+                Step::Sink { writer, .. } => writer.restore(values)?,
+                Step::Window(_) | Step::Process(_) => {
+                    // The smallest of the old subtasks' watermarks.
+                    for v in values {
+                        if let Some(w) = v.get("watermark").and_then(serde_json::Value::as_i64) {
+                            watermark = Some(watermark.map_or(w, |m| m.min(w)));
+                        }
+                    }
+                }
+                Step::Watermarks(w) => {
+                    let gens: Vec<GeneratorState> = values
+                        .iter()
+                        .filter_map(|v| v.get("watermarks"))
+                        .map(|v| serde_json::from_value(v.clone()))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| Failure::internal(format!("watermark state: {e}")))?;
+                    w.generator.restore(&gens);
+                }
+                _ => {}
             }
+        }
+        if let Some(w) = watermark {
+            self.watermark = self.watermark.max(w);
         }
         Ok(())
     }
@@ -486,22 +801,68 @@ impl ChainRunner {
     }
 }
 
+fn guest_of<'a>(
+    g: &'a mut Option<Box<dyn Guest>>,
+) -> Result<&'a mut (dyn Guest + 'static), Failure> {
+    g.as_deref_mut()
+        .ok_or_else(|| Failure::internal("no guest"))
+}
+
 /// Opens the writer of a sink operator.
 pub(crate) type OpenSink<'a> =
     dyn FnMut(&OperatorNode) -> Result<Box<dyn SinkWriter>, Failure> + 'a;
+
+/// Settings the steps of a chain are built with.
+pub(crate) struct StepSettings {
+    pub batch_mode: bool,
+    pub cached_keys: usize,
+    pub watermark_interval: Duration,
+}
 
 /// Builds the steps of a chain (after its source, if any).
 pub(crate) fn build_steps(
     ops: &[&OperatorNode],
     host: &mut TaskHost,
-    batch_mode: bool,
-    cached_keys: usize,
+    settings: &StepSettings,
     open_sink: &mut OpenSink<'_>,
 ) -> Result<Vec<Step>, Failure> {
+    let (batch_mode, cached_keys) = (settings.batch_mode, settings.cached_keys);
+    let generator = |op: &OperatorNode, carries: u32, spec: &weir_core::plan::WatermarkSpec| {
+        Step::Watermarks(WatermarksStep {
+            op: op.index,
+            carries,
+            generator: WatermarkGenerator::new(spec, 1, &op.name),
+            interval: settings.watermark_interval,
+            last: None,
+        })
+    };
+    // A source's own watermarks are generated once its records have their
+    // timestamps: after its timestamp assigner, or right away when they
+    // come with the records.
+    let mut source_watermarks: Option<(&OperatorNode, Option<u32>)> = None;
     let mut steps: Vec<Step> = Vec::new();
     for op in ops {
         match &op.kind {
-            OperatorKind::Source(_) => {}
+            OperatorKind::Source(spec) => {
+                if let Some(wm) = &spec.watermarks {
+                    let after = match spec.timestamps {
+                        TimestampSource::Guest => ops
+                            .iter()
+                            .find(|o| {
+                                matches!(
+                                    o.kind,
+                                    OperatorKind::Stage(weir_core::plan::StageKind::Timestamps)
+                                )
+                            })
+                            .map(|o| o.index),
+                        TimestampSource::Connector | TimestampSource::None => None,
+                    };
+                    match after {
+                        None => steps.push(generator(op, op.index, wm)),
+                        Some(_) => source_watermarks = Some((op, after)),
+                    }
+                }
+            }
             OperatorKind::Stage(_) => match steps.last_mut() {
                 Some(Step::Stages { ops }) => ops.push(op.index),
                 _ => steps.push(Step::Stages {
@@ -528,13 +889,34 @@ pub(crate) fn build_steps(
                 op: op.index,
                 writer: open_sink(op)?,
             }),
-            OperatorKind::Window(_) | OperatorKind::Process | OperatorKind::Watermarks(_) => {
-                return Err(Failure::user(format!(
-                    "operator '{}' needs windows and timers, which this runtime does not run yet",
-                    op.name
-                )));
-            }
+            OperatorKind::Window(spec) => steps.push(Step::Window(Box::new(WindowStep::new(
+                op.index,
+                op.uid.as_str(),
+                &op.name,
+                *spec,
+                host,
+                cached_keys,
+            )?))),
+            OperatorKind::Process => steps.push(Step::Process(ProcessStep::new(op, host)?)),
+            OperatorKind::Watermarks(spec) => steps.push(generator(op, op.index, spec)),
         }
+        if let Some((source, Some(after))) = source_watermarks
+            && after == op.index
+        {
+            let OperatorKind::Source(spec) = &source.kind else {
+                unreachable!("a source")
+            };
+            let wm = spec.watermarks.as_ref().expect("has watermarks");
+            steps.push(generator(source, after, wm));
+            source_watermarks = None;
+        }
+    }
+    if let Some((source, _)) = source_watermarks {
+        return Err(Failure::user(format!(
+            "{}: its watermarks use the job's timestamp assigner, but the source's task \
+             has none",
+            source.name
+        )));
     }
     Ok(steps)
 }

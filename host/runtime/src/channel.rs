@@ -23,6 +23,9 @@ pub enum Message {
     Barrier(Barrier),
     /// No record with a smaller event timestamp follows.
     Watermark(i64),
+    /// The upstream subtask has no records for now; its watermark does not
+    /// hold others back until it sends records or a watermark again.
+    Idle,
     /// The upstream subtask has no more records (barriers may still follow,
     /// for the final checkpoint of a bounded job).
     EndOfData,

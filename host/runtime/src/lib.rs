@@ -4,20 +4,24 @@
 //! chained into tasks, one thread per task subtask, connected by bounded
 //! channels (backpressure). A task loops over its source or input channels,
 //! runs its chain — guest stages fused into one call per batch, keyed
-//! aggregations over RocksDB keyed state, sinks — and partitions its output
-//! to the next tasks (forward, rebalance, broadcast, or by key group).
-//! Control messages (end of input, barriers, watermarks) travel in-band.
+//! aggregations, windows and process functions over RocksDB keyed state,
+//! watermark generators, sinks — and partitions its output to the next
+//! tasks (forward, rebalance, broadcast, or by key group). Control messages
+//! (end of input, barriers, watermarks, idleness) travel in-band.
 
 mod chain;
 mod channel;
 mod execution;
 mod job;
 mod metrics;
+mod process;
 mod restore;
 mod services;
 mod slots;
 mod snapshot;
 mod task;
+mod watermark;
+mod window;
 
 pub use channel::{Barrier, Batch, Message};
 pub use execution::{Chain, ChainEdge, ExecutionGraph};

@@ -2,12 +2,13 @@
 //! channels, runs the chain, writes its outputs, and takes part in
 //! checkpoints.
 
-use crate::chain::{ChainRunner, DecodePolicy, SnapshotMeta, TaskError, build_steps};
+use crate::chain::{ChainRunner, DecodePolicy, SnapshotMeta, StepSettings, TaskError, build_steps};
 use crate::channel::{Barrier, Batch, Message, OutputEdge};
 use crate::execution::Chain;
 use crate::job::JobContext;
 use crate::services::{TaskHost, state_failure};
 use crate::snapshot::{Prefetched, Uploader};
+use crate::watermark::MIN_WATERMARK;
 use crossbeam_channel::{Receiver, Select, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,7 +117,12 @@ impl Checkpointing {
             if let Some((reader, uid)) = source
                 && let Some(pos) = reader.position()
             {
-                s.operator_state.insert(uid.to_owned(), pos);
+                // Beside the source's watermark generator, if it has one.
+                let entry = s
+                    .operator_state
+                    .entry(uid.to_owned())
+                    .or_insert_with(|| serde_json::json!({}));
+                entry["position"] = pos;
             }
             s
         });
@@ -238,13 +244,12 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         let c = op.connector().expect("sinks have connectors");
         weir_connectors::open_sink(c, &sink_ctx).map_err(|f| f.context(&op.name))
     };
-    let steps = build_steps(
-        &ops,
-        &mut host,
-        ctx.batch_mode,
-        ctx.config.cached_keys,
-        &mut open_sink,
-    )?;
+    let settings = StepSettings {
+        batch_mode: ctx.batch_mode,
+        cached_keys: ctx.config.cached_keys,
+        watermark_interval: ctx.config.watermark_interval,
+    };
+    let steps = build_steps(&ops, &mut host, &settings, &mut open_sink)?;
 
     let head = ops[0];
     let (source, decode_policy) = match &head.kind {
@@ -257,7 +262,9 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             };
             let mut reader = weir_connectors::open_source(&connector, &sctx)
                 .map_err(|f| f.context(&head.name))?;
-            if let Some(positions) = restore.and_then(|r| r.operator_state.get(head.uid.as_str())) {
+            if let Some(states) = restore.and_then(|r| r.operator_state.get(head.uid.as_str())) {
+                let positions: Vec<&serde_json::Value> =
+                    states.iter().filter_map(|s| s.get("position")).collect();
                 match positions.as_slice() {
                     [] => {}
                     [p] => reader.seek(p).map_err(|f| f.context(&head.name))?,
@@ -285,9 +292,13 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         head.name.clone(),
         ctx.config.buffer_timeout,
     );
+    runner.batch_mode = ctx.batch_mode;
+    if let Some(reader) = &source {
+        runner.set_source_splits(reader.splits());
+    }
     let uids: Vec<String> = graph.operators.iter().map(|o| o.uid.0.clone()).collect();
     if let Some(r) = restore {
-        runner.restore_sinks(&uids, &r.operator_state)?;
+        runner.restore_steps(&uids, &r.operator_state)?;
     }
     let cp = Checkpointing {
         id,
@@ -400,10 +411,17 @@ fn run_source(
             Poll::Ready => {
                 let records = w.records() as u32;
                 metrics.add_out(u64::from(records));
+                runner.current_split = reader.current_split();
                 runner.process(Batch::new(w.take(), records))?;
+                runner.maybe_tick()?;
             }
-            Poll::Idle => runner.flush_outputs()?,
+            Poll::Idle => {
+                runner.tick()?;
+                runner.flush_outputs()?;
+            }
             Poll::Finished => {
+                // The final watermark fires every event-time window.
+                runner.end_of_input_watermark()?;
                 runner.finish()?;
                 runner.broadcast(|| Message::EndOfData)?;
                 data_ended = true;
@@ -417,17 +435,52 @@ fn run_source(
     }
 }
 
-/// Input channels of a task: which are held for alignment or ended.
+/// Input channels of a task: which are held for alignment or ended, and
+/// each one's watermark.
 struct Inputs<'a> {
     channels: &'a [Receiver<Message>],
     held: Vec<bool>,
     ended: Vec<bool>,
     data_ended: Vec<bool>,
+    watermarks: Vec<i64>,
+    idle: Vec<bool>,
+    /// Whether the task told downstream it is idle.
+    idle_said: bool,
 }
 
 impl Inputs<'_> {
     fn open(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.channels.len()).filter(|&i| !self.held[i] && !self.ended[i])
+    }
+
+    /// The smallest watermark of the inputs that are neither idle nor
+    /// ended; None when there are none.
+    fn combined(&self) -> Option<i64> {
+        (0..self.channels.len())
+            .filter(|&i| !self.idle[i] && !self.ended[i])
+            .map(|i| self.watermarks[i])
+            .min()
+    }
+
+    /// Passes the combined watermark on when it advanced, and idleness
+    /// when every input is idle.
+    fn update(&mut self, runner: &mut ChainRunner) -> Result<(), TaskError> {
+        match self.combined() {
+            Some(wm) => {
+                self.idle_said = false;
+                if wm > runner.watermark && wm > MIN_WATERMARK {
+                    runner.on_watermark(wm)?;
+                }
+            }
+            None => {
+                let any_open = (0..self.channels.len()).any(|i| !self.ended[i]);
+                if any_open && !self.idle_said {
+                    self.idle_said = true;
+                    runner.on_idle()?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -450,6 +503,9 @@ fn run_inputs(
         held: vec![false; n],
         ended: vec![false; n],
         data_ended: vec![false; n],
+        watermarks: vec![MIN_WATERMARK; n],
+        idle: vec![false; n],
+        idle_said: false,
     };
     let mut data_ended = false;
     loop {
@@ -461,10 +517,11 @@ fn run_inputs(
             sel.recv(&channels[i]);
         }
         let control_index = sel.recv(control);
-        let op = match sel.select_timeout(runner.buffer_timeout) {
+        let op = match sel.select_timeout(runner.buffer_timeout.min(Duration::from_millis(50))) {
             Ok(op) => op,
             Err(_) => {
-                runner.flush_outputs()?;
+                runner.tick()?;
+                runner.flush_if_due()?;
                 continue;
             }
         };
@@ -477,7 +534,9 @@ fn run_inputs(
         let msg = op.recv(&channels[i]).map_err(|_| TaskError::Disconnected)?;
         let action = match msg {
             Message::Batch(b) => {
+                inputs.idle[i] = false;
                 runner.process(b)?;
+                runner.maybe_tick()?;
                 AlignAction::Continue
             }
             Message::Barrier(b) => {
@@ -487,7 +546,17 @@ fn run_inputs(
                 }
                 aligner.on_barrier(i, id)
             }
-            Message::Watermark(_) => AlignAction::Continue,
+            Message::Watermark(wm) => {
+                inputs.idle[i] = false;
+                inputs.watermarks[i] = inputs.watermarks[i].max(wm);
+                inputs.update(runner)?;
+                AlignAction::Continue
+            }
+            Message::Idle => {
+                inputs.idle[i] = true;
+                inputs.update(runner)?;
+                AlignAction::Continue
+            }
             Message::EndOfData => {
                 inputs.data_ended[i] = true;
                 if !data_ended && inputs.data_ended.iter().all(|&e| e) {
@@ -500,6 +569,7 @@ fn run_inputs(
             }
             Message::EndOfPartition => {
                 inputs.ended[i] = true;
+                inputs.update(runner)?;
                 let action = aligner.on_end(i);
                 if inputs.ended.iter().all(|&e| e) {
                     apply(action, runner, cp, &mut inputs, &mut pending_barrier)?;

@@ -39,9 +39,9 @@ pub struct KeyedStateBackend {
     pub(crate) range: KeyGroupRange,
     pub(crate) states: Vec<StateInfo>,
     cache: Cache,
-    raw: Vec<u8>,
+    pub(crate) raw: Vec<u8>,
     ck: Vec<u8>,
-    write_opts: WriteOptions,
+    pub(crate) write_opts: WriteOptions,
 }
 
 impl std::fmt::Debug for KeyedStateBackend {
@@ -67,6 +67,14 @@ pub(crate) fn cf_options() -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_merge_operator_associative("weir-append", append_merge);
+    // Most reads of a new key (a first record, a new window) find nothing:
+    // bloom filters answer those without touching the data.
+    let mut t = rocksdb::BlockBasedOptions::default();
+    t.set_bloom_filter(10.0, false);
+    t.set_whole_key_filtering(true);
+    o.set_block_based_table_factory(&t);
+    o.set_memtable_whole_key_filtering(true);
+    o.set_memtable_prefix_bloom_ratio(0.1);
     o
 }
 
@@ -220,7 +228,7 @@ impl KeyedStateBackend {
             .map(|s| (s.uid.as_str(), s.name.as_str(), s.kind))
     }
 
-    fn cf(&self, s: StateId) -> Result<&rocksdb::ColumnFamily, StateError> {
+    pub(crate) fn cf(&self, s: StateId) -> Result<&rocksdb::ColumnFamily, StateError> {
         let info = self
             .states
             .get(s.0 as usize)

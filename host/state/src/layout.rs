@@ -39,6 +39,11 @@ pub fn decode_state_key(raw: &[u8]) -> Option<StateKey<'_>> {
     })
 }
 
+/// The key group of any raw key (every layout starts with it).
+pub(crate) fn key_group_of(raw: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*raw.first()?, *raw.get(1)?]))
+}
+
 /// The smallest raw key of key group `g`.
 pub(crate) fn group_start(g: u16) -> [u8; 2] {
     g.to_be_bytes()

@@ -170,10 +170,11 @@ impl KeyedStateBackend {
                 let mut batch = WriteBatch::default();
                 for item in old.iterator_cf(from, IteratorMode::From(&start, Direction::Forward)) {
                     let (k, v) = item.map_err(|e| err(&e))?;
-                    let Some(sk) = layout::decode_state_key(&k) else {
+                    // Every layout (values, timers) starts with the key group.
+                    let Some(group) = layout::key_group_of(&k) else {
                         return Err(err(&"malformed key in snapshot"));
                     };
-                    if sk.group.0 >= range.end {
+                    if group >= range.end {
                         break;
                     }
                     batch.put_cf(target, &k, &v);
