@@ -26,9 +26,17 @@ install_build_deps() {
     rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 }
 
-# Servers the end-to-end tests start on loopback: moto's S3 server, in a
-# virtualenv beside the build outputs.
+# Servers the end-to-end tests start on loopback: MariaDB and PostgreSQL
+# from Debian, moto's S3 server in a virtualenv beside the build outputs.
+# (Kafka tests use librdkafka's mock cluster, which is built in.)
 install_test_deps() {
+    local missing=()
+    command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
     local venv="${WEIR_TOOLS_DIR:-$HOME/.cache/weir-tools}/venv"
     if [ ! -x "$venv/bin/moto_server" ]; then
         if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

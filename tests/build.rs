@@ -8,6 +8,7 @@ use std::process::Command;
 const GUESTS: &[&str] = &[
     "wordcount",
     "click-event-count",
+    "kafka-wordcount-mysql",
     "hostile",
     "not-a-job",
     "counter-v1",
@@ -15,13 +16,14 @@ const GUESTS: &[&str] = &[
     "counter-v3",
     "state-bench",
     "windows",
+    "kafka-jobs",
 ];
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned();
+    // Read at run time: clones in other places may share the compiled
+    // build script through a common target directory.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).parent().unwrap().to_owned();
     for dir in ["guest-sdk", "wit", "examples", "tests/fixtures"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }

@@ -38,6 +38,7 @@ mod aggregate;
 pub mod alloc;
 mod args;
 mod codec;
+pub mod connectors;
 mod env;
 mod error;
 mod host;

@@ -4,7 +4,7 @@
 use crate::{run_local, stderr, weir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use weir_tests::process::{Running, S3Server};
+use weir_tests::process::{Running, S3Server, latest_checkpoints};
 use weir_tests::{HOSTILE_WASM, WORDCOUNT_WASM, count_words, file, temp_dir, write_corpus};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -54,18 +54,7 @@ impl CrashRun {
 
     /// The checkpoint directory of the newest job that completed one.
     fn latest(&self) -> Option<PathBuf> {
-        let mut jobs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.checkpoints)
-            .ok()?
-            .flatten()
-            .filter(|e| {
-                std::fs::read_dir(e.path())
-                    .map(|d| d.flatten().any(|c| c.path().join("_metadata").exists()))
-                    .unwrap_or(false)
-            })
-            .map(|e| (e.metadata().unwrap().modified().unwrap(), e.path()))
-            .collect();
-        jobs.sort();
-        jobs.pop().map(|(_, p)| p)
+        latest_checkpoints(&self.checkpoints)
     }
 
     /// Starts a run (from the latest checkpoint, if any) and kills it with

@@ -2,7 +2,9 @@
 
 mod checkpoints;
 mod errors;
+mod kafka;
 mod savepoints;
+mod sql;
 mod windows;
 mod wordcount;
 

@@ -4,6 +4,7 @@
 
 pub mod native;
 pub mod process;
+pub mod servers;
 
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -18,6 +19,10 @@ pub const STATE_BENCH_WASM: &str = env!("WEIR_WASM_STATE_BENCH");
 pub const WINDOWS_WASM: &str = env!("WEIR_WASM_WINDOWS");
 /// Flink's ClickEventCount (see `examples/click-event-count`).
 pub const CLICK_EVENT_COUNT_WASM: &str = env!("WEIR_WASM_CLICK_EVENT_COUNT");
+/// Kafka word count into a database (see `examples/kafka-wordcount-mysql`).
+pub const KAFKA_WORDCOUNT_WASM: &str = env!("WEIR_WASM_KAFKA_WORDCOUNT_MYSQL");
+/// Kafka-to-Kafka jobs (see `tests/fixtures/kafka-jobs`).
+pub const KAFKA_JOBS_WASM: &str = env!("WEIR_WASM_KAFKA_JOBS");
 /// Misbehaving jobs (see `tests/fixtures/hostile`).
 pub const HOSTILE_WASM: &str = env!("WEIR_WASM_HOSTILE");
 /// A component that is not a Weir job.

@@ -307,3 +307,20 @@ impl S3Server {
         Some(out)
     }
 }
+
+/// The checkpoint directory of the newest job under `checkpoints` that
+/// completed a checkpoint (what `weir run -s` restarts from).
+pub fn latest_checkpoints(checkpoints: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut jobs: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(checkpoints)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            std::fs::read_dir(e.path())
+                .map(|d| d.flatten().any(|c| c.path().join("_metadata").exists()))
+                .unwrap_or(false)
+        })
+        .map(|e| (e.metadata().unwrap().modified().unwrap(), e.path()))
+        .collect();
+    jobs.sort();
+    jobs.pop().map(|(_, p)| p)
+}

@@ -6,6 +6,7 @@
 //! without copying values. The host uses it to route records between tasks;
 //! the SDK uses it to decode inputs and encode outputs of user functions.
 
+pub mod connectors;
 pub mod plan;
 mod reader;
 mod window;

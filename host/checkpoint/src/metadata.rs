@@ -63,6 +63,10 @@ pub struct TaskSnapshot {
     /// Non-keyed operator state by uid: source positions, sink
     /// transactions.
     pub operator_state: BTreeMap<String, serde_json::Value>,
+    /// Files operators keep beside their state, by uid (a Kafka sink's
+    /// records of transactions not yet committed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operator_files: BTreeMap<String, Vec<FileRef>>,
 }
 
 /// What a snapshot describes.
@@ -164,6 +168,7 @@ impl SnapshotMetadata {
                 .flat_map(|k| k.files.iter())
                 .chain(t.memory.iter().flat_map(|m| m.files.iter()))
                 .chain(t.saved.iter().map(|s| &s.file))
+                .chain(t.operator_files.values().flatten())
         })
     }
 
@@ -212,6 +217,7 @@ mod tests {
                 memory: None,
                 saved: None,
                 operator_state: BTreeMap::new(),
+                operator_files: BTreeMap::new(),
             }],
         }
     }

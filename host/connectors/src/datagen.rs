@@ -110,11 +110,7 @@ mod tests {
     fn subtasks_split_the_indices() {
         let mut all = Vec::new();
         for i in 0..3 {
-            let ctx = SourceContext {
-                subtask: i,
-                parallelism: 3,
-                batch_size: 4,
-            };
+            let ctx = SourceContext::new(i, 3, 4);
             let mut g = Generator::new(
                 GeneratorOptions {
                     rows: Some(10),

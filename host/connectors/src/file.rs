@@ -148,11 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("in.txt");
         std::fs::write(&p, "a b\r\nc\n\nlast").unwrap();
-        let ctx = SourceContext {
-            subtask: 0,
-            parallelism: 1,
-            batch_size: 2,
-        };
+        let ctx = SourceContext::new(0, 1, 2);
         let mut s = FileSource::open(
             FileSourceOptions {
                 path: p.display().to_string(),
@@ -182,11 +178,7 @@ mod tests {
         let p = dir.path().join("in.txt");
         let long = "x".repeat(3 << 20);
         std::fs::write(&p, format!("{long}\nshort\n")).unwrap();
-        let ctx = SourceContext {
-            subtask: 0,
-            parallelism: 1,
-            batch_size: 10,
-        };
+        let ctx = SourceContext::new(0, 1, 10);
         let mut s = FileSource::open(
             FileSourceOptions {
                 path: p.display().to_string(),

@@ -15,7 +15,7 @@
 //! With one subtask the path is the output file itself; with several it is
 //! a directory of `part-<subtask>-<n>` files, a new one per checkpoint.
 
-use crate::{SinkContext, SinkWriter};
+use crate::{SinkContext, SinkFiles, SinkWriter};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -300,7 +300,7 @@ impl SinkWriter for FileSink {
         self.commit_covered(Some(id))
     }
 
-    fn restore(&mut self, states: &[serde_json::Value]) -> Result<(), Failure> {
+    fn restore(&mut self, states: &[serde_json::Value], _files: &SinkFiles) -> Result<(), Failure> {
         // Old subtask j is recovered by new subtask j % parallelism.
         for (j, v) in states.iter().enumerate() {
             if j as u32 % self.parallelism != self.subtask {
@@ -374,6 +374,8 @@ mod tests {
                 subtask: sub,
                 parallelism: p,
                 checkpointing: true,
+                uid: "sink".into(),
+                work_dir: std::env::temp_dir(),
             },
         )
         .unwrap()
@@ -405,7 +407,7 @@ mod tests {
             .in_progress
             .unwrap();
         std::fs::write(&path, "b\na\nc\nEXTRA").unwrap();
-        r.restore(&[st]).unwrap();
+        r.restore(&[st], &SinkFiles::new()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
         r.write(&batch(&["d"])).unwrap();
         r.finish().unwrap();
@@ -429,7 +431,7 @@ mod tests {
             drop(s);
             assert!(!out.exists());
             let mut r = sink(&out, 1, 0, sort);
-            r.restore(&[st]).unwrap();
+            r.restore(&[st], &SinkFiles::new()).unwrap();
             r.write(&batch(&["d"])).unwrap();
             r.finish().unwrap();
             r.snapshot(CheckpointId(2)).unwrap();

@@ -37,6 +37,20 @@ pub struct SourceContext {
     pub parallelism: u32,
     /// Most records one poll should return.
     pub batch_size: usize,
+    /// The source operator's uid (names consumer groups and the like).
+    pub uid: String,
+}
+
+impl SourceContext {
+    /// A context for subtask `subtask` of `parallelism` (tests, tools).
+    pub fn new(subtask: u32, parallelism: u32, batch_size: usize) -> Self {
+        SourceContext {
+            subtask,
+            parallelism,
+            batch_size,
+            uid: "source".into(),
+        }
+    }
 }
 
 /// One subtask of a source.
@@ -61,6 +75,33 @@ pub trait SourceReader: Send {
     fn seek(&mut self, _position: &serde_json::Value) -> Result<(), Failure> {
         Err(Failure::user("this source cannot resume from a checkpoint"))
     }
+    /// Continues from the positions of the old subtasks: its own at the
+    /// same parallelism, all of them otherwise (sources with splits take
+    /// over the splits now theirs).
+    fn restore(&mut self, positions: &[serde_json::Value]) -> Result<(), Failure> {
+        match positions {
+            [] => Ok(()),
+            [p] => self.seek(p),
+            _ => Err(Failure::user(
+                "the source ran with another parallelism when the snapshot was taken, and \
+                 cannot redistribute its positions; restore it at the old parallelism",
+            )),
+        }
+    }
+    /// Checkpoint `id` is complete (Kafka commits its offsets to the
+    /// consumer group, for monitoring).
+    fn checkpoint_complete(&mut self, _id: CheckpointId) -> Result<(), Failure> {
+        Ok(())
+    }
+}
+
+/// Where records a job could not decode go, under the source option
+/// `'decode-errors' = 'dead-letter'`.
+pub trait DeadLetterSink: Send {
+    /// Sends a raw record with the reason it could not be decoded.
+    fn send(&mut self, raw: &[u8], reason: &str) -> Result<(), Failure>;
+    /// Makes sure everything sent is delivered (at checkpoints).
+    fn flush(&mut self) -> Result<(), Failure>;
 }
 
 /// Where a sink subtask runs.
@@ -71,7 +112,14 @@ pub struct SinkContext {
     /// Whether the job takes checkpoints (transactional sinks then commit
     /// on checkpoint completion, otherwise when input ends).
     pub checkpointing: bool,
+    /// The sink operator's uid (names its transactions).
+    pub uid: String,
+    /// A local directory the sink may keep files in.
+    pub work_dir: std::path::PathBuf,
 }
+
+/// Files a sink keeps in a snapshot, by name, and where they are locally.
+pub type SinkFiles = std::collections::BTreeMap<String, std::path::PathBuf>;
 
 /// One subtask of a sink.
 ///
@@ -93,9 +141,18 @@ pub trait SinkWriter: Send {
     fn commit(&mut self, _id: CheckpointId) -> Result<(), Failure> {
         Ok(())
     }
+    /// Files that belong to the snapshot just taken (uploaded with it);
+    /// their names must be unique among the sink's subtasks.
+    fn snapshot_files(&mut self) -> SinkFiles {
+        SinkFiles::new()
+    }
     /// Recovers from the states the old subtasks snapshotted (in subtask
-    /// order), before anything is written.
-    fn restore(&mut self, _states: &[serde_json::Value]) -> Result<(), Failure> {
+    /// order) and the files they kept, before anything is written.
+    fn restore(
+        &mut self,
+        _states: &[serde_json::Value],
+        _files: &SinkFiles,
+    ) -> Result<(), Failure> {
         Ok(())
     }
 }
@@ -117,7 +174,11 @@ pub fn open_source(
             ctx,
         )?)),
         "datagen" => Ok(Box::new(datagen::Generator::new(options(connector)?, ctx)?)),
-        other => Err(unknown("source", other, &["file", "socket", "datagen"])),
+        other => Err(unknown(
+            "source",
+            other,
+            &["file", "socket", "datagen", "kafka"],
+        )),
     }
 }
 
@@ -130,7 +191,11 @@ pub fn open_sink(connector: &Connector, ctx: &SinkContext) -> Result<Box<dyn Sin
             options::<NoOptions>(connector)?;
             Ok(Box::new(Blackhole))
         }
-        other => Err(unknown("sink", other, &["print", "file", "blackhole"])),
+        other => Err(unknown(
+            "sink",
+            other,
+            &["print", "file", "blackhole", "kafka", "jdbc"],
+        )),
     }
 }
 

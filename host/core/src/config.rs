@@ -182,6 +182,12 @@ pub struct Config {
     #[serde(rename = "state.backend.rocksdb.localdir", default)]
     pub rocksdb_local_dir: Option<String>,
 
+    /// Connector options set from outside the job, by operator uid:
+    /// `connector.<uid>.<option>` (e.g. `connector.kafka-in.properties.
+    /// bootstrap.servers`), replacing the job's own.
+    #[serde(skip)]
+    pub connector_overrides: BTreeMap<String, Vec<(String, String)>>,
+
     #[serde(rename = "s3.endpoint", default)]
     pub s3_endpoint: Option<String>,
     #[serde(rename = "s3.region", default)]
@@ -290,12 +296,27 @@ impl Config {
     }
 
     fn parse(flat: &ConfigLayer) -> Result<Config, ConfigError> {
+        let mut overrides: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for (k, v) in flat {
+            if let Some(rest) = k.strip_prefix("connector.") {
+                let Some((uid, option)) = rest.split_once('.') else {
+                    return Err(ConfigError(format!(
+                        "key '{k}' names no option; use connector.<operator uid>.<option>"
+                    )));
+                };
+                overrides
+                    .entry(uid.to_owned())
+                    .or_default()
+                    .push((option.to_owned(), v.clone()));
+            }
+        }
         let value = serde_json::Value::Object(
             flat.iter()
+                .filter(|(k, _)| !k.starts_with("connector."))
                 .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                 .collect(),
         );
-        let config: Config = serde_json::from_value(value).map_err(|e| {
+        let mut config: Config = serde_json::from_value(value).map_err(|e| {
             let msg = e.to_string();
             match msg.strip_prefix("unknown field ") {
                 Some(rest) => ConfigError(format!(
@@ -305,8 +326,21 @@ impl Config {
                 None => ConfigError(msg),
             }
         })?;
+        config.connector_overrides = overrides;
         config.validate()?;
         Ok(config)
+    }
+
+    /// `c` with the options set for operator `uid` from outside the job.
+    pub fn connector_for(&self, uid: &str, c: &crate::plan::Connector) -> crate::plan::Connector {
+        let mut c = c.clone();
+        for (k, v) in self.connector_overrides.get(uid).into_iter().flatten() {
+            match c.options.iter_mut().find(|(key, _)| key == k) {
+                Some(entry) => entry.1 = v.clone(),
+                None => c.options.push((k.clone(), v.clone())),
+            }
+        }
+        c
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -454,6 +488,19 @@ impl Config {
                     }
                 };
                 out.insert(k, shown);
+            }
+        }
+        for (uid, options) in &self.connector_overrides {
+            for (k, v) in options {
+                let secret = ["password", "secret", "sasl", "ssl.key"]
+                    .iter()
+                    .any(|s| k.contains(s));
+                let shown = if secret {
+                    "******".to_owned()
+                } else {
+                    v.clone()
+                };
+                out.insert(format!("connector.{uid}.{k}"), shown);
             }
         }
         out

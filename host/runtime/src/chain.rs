@@ -73,10 +73,11 @@ pub(crate) struct SnapshotMeta {
 }
 
 /// What to do with records a decode stage could not decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DecodePolicy {
     Fail,
     Skip,
+    /// Send them to a dead-letter topic.
+    DeadLetter(Box<dyn weir_connectors::DeadLetterSink>),
 }
 
 pub(crate) enum Step {
@@ -524,16 +525,24 @@ impl ChainRunner {
             let rec = rec.map_err(|e| Failure::user(format!("malformed side output: {e}")))?;
             if rec.port == DECODE_FAILURE_PORT {
                 let why = String::from_utf8_lossy(rec.namespace.unwrap_or_default());
-                match self.decode_policy {
+                match &mut self.decode_policy {
                     DecodePolicy::Fail => {
                         return Err(Failure::user(format!(
                             "{} produced a record the job cannot decode: {why}. Set the \
-                             source option 'decode-errors' = 'skip' to skip such records",
+                             source option 'decode-errors' to 'skip' to skip such records, or \
+                             (Kafka) to 'dead-letter' to send them to 'dead-letter.topic'",
                             self.source_name
                         ))
                         .into());
                     }
                     DecodePolicy::Skip => {
+                        self.metrics.operators[op as usize]
+                            .decode_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    DecodePolicy::DeadLetter(dlq) => {
+                        dlq.send(rec.value, &why)?;
                         self.metrics.operators[op as usize]
                             .decode_failures
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -659,7 +668,11 @@ impl ChainRunner {
         meta: &SnapshotMeta,
         reuse: Option<MemoryImage>,
     ) -> Result<LocalTaskSnapshot, TaskError> {
+        if let DecodePolicy::DeadLetter(dlq) = &mut self.decode_policy {
+            dlq.flush()?;
+        }
         let mut operator_state = BTreeMap::new();
+        let mut operator_files = BTreeMap::new();
         for i in 0..self.steps.len() {
             let op = self.steps[i].first_op();
             match &mut self.steps[i] {
@@ -688,6 +701,10 @@ impl ChainRunner {
                 Step::Sink { writer, .. } => {
                     if let Some(state) = writer.snapshot(target.id)? {
                         operator_state.insert(meta.uids[op as usize].clone(), state);
+                    }
+                    let files = writer.snapshot_files();
+                    if !files.is_empty() {
+                        operator_files.insert(meta.uids[op as usize].clone(), files);
                     }
                 }
             }
@@ -721,6 +738,7 @@ impl ChainRunner {
             memory,
             saved,
             operator_state,
+            operator_files,
         })
     }
 
@@ -740,15 +758,25 @@ impl ChainRunner {
         &mut self,
         uids: &[String],
         states: &BTreeMap<String, Vec<serde_json::Value>>,
+        files: &BTreeMap<String, weir_connectors::SinkFiles>,
     ) -> Result<(), TaskError> {
+        let none = weir_connectors::SinkFiles::new();
         let mut watermark: Option<i64> = None;
         for s in &mut self.steps {
             let op = s.state_op();
+            if let Step::Sink { writer, .. } = s {
+                // Sinks hear of every start, restored or not (transactional
+                // ones clean up after earlier runs).
+                let values = states
+                    .get(&uids[op as usize])
+                    .map_or(&[][..], Vec::as_slice);
+                writer.restore(values, files.get(&uids[op as usize]).unwrap_or(&none))?;
+                continue;
+            }
             let Some(values) = states.get(&uids[op as usize]) else {
                 continue;
             };
             match s {
-                Step::Sink { writer, .. } => writer.restore(values)?,
                 Step::Window(_) | Step::Process(_) => {
                     // The smallest of the old subtasks' watermarks.
                     for v in values {

@@ -346,12 +346,15 @@ impl Master {
             return Ok(None);
         }
         if self.completed.storage.is_none() {
-            let dir = self.ctx.config.checkpoints_dir.clone().ok_or_else(|| {
-                Failure::user(
-                    "checkpointing is enabled but state.checkpoints.dir is not set; set it to a \
-                     directory or an s3:// location",
-                )
-            })?;
+            // Without a directory, checkpoints stay in this process, as with
+            // Flink's JobManager checkpoint storage: restarts after a task
+            // failure use them, a new process cannot.
+            let dir = self
+                .ctx
+                .config
+                .checkpoints_dir
+                .clone()
+                .unwrap_or_else(|| format!("memory://{}", self.ctx.job_id));
             let s = Storage::open(&dir, &self.s3())
                 .map_err(|e| Failure::external(e.message).context("state.checkpoints.dir"))?;
             self.completed.storage = Some(s);

@@ -11,6 +11,7 @@
 
 mod chain;
 mod channel;
+mod connectors;
 mod execution;
 mod job;
 mod metrics;

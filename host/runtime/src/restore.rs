@@ -117,7 +117,10 @@ fn needed(plan: &RestorePlan) -> Vec<FileRef> {
         for s in &t.saved {
             files.push(s.file.clone());
         }
+        files.extend(t.operator_files.values().flatten().cloned());
     }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
     files
 }
 

@@ -38,6 +38,8 @@ pub(crate) struct LocalTaskSnapshot {
     pub memory: Option<(String, MemoryImage)>,
     pub saved: Option<(String, Vec<u8>)>,
     pub operator_state: BTreeMap<String, serde_json::Value>,
+    /// Files operators keep beside their state (uid -> name -> local path).
+    pub operator_files: BTreeMap<String, weir_connectors::SinkFiles>,
 }
 
 /// Where a file was uploaded (relative to the storage root), its size and
@@ -192,6 +194,39 @@ impl Uploader {
                 },
             });
         }
+        let mut operator_files = BTreeMap::new();
+        for (uid, files) in &local.operator_files {
+            let mut refs = Vec::new();
+            let dir: String = uid
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            for (name, src) in files {
+                let bytes = tokio::fs::read(src)
+                    .await
+                    .map_err(|e| Failure::internal(format!("reading {}: {e}", src.display())))?;
+                let (path, size, crc) = Self::put(
+                    &target.storage,
+                    &format!("{task_dir}/{dir}/{name}"),
+                    name,
+                    bytes,
+                )
+                .await?;
+                refs.push(FileRef {
+                    name: name.clone(),
+                    path: rel(&path),
+                    size,
+                    crc32c: crc,
+                });
+            }
+            operator_files.insert(uid.clone(), refs);
+        }
         if let Some(snap) = &local.keyed {
             let _ = tokio::fs::remove_dir_all(&snap.dir).await;
         }
@@ -203,6 +238,7 @@ impl Uploader {
             memory,
             saved,
             operator_state: local.operator_state,
+            operator_files,
         })
     }
 }
@@ -246,6 +282,14 @@ impl Prefetched {
             memories.push(image::decode(&bytes).map_err(Failure::internal)?);
         }
         Ok(MemoryImage { memories })
+    }
+
+    /// Local copies of operator files, by name.
+    pub(crate) fn named(&self, files: &[FileRef]) -> Result<weir_connectors::SinkFiles, Failure> {
+        files
+            .iter()
+            .map(|f| Ok((f.name.clone(), self.local(f)?.to_owned())))
+            .collect()
     }
 
     pub(crate) fn bytes(&self, f: &FileRef) -> Result<Vec<u8>, Failure> {

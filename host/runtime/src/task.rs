@@ -4,12 +4,14 @@
 
 use crate::chain::{ChainRunner, DecodePolicy, SnapshotMeta, StepSettings, TaskError, build_steps};
 use crate::channel::{Barrier, Batch, Message, OutputEdge};
+use crate::connectors;
 use crate::execution::Chain;
 use crate::job::JobContext;
 use crate::services::{TaskHost, state_failure};
 use crate::snapshot::{Prefetched, Uploader};
 use crate::watermark::MIN_WATERMARK;
 use crossbeam_channel::{Receiver, Select, Sender};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use weir_checkpoint::TaskSnapshot;
@@ -235,14 +237,20 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         None
     };
     let checkpointing = ctx.config.checkpoint_interval.is_some();
-    let sink_ctx = SinkContext {
-        subtask: id.subtask,
-        parallelism: chain.parallelism,
-        checkpointing,
-    };
     let mut open_sink = |op: &weir_core::OperatorNode| {
-        let c = op.connector().expect("sinks have connectors");
-        weir_connectors::open_sink(c, &sink_ctx).map_err(|f| f.context(&op.name))
+        let c = ctx.config.connector_for(
+            op.uid.as_str(),
+            op.connector().expect("sinks have connectors"),
+        );
+        let c = &c;
+        let sink_ctx = SinkContext {
+            subtask: id.subtask,
+            parallelism: chain.parallelism,
+            checkpointing,
+            uid: op.uid.0.clone(),
+            work_dir: task_dir.join(format!("sink-{}", op.index)),
+        };
+        connectors::open_sink(c, &sink_ctx).map_err(|f| f.context(&op.name))
     };
     let settings = StepSettings {
         batch_mode: ctx.batch_mode,
@@ -254,29 +262,24 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
     let head = ops[0];
     let (source, decode_policy) = match &head.kind {
         OperatorKind::Source(spec) => {
-            let (connector, policy) = source_connector(&spec.connector)?;
+            let (connector, policy) =
+                source_connector(&ctx.config.connector_for(head.uid.as_str(), &spec.connector))?;
             let sctx = SourceContext {
                 subtask: id.subtask,
                 parallelism: chain.parallelism,
                 batch_size: ctx.config.batch_size,
+                uid: head.uid.0.clone(),
             };
-            let mut reader = weir_connectors::open_source(&connector, &sctx)
-                .map_err(|f| f.context(&head.name))?;
+            let mut reader =
+                connectors::open_source(&connector, &sctx).map_err(|f| f.context(&head.name))?;
             if let Some(states) = restore.and_then(|r| r.operator_state.get(head.uid.as_str())) {
-                let positions: Vec<&serde_json::Value> =
-                    states.iter().filter_map(|s| s.get("position")).collect();
-                match positions.as_slice() {
-                    [] => {}
-                    [p] => reader.seek(p).map_err(|f| f.context(&head.name))?,
-                    _ => {
-                        return Err(Failure::user(format!(
-                            "{}: the source ran with another parallelism when the snapshot \
-                             was taken, and '{}' sources cannot redistribute their positions",
-                            head.name, connector.kind
-                        ))
-                        .into());
-                    }
-                }
+                let positions: Vec<serde_json::Value> = states
+                    .iter()
+                    .filter_map(|s| s.get("position").cloned())
+                    .collect();
+                reader
+                    .restore(&positions)
+                    .map_err(|f| f.context(&head.name))?;
             }
             (Some(reader), policy)
         }
@@ -297,8 +300,15 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         runner.set_source_splits(reader.splits());
     }
     let uids: Vec<String> = graph.operators.iter().map(|o| o.uid.0.clone()).collect();
-    if let Some(r) = restore {
-        runner.restore_steps(&uids, &r.operator_state)?;
+    match (restore, start.as_ref()) {
+        (Some(r), Some(s)) => {
+            let mut files = BTreeMap::new();
+            for (uid, refs) in &r.operator_files {
+                files.insert(uid.clone(), s.files.named(refs)?);
+            }
+            runner.restore_steps(&uids, &r.operator_state, &files)?;
+        }
+        _ => runner.restore_steps(&uids, &BTreeMap::new(), &BTreeMap::new())?,
     }
     let cp = Checkpointing {
         id,
@@ -339,13 +349,15 @@ fn source_connector(
             policy = match v.as_str() {
                 "fail" => DecodePolicy::Fail,
                 "skip" => DecodePolicy::Skip,
+                "dead-letter" => DecodePolicy::DeadLetter(connectors::dead_letter(c)?),
                 other => {
                     return Err(Failure::user(format!(
-                        "source option 'decode-errors' is '{other}'; use 'fail' or 'skip'"
+                        "source option 'decode-errors' is '{other}'; use 'fail', 'skip' or \
+                         'dead-letter'"
                     )));
                 }
             };
-        } else {
+        } else if !k.starts_with("dead-letter.") {
             options.push((k.clone(), v.clone()));
         }
     }
@@ -362,13 +374,23 @@ fn source_connector(
 fn on_control(
     ctl: TaskControl,
     runner: &mut ChainRunner,
-    source: Option<(&dyn SourceReader, &str)>,
+    source: Option<(&mut dyn SourceReader, &str)>,
     cp: &Checkpointing,
 ) -> Result<bool, TaskError> {
     match ctl {
         TaskControl::Cancel => return Err(TaskError::Disconnected),
-        TaskControl::Trigger(b) => cp.checkpoint(runner, source, b)?,
-        TaskControl::Complete(n) => runner.commit(n)?,
+        TaskControl::Trigger(b) => {
+            let source = source
+                .as_ref()
+                .map(|(r, u)| (&**r as &dyn SourceReader, *u));
+            cp.checkpoint(runner, source, b)?
+        }
+        TaskControl::Complete(n) => {
+            runner.commit(n)?;
+            if let Some((reader, _)) = source {
+                reader.checkpoint_complete(n)?;
+            }
+        }
         TaskControl::Finish => return Ok(true),
     }
     Ok(false)
@@ -391,7 +413,7 @@ fn run_source(
             // Wait for the final checkpoint and the order to finish.
             match control.recv() {
                 Ok(ctl) => {
-                    if on_control(ctl, runner, Some((reader.as_ref(), uid)), cp)? {
+                    if on_control(ctl, runner, Some((reader.as_mut(), uid)), cp)? {
                         runner.broadcast(|| Message::EndOfPartition)?;
                         return Ok(());
                     }
@@ -401,7 +423,7 @@ fn run_source(
             continue;
         }
         while let Ok(ctl) = control.try_recv() {
-            if on_control(ctl, runner, Some((reader.as_ref(), uid)), cp)? {
+            if on_control(ctl, runner, Some((reader.as_mut(), uid)), cp)? {
                 return Err(
                     Failure::internal("a source was told to finish before its data ended").into(),
                 );

@@ -11,7 +11,9 @@
 //!   otherwise it is non-restored state.
 //! - Non-restored state is an error naming its operators, unless allowed.
 
-use crate::metadata::{KeyedStateHandle, MemoryImageHandle, SavedStateHandle, SnapshotMetadata};
+use crate::metadata::{
+    FileRef, KeyedStateHandle, MemoryImageHandle, SavedStateHandle, SnapshotMetadata,
+};
 use std::collections::BTreeMap;
 
 /// An operator of the job being started.
@@ -66,6 +68,8 @@ pub struct TaskRestore {
     pub memory: Option<MemoryImageHandle>,
     /// Saved states to hand to the restore hook, in old subtask order.
     pub saved: Vec<SavedStateHandle>,
+    /// Files operators kept beside their state, per uid (as state).
+    pub operator_files: BTreeMap<String, Vec<FileRef>>,
     /// Operator state per uid: the old subtasks' values (same subtask at
     /// the same parallelism; all of them otherwise).
     pub operator_state: BTreeMap<String, Vec<serde_json::Value>>,
@@ -241,6 +245,15 @@ pub fn plan_restore(
                 values.iter().map(|(_, _, v)| (*v).clone()).collect()
             };
             tr.operator_state.insert(uid.to_owned(), mine);
+            let files: Vec<FileRef> = snapshot
+                .tasks
+                .iter()
+                .filter(|t| old_p != p || t.subtask == sub)
+                .flat_map(|t| t.operator_files.get(uid).into_iter().flatten().cloned())
+                .collect();
+            if !files.is_empty() {
+                tr.operator_files.insert(uid.to_owned(), files);
+            }
         }
     }
 
@@ -351,6 +364,7 @@ mod tests {
             }),
             saved: None,
             operator_state: [("source".to_string(), serde_json::json!({"offset": 10}))].into(),
+            operator_files: BTreeMap::new(),
         }];
         for s in 0..2 {
             tasks.push(TaskSnapshot {
@@ -367,6 +381,7 @@ mod tests {
                     file: file("saved"),
                 }),
                 operator_state: BTreeMap::new(),
+                operator_files: BTreeMap::new(),
             });
         }
         SnapshotMetadata {

@@ -1,0 +1,446 @@
+//! Kafka and SQL connectors, configured as with Flink's builders; the host
+//! does the I/O, the job decodes and encodes records.
+//!
+//! Options can be set or replaced from outside the job, without rebuilding
+//! it: `-D connector.<uid>.<option>=<value>` on the command line (e.g.
+//! `-D connector.words.properties.bootstrap.servers=kafka:9092`), and
+//! values may name environment variables as `${VAR}` — the way to pass
+//! credentials, which the host never prints.
+
+use crate::plan::Connector;
+use crate::stream::SinkHandle;
+use crate::{DataStream, Env};
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use weir_frame::connectors::{KafkaMessage, KafkaRecord, SqlValue};
+
+/// Where a Kafka source starts reading partitions it has no checkpointed
+/// offset for, as Flink's `OffsetsInitializer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartingOffsets {
+    /// The beginning of each partition.
+    Earliest,
+    /// The end: only new records.
+    Latest,
+    /// The consumer group's committed offsets (the beginning without).
+    Committed,
+    /// The first records at or after a time (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// What to do with a record the job cannot decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeErrors {
+    /// Fail the job (the default).
+    Fail,
+    /// Skip it, counting it in the metrics.
+    Skip,
+    /// Send it to this Kafka topic, with the reason in a header.
+    DeadLetter(String),
+}
+
+/// A Kafka source, as Flink's `KafkaSource`.
+///
+/// ```
+/// use weir_sdk::connectors::*;
+/// let source = KafkaSource::builder()
+///     .bootstrap_servers("localhost:9092")
+///     .topics(&["words"])
+///     .group_id("wordcount")
+///     .starting_offsets(StartingOffsets::Earliest)
+///     .build();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSource {
+    options: Vec<(String, String)>,
+}
+
+/// Builds a [`KafkaSource`].
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSourceBuilder {
+    options: Vec<(String, String)>,
+}
+
+fn set(options: &mut Vec<(String, String)>, k: &str, v: impl Into<String>) {
+    let v = v.into();
+    match options.iter_mut().find(|(key, _)| key == k) {
+        Some(e) => e.1 = v,
+        None => options.push((k.to_owned(), v)),
+    }
+}
+
+impl KafkaSource {
+    pub fn builder() -> KafkaSourceBuilder {
+        KafkaSourceBuilder::default()
+    }
+}
+
+impl KafkaSourceBuilder {
+    /// `host:port` of some brokers, comma-separated.
+    pub fn bootstrap_servers(mut self, servers: &str) -> Self {
+        set(&mut self.options, "properties.bootstrap.servers", servers);
+        self
+    }
+
+    /// Topics to read.
+    pub fn topics(mut self, topics: &[&str]) -> Self {
+        set(&mut self.options, "topic", topics.join(";"));
+        self
+    }
+
+    /// Reads every topic whose whole name matches `regex`; topics created
+    /// later are picked up while running.
+    pub fn topic_pattern(mut self, regex: &str) -> Self {
+        set(&mut self.options, "topic-pattern", regex);
+        self
+    }
+
+    /// The consumer group offsets are committed to (for monitoring; a
+    /// restore reads offsets from the checkpoint).
+    pub fn group_id(mut self, group: &str) -> Self {
+        set(&mut self.options, "properties.group.id", group);
+        self
+    }
+
+    pub fn starting_offsets(mut self, start: StartingOffsets) -> Self {
+        let mode = match start {
+            StartingOffsets::Earliest => "earliest-offset",
+            StartingOffsets::Latest => "latest-offset",
+            StartingOffsets::Committed => "group-offsets",
+            StartingOffsets::Timestamp(ts) => {
+                set(
+                    &mut self.options,
+                    "scan.startup.timestamp-millis",
+                    ts.to_string(),
+                );
+                "timestamp"
+            }
+        };
+        set(&mut self.options, "scan.startup.mode", mode);
+        self
+    }
+
+    /// Stops at the offsets that are the latest when the job starts: a
+    /// bounded job, as Flink's `setBounded(OffsetsInitializer.latest())`.
+    pub fn bounded(mut self) -> Self {
+        set(&mut self.options, "scan.bounded.mode", "latest-offset");
+        self
+    }
+
+    /// How often to look for new partitions and topics.
+    pub fn partition_discovery_interval(mut self, every: std::time::Duration) -> Self {
+        set(
+            &mut self.options,
+            "scan.topic-partition-discovery.interval",
+            format!("{}ms", every.as_millis()),
+        );
+        self
+    }
+
+    /// A librdkafka client property (`security.protocol`, `sasl.username`,
+    /// ...); `${VAR}` takes a value from the environment.
+    pub fn property(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.options, &format!("properties.{key}"), value);
+        self
+    }
+
+    pub fn decode_errors(mut self, policy: DecodeErrors) -> Self {
+        let v = match policy {
+            DecodeErrors::Fail => "fail",
+            DecodeErrors::Skip => "skip",
+            DecodeErrors::DeadLetter(topic) => {
+                set(&mut self.options, "dead-letter.topic", topic);
+                "dead-letter"
+            }
+        };
+        set(&mut self.options, "decode-errors", v);
+        self
+    }
+
+    pub fn build(self) -> KafkaSource {
+        KafkaSource {
+            options: self.options,
+        }
+    }
+}
+
+/// How a Kafka sink delivers, as Flink's `DeliveryGuarantee`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryGuarantee {
+    None,
+    AtLeastOnce,
+    /// Kafka transactions committed with checkpoints.
+    ExactlyOnce,
+}
+
+impl DeliveryGuarantee {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryGuarantee::None => "none",
+            DeliveryGuarantee::AtLeastOnce => "at-least-once",
+            DeliveryGuarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+/// A Kafka sink, as Flink's `KafkaSink`.
+///
+/// ```
+/// use weir_sdk::connectors::*;
+/// let sink = KafkaSink::builder()
+///     .bootstrap_servers("localhost:9092")
+///     .topic("counts")
+///     .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+///     .transactional_id_prefix("wordcount")
+///     .build();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSink {
+    options: Vec<(String, String)>,
+}
+
+/// Builds a [`KafkaSink`].
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSinkBuilder {
+    options: Vec<(String, String)>,
+}
+
+impl KafkaSink {
+    pub fn builder() -> KafkaSinkBuilder {
+        KafkaSinkBuilder::default()
+    }
+}
+
+impl KafkaSinkBuilder {
+    pub fn bootstrap_servers(mut self, servers: &str) -> Self {
+        set(&mut self.options, "properties.bootstrap.servers", servers);
+        self
+    }
+
+    /// The topic records go to (unless a record names its own).
+    pub fn topic(mut self, topic: &str) -> Self {
+        set(&mut self.options, "topic", topic);
+        self
+    }
+
+    pub fn delivery_guarantee(mut self, g: DeliveryGuarantee) -> Self {
+        set(&mut self.options, "sink.delivery-guarantee", g.as_str());
+        self
+    }
+
+    /// Names the sink's transactions (`<prefix>-<subtask>`); unique per
+    /// job writing to a cluster.
+    pub fn transactional_id_prefix(mut self, prefix: &str) -> Self {
+        set(&mut self.options, "sink.transactional-id-prefix", prefix);
+        self
+    }
+
+    pub fn property(mut self, key: &str, value: &str) -> Self {
+        set(&mut self.options, &format!("properties.{key}"), value);
+        self
+    }
+
+    pub fn build(self) -> KafkaSink {
+        KafkaSink {
+            options: self.options,
+        }
+    }
+}
+
+/// An upsert sink for PostgreSQL or MySQL/MariaDB, as Flink's JDBC sink.
+///
+/// ```
+/// use weir_sdk::connectors::*;
+/// let sink = JdbcSink::upsert("word_counts", &["word", "count"], &["word"])
+///     .url("mysql://localhost:3306/weir")
+///     .username("weir")
+///     .password("${DB_PASSWORD}")
+///     .exactly_once()
+///     .build();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct JdbcSink {
+    options: Vec<(String, String)>,
+}
+
+/// Builds a [`JdbcSink`].
+#[derive(Debug, Clone, Default)]
+pub struct JdbcSinkBuilder {
+    options: Vec<(String, String)>,
+}
+
+impl JdbcSink {
+    /// Upserts rows of `columns` into `table` by the `key` columns.
+    pub fn upsert(table: &str, columns: &[&str], key: &[&str]) -> JdbcSinkBuilder {
+        let mut options = Vec::new();
+        set(&mut options, "table-name", table);
+        set(&mut options, "columns", columns.join(","));
+        set(&mut options, "primary-key", key.join(","));
+        JdbcSinkBuilder { options }
+    }
+}
+
+impl JdbcSinkBuilder {
+    /// `postgres://host:port/db` or `mysql://host:port/db` (also as
+    /// `jdbc:postgresql://...`, `jdbc:mysql://...`).
+    pub fn url(mut self, url: &str) -> Self {
+        set(&mut self.options, "url", url);
+        self
+    }
+
+    pub fn username(mut self, user: &str) -> Self {
+        set(&mut self.options, "username", user);
+        self
+    }
+
+    /// The password; `${VAR}` reads it from the host's environment.
+    pub fn password(mut self, password: &str) -> Self {
+        set(&mut self.options, "password", password);
+        self
+    }
+
+    /// Rows per batch (500).
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        set(
+            &mut self.options,
+            "sink.buffer-flush.max-rows",
+            rows.to_string(),
+        );
+        self
+    }
+
+    /// One database transaction per checkpoint, committed in two phases.
+    pub fn exactly_once(mut self) -> Self {
+        set(&mut self.options, "sink.delivery-guarantee", "exactly-once");
+        self
+    }
+
+    /// Names the sink's transactions; unique per job writing to a database.
+    pub fn transaction_prefix(mut self, prefix: &str) -> Self {
+        set(&mut self.options, "sink.transaction-prefix", prefix);
+        self
+    }
+
+    pub fn build(self) -> JdbcSink {
+        JdbcSink {
+            options: self.options,
+        }
+    }
+}
+
+impl Env {
+    /// Reads a Kafka source; `decode` turns each record (value, key,
+    /// headers, timestamp) into a value. Kafka timestamps become event
+    /// times, so `WatermarkStrategy` needs no assigner.
+    ///
+    /// ```no_run
+    /// # use weir_sdk::prelude::*;
+    /// use weir_sdk::connectors::*;
+    /// # fn f(env: &mut Env) {
+    /// let source = KafkaSource::builder()
+    ///     .bootstrap_servers("localhost:9092")
+    ///     .topics(&["clicks"])
+    ///     .build();
+    /// let clicks = env.from_kafka(source, "Kafka: clicks", |r: &KafkaRecord| {
+    ///     String::from_utf8(r.value.clone().unwrap_or_default()).map_err(|e| e.to_string())
+    /// });
+    /// # }
+    /// ```
+    pub fn from_kafka<T, D>(
+        &mut self,
+        source: KafkaSource,
+        name: &str,
+        mut decode: D,
+    ) -> DataStream<T>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        D: FnMut(&KafkaRecord) -> Result<T, String> + 'static,
+    {
+        self.from_source(
+            Connector {
+                kind: "kafka".into(),
+                options: source.options,
+            },
+            name,
+            move |raw: &[u8]| {
+                let r: KafkaRecord = crate::codec::decode(raw)
+                    .map_err(|e| format!("a Kafka record the job cannot read: {e}"))?;
+                decode(&r)
+            },
+        )
+    }
+
+    /// Reads the values of a Kafka source as UTF-8 text.
+    ///
+    /// ```no_run
+    /// # use weir_sdk::prelude::*;
+    /// use weir_sdk::connectors::*;
+    /// # fn f(env: &mut Env) {
+    /// let source = KafkaSource::builder().bootstrap_servers("k:9092").topics(&["lines"]).build();
+    /// let lines = env.from_kafka_text(source, "Kafka: lines");
+    /// # }
+    /// ```
+    pub fn from_kafka_text(&mut self, source: KafkaSource, name: &str) -> DataStream<String> {
+        self.from_kafka(source, name, |r: &KafkaRecord| {
+            String::from_utf8(r.value.clone().unwrap_or_default())
+                .map_err(|e| format!("a Kafka record's value is not UTF-8: {e}"))
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
+    /// Writes to a Kafka sink; `encode` makes each value a record.
+    ///
+    /// ```no_run
+    /// # use weir_sdk::prelude::*;
+    /// use weir_sdk::connectors::*;
+    /// # fn f(s: DataStream<(String, i64)>) {
+    /// let sink = KafkaSink::builder().bootstrap_servers("k:9092").topic("counts").build();
+    /// s.sink_to_kafka(sink, |(w, n)| KafkaMessage {
+    ///     key: Some(w.as_bytes().to_vec()),
+    ///     value: Some(n.to_string().into_bytes()),
+    ///     ..KafkaMessage::default()
+    /// });
+    /// # }
+    /// ```
+    pub fn sink_to_kafka<F>(self, sink: KafkaSink, mut encode: F) -> SinkHandle
+    where
+        F: FnMut(&T) -> KafkaMessage + 'static,
+    {
+        self.sink_to(
+            Connector {
+                kind: "kafka".into(),
+                options: sink.options,
+            },
+            "Sink: Kafka",
+            move |v: &T, out: &mut Vec<u8>| crate::codec::encode(&encode(v), out),
+        )
+    }
+
+    /// Upserts rows into a database; `row` gives each value's columns, in
+    /// the sink's column order.
+    ///
+    /// ```no_run
+    /// # use weir_sdk::prelude::*;
+    /// use weir_sdk::connectors::*;
+    /// # fn f(s: DataStream<(String, i64)>) {
+    /// let sink = JdbcSink::upsert("counts", &["word", "n"], &["word"])
+    ///     .url("postgres://localhost/weir")
+    ///     .build();
+    /// s.sink_to_jdbc(sink, |(w, n)| vec![w.as_str().into(), (*n).into()]);
+    /// # }
+    /// ```
+    pub fn sink_to_jdbc<F>(self, sink: JdbcSink, mut row: F) -> SinkHandle
+    where
+        F: FnMut(&T) -> Vec<SqlValue> + 'static,
+    {
+        self.sink_to(
+            Connector {
+                kind: "jdbc".into(),
+                options: sink.options,
+            },
+            "Sink: JDBC",
+            move |v: &T, out: &mut Vec<u8>| crate::codec::encode(&row(v), out),
+        )
+    }
+}

@@ -1,0 +1,34 @@
+//! Kafka connectors on librdkafka, with Flink's option names (`topic`,
+//! `properties.bootstrap.servers`, `scan.startup.mode`,
+//! `sink.delivery-guarantee`, ...).
+//!
+//! - The source reads the partitions of its topics assigned to its subtask
+//!   (reassigned on rescale), keeps its offsets in checkpoints — a restore
+//!   never depends on the consumer group — and commits them back to the
+//!   group when a checkpoint completes, for monitoring. Records reach the
+//!   job with their key, headers and timestamp (event time).
+//! - The sink writes at least once (flushing at every checkpoint) or
+//!   exactly once, in a Kafka transaction per checkpoint committed when the
+//!   checkpoint completes (see [`sink`]).
+//! - Records a job cannot decode can go to a dead-letter topic.
+
+mod dead_letter;
+mod options;
+mod sink;
+mod source;
+#[cfg(test)]
+mod tests;
+
+pub use dead_letter::dead_letter;
+pub use sink::open_sink;
+pub use source::open_source;
+
+use weir_core::Failure;
+
+/// A Kafka error, with where and what to check.
+pub(crate) fn kafka_failure(what: &str, servers: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::external(format!(
+        "Kafka at {servers}: cannot {what}: {e}. Check properties.bootstrap.servers, that \
+         the brokers are up and reachable, and the security properties"
+    ))
+}
