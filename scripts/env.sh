@@ -27,12 +27,14 @@ install_build_deps() {
 }
 
 # Servers the end-to-end tests start on loopback: MariaDB and PostgreSQL
-# from Debian, moto's S3 server in a virtualenv beside the build outputs.
+# from Debian, moto's S3 server in a virtualenv beside the build outputs;
+# headless Chromium for the web UI test.
 # (Kafka tests use librdkafka's mock cluster, which is built in.)
 install_test_deps() {
     local missing=()
     command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
     compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     if [ "${#missing[@]}" -gt 0 ]; then
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

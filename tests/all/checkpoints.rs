@@ -10,7 +10,7 @@ use weir_tests::{HOSTILE_WASM, WORDCOUNT_WASM, count_words, file, temp_dir, writ
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// What the word count writes in streaming mode: every running count.
-fn streaming_updates(text: &str) -> String {
+pub(crate) fn streaming_updates(text: &str) -> String {
     let mut lines: Vec<String> = count_words(text)
         .into_iter()
         .flat_map(|(w, n)| (1..=n).map(move |k| format!("{w}\t{k}")))

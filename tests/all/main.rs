@@ -1,6 +1,7 @@
 //! End-to-end tests: real components, run by the real `weir` command.
 
 mod checkpoints;
+mod cluster;
 mod errors;
 mod kafka;
 mod savepoints;

@@ -2,6 +2,8 @@
 //! built to WebAssembly by `build.rs`, native instances of the same jobs,
 //! and input generators with independent expected results.
 
+pub mod browser;
+pub mod cluster;
 pub mod native;
 pub mod process;
 pub mod servers;

@@ -4,8 +4,10 @@
 //! The binary is a thin wrapper around [`main`], so that end-to-end tests
 //! can build the same command.
 
+mod client;
 mod local;
 mod savepoint;
+mod session;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -18,9 +20,13 @@ use std::process::ExitCode;
     version,
     about = "Weir: stream processing with WebAssembly jobs",
     long_about = "Runs stream jobs written as WebAssembly components. \
-                  `weir run --local job.wasm -- ARGS` runs a job in this process."
+                  `weir run --local job.wasm -- ARGS` runs a job in this process; \
+                  `weir session` starts a session cluster, and `weir run job.wasm` \
+                  submits to it."
 )]
 struct Cli {
+    #[command(flatten)]
+    cluster: client::ClusterOptions,
     /// Configuration file (YAML with Flink-like keys).
     #[arg(long, global = true, env = "WEIR_CONFIG")]
     config: Option<PathBuf>,
@@ -33,21 +39,63 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs a job.
+    /// Runs a job: on the session cluster, or in this process with --local.
     Run(local::RunArgs),
-    /// Disposes of savepoints, or checks one against a new job version.
+    /// Lists the jobs of the cluster.
+    List {
+        /// Also jobs that ended.
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// Shows a job: state, vertices, records in and out.
+    Info { job_id: String },
+    /// Cancels a job.
+    Cancel { job_id: String },
+    /// Stops a job with a savepoint.
+    Stop {
+        job_id: String,
+        /// Where the savepoint goes (default: state.savepoints.dir).
+        #[arg(long, short = 'p', value_name = "DIR")]
+        savepoint_dir: Option<String>,
+        /// Emit the final watermark first, so that every event-time window
+        /// fires before the job stops.
+        #[arg(long, short = 'd')]
+        drain: bool,
+    },
+    /// Takes a savepoint of a job (`savepoint ID [DIR]`), disposes of one
+    /// (`--dispose PATH`), or checks one against a new job version.
     Savepoint(savepoint::SavepointArgs),
+    /// Shows a job's recent checkpoints.
+    Checkpoints { job_id: String },
+    /// Starts a session cluster: REST API, web UI and task slots.
+    Session(session::SessionArgs),
 }
 
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    let sources = settings::Sources::new(cli.config, cli.define);
+    let client = || client::Client::new(&cli.cluster);
     let result = match cli.command {
-        Command::Run(args) => local::run(&settings::Sources::new(cli.config, cli.define), args),
-        Command::Savepoint(args) => {
-            savepoint::run(&settings::Sources::new(cli.config, cli.define), args)
-        }
+        Command::Run(args) if args.local => local::run(&sources, args),
+        Command::Run(args) => client().and_then(|c| local::submit(&c, &sources, args)),
+        Command::List { all } => client().and_then(|c| client::list(&c, all)),
+        Command::Info { job_id } => client().and_then(|c| client::info(&c, &job_id)),
+        Command::Cancel { job_id } => client().and_then(|c| client::cancel(&c, &job_id)),
+        Command::Stop {
+            job_id,
+            savepoint_dir,
+            drain,
+        } => client().and_then(|c| client::stop(&c, &job_id, savepoint_dir, drain)),
+        Command::Checkpoints { job_id } => client().and_then(|c| client::checkpoints(&c, &job_id)),
+        Command::Savepoint(args) => match args.job_id.clone() {
+            Some(job) if args.command.is_none() && args.dispose.is_none() => {
+                client().and_then(|c| client::savepoint(&c, &job, args.target_dir.clone()))
+            }
+            _ => savepoint::run(&sources, args),
+        },
+        Command::Session(args) => session::run(&sources, args),
     };
     match result {
         Ok(code) => code,
@@ -62,10 +110,15 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("warn,weir=info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_target(false);
+    // WEIR_LOG_FORMAT=json: one JSON object per line, for log collectors.
+    if std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        fmt.json().init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }

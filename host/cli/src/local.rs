@@ -55,6 +55,9 @@ pub struct RunArgs {
     /// Runs the job in this process, with no cluster.
     #[arg(long)]
     pub local: bool,
+    /// Returns once the job is submitted, without waiting for it to end.
+    #[arg(short = 'd', long)]
+    pub detached: bool,
     #[command(flatten)]
     pub job_options: JobOptions,
     /// Starts from a savepoint or checkpoint: a savepoint or chk-<n>
@@ -93,11 +96,7 @@ fn cache_dir(config: &Config) -> PathBuf {
 }
 
 pub fn limits(config: &Config) -> InstanceLimits {
-    InstanceLimits {
-        memory_bytes: config.guest_memory_limit,
-        call_timeout: config.guest_call_timeout,
-        fuel_per_call: config.guest_fuel_per_call,
-    }
+    InstanceLimits::from_config(config)
 }
 
 /// A job loaded, planned and validated, ready to run or to check.
@@ -140,13 +139,51 @@ pub fn load_job(
     Ok(LoadedJob { factory, config })
 }
 
-pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
-    if !args.local {
+/// `weir run` without `--local`: uploads the job to the session cluster
+/// and runs it there.
+pub fn submit(
+    client: &crate::client::Client,
+    sources: &Sources,
+    args: RunArgs,
+) -> Result<ExitCode> {
+    let opts = &args.job_options;
+    if opts.allow_non_restored && args.savepoint.is_none() {
+        bail!("-n/--allowNonRestoredState only applies with -s/--fromSavepoint");
+    }
+    if args.stop_with_savepoint {
         bail!(
-            "submitting to a session cluster is not available in this build; add --local to \
-             run the job in this process"
+            "--stop-with-savepoint is for --local runs; stop a cluster job with `weir stop JOB_ID`"
         );
     }
+    if opts.parallelism == Some(0) {
+        bail!("-p/--parallelism must be at least 1");
+    }
+    if !args.job.is_file() {
+        bail!(
+            "cannot read the job file {}: no such file",
+            args.job.display()
+        );
+    }
+    let mut config = sources.defines()?;
+    if let Some(d) = &args.savepoint_dir {
+        config.push(("state.savepoints.dir".into(), d.clone()));
+    }
+    crate::client::run(
+        client,
+        crate::client::Submission {
+            job: &args.job,
+            entry: opts.entry.clone(),
+            args: args.args.clone(),
+            parallelism: opts.parallelism,
+            savepoint: args.savepoint.clone(),
+            allow_non_restored: opts.allow_non_restored,
+            detached: args.detached,
+            config,
+        },
+    )
+}
+
+pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
     let mut flags: Vec<(&str, String)> = Vec::new();
     if let Some(d) = &args.savepoint_dir {
         flags.push(("state.savepoints.dir", d.clone()));
@@ -173,6 +210,7 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
             location,
             allow_non_restored: opts.allow_non_restored,
         }),
+        listener: None,
     })?;
     eprintln!("Job has been submitted with JobID {job_id}");
     watch_signals(handle.commands(), args.stop_with_savepoint)?;
@@ -215,6 +253,7 @@ fn watch_signals(commands: CommandSender, stop_with_savepoint: bool) -> Result<(
                     let _ = commands.send(JobCommand::Savepoint {
                         dir: None,
                         stop,
+                        drain: false,
                         reply: tx,
                     });
                     let commands = commands.clone();

@@ -20,6 +20,10 @@ pub struct SavepointArgs {
     /// Deletes the savepoint at PATH.
     #[arg(short = 'd', long, value_name = "PATH")]
     pub dispose: Option<String>,
+    /// The job (on the cluster) to take a savepoint of.
+    pub job_id: Option<String>,
+    /// Where the savepoint goes (default: state.savepoints.dir).
+    pub target_dir: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -56,8 +60,8 @@ pub fn run(sources: &Sources, args: SavepointArgs) -> Result<ExitCode> {
         (Some(SavepointCommand::Check(c)), _) => check(sources, c),
         (None, Some(path)) => dispose(sources, &path),
         (None, None) => bail!(
-            "give --dispose PATH or `check SAVEPOINT JOB.wasm`; triggering a savepoint of a \
-             running job needs a session cluster (or SIGUSR1 to a local run)"
+            "give a job id (`weir savepoint JOB_ID [DIR]`), --dispose PATH, or `check \
+             SAVEPOINT JOB.wasm`"
         ),
     }
 }

@@ -26,6 +26,16 @@ impl Sources {
         config::parse_yaml(&text).with_context(|| format!("in {}", path.display()))
     }
 
+    /// The `-D` flags as key/value pairs.
+    pub fn defines(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.flag_layer(&[])?.into_iter().collect())
+    }
+
+    /// The configuration file's keys.
+    pub fn file_keys(&self) -> Result<ConfigLayer> {
+        self.file_layer()
+    }
+
     fn flag_layer(&self, extra: &[(&str, String)]) -> Result<ConfigLayer> {
         let mut l = ConfigLayer::new();
         for d in &self.defines {

@@ -205,6 +205,9 @@ pub struct Config {
     pub rest_address: String,
     #[serde(rename = "rest.port", deserialize_with = "parsed")]
     pub rest_port: u16,
+    /// Largest request body the REST API takes (uploads).
+    #[serde(rename = "rest.server.max-content-length", deserialize_with = "bytes")]
+    pub rest_max_content_length: u64,
     #[serde(rename = "taskmanager.numberOfTaskSlots", deserialize_with = "parsed")]
     pub task_slots: u32,
     #[serde(rename = "high-availability.storageDir", default)]
@@ -270,6 +273,7 @@ pub fn defaults() -> ConfigLayer {
         ("s3.allow-http", "false"),
         ("rest.address", "127.0.0.1"),
         ("rest.port", "8081"),
+        ("rest.server.max-content-length", "100mb"),
         ("taskmanager.numberOfTaskSlots", "4"),
     ]
     .into_iter()

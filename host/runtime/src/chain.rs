@@ -292,6 +292,9 @@ impl ChainRunner {
             if let Some(out) = out {
                 self.emit_step_output(i, out)?;
             }
+            self.metrics.operators[self.steps[i].last_op() as usize]
+                .watermark
+                .store(wm as u64, std::sync::atomic::Ordering::Relaxed);
         }
         self.broadcast(|| Message::Watermark(wm))?;
         Ok(())
@@ -333,6 +336,11 @@ impl ChainRunner {
     /// watermarks held back by their interval).
     pub fn tick(&mut self) -> Result<(), TaskError> {
         self.last_tick = Instant::now();
+        if let Some(g) = &self.guest {
+            self.metrics
+                .guest_memory_peak
+                .fetch_max(g.memory_bytes(), std::sync::atomic::Ordering::Relaxed);
+        }
         let now = now_ms();
         for i in 0..self.steps.len() {
             let cx = self.context();

@@ -30,6 +30,7 @@ pub(crate) struct JobContext {
     pub metrics: Arc<JobMetrics>,
     pub work_dir: PathBuf,
     pub batch_mode: bool,
+    pub listener: Arc<dyn JobListener>,
 }
 
 /// A snapshot to start a job from (`weir run -s PATH [-n]`).
@@ -50,6 +51,8 @@ pub struct JobSpec {
     /// Local directory for the job's working files (RocksDB).
     pub work_dir: PathBuf,
     pub restore: Option<RestoreRequest>,
+    /// Told about state changes and checkpoints.
+    pub listener: Option<Arc<dyn JobListener>>,
 }
 
 /// How a job ended.
@@ -74,9 +77,46 @@ pub enum JobCommand {
     Savepoint {
         dir: Option<String>,
         stop: bool,
+        /// With `stop`: emit the final watermark first (`stop --drain`).
+        drain: bool,
         reply: Sender<Result<String, Failure>>,
     },
 }
+
+/// A completed checkpoint or savepoint, as reported to a [`JobListener`].
+#[derive(Debug, Clone)]
+pub struct CheckpointReport {
+    pub id: CheckpointId,
+    pub savepoint: bool,
+    pub duration: Duration,
+    /// Bytes of state it refers to.
+    pub state_size: u64,
+    /// Bytes it uploaded.
+    pub uploaded: u64,
+    pub location: String,
+}
+
+/// What a job reports while it runs; the session cluster keeps job status,
+/// checkpoint history and HA pointers with it. Called on the job's
+/// coordinator thread: implementations return quickly.
+pub trait JobListener: Send + Sync {
+    /// Every task of an attempt is running.
+    fn running(&self, _tasks: usize) {}
+    /// A task failed (the attempt ends).
+    fn task_failed(&self, _task: &str, _failure: &Failure) {}
+    /// The job restarts after `delay`.
+    fn restarting(&self, _failure: &Failure, _delay: Duration) {}
+    /// An attempt restored the snapshot at `location`.
+    fn restored(&self, _location: &str, _id: CheckpointId) {}
+    fn checkpoint_triggered(&self, _id: CheckpointId, _savepoint: bool, _tasks: usize) {}
+    /// Called after `_metadata` is written and before the tasks are told
+    /// (and commit their transactions).
+    fn checkpoint_completed(&self, _report: &CheckpointReport) {}
+    fn checkpoint_failed(&self, _id: CheckpointId, _reason: &str) {}
+}
+
+struct NoListener;
+impl JobListener for NoListener {}
 
 /// Sends commands to a running job.
 pub type CommandSender = Sender<JobCommand>;
@@ -141,6 +181,7 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         factory: spec.factory,
         metrics: metrics.clone(),
         work_dir: spec.work_dir.join(spec.job_id.to_string()),
+        listener: spec.listener.unwrap_or_else(|| Arc::new(NoListener)),
     });
     let job_id = spec.job_id;
     let restore = spec.restore;
@@ -421,6 +462,9 @@ impl Master {
                 ) {
                     Ok(r) => {
                         self.completed.last = self.completed.last.max(r.metadata.checkpoint_id);
+                        self.ctx
+                            .listener
+                            .restored(&r.location, r.metadata.checkpoint_id);
                         Some(r)
                     }
                     Err(f) => return JobOutcome::Failed(f),
@@ -459,6 +503,7 @@ impl Master {
                 .metrics
                 .restarts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.ctx.listener.restarting(&failure, delay);
             if let Ok(JobCommand::Cancel) = commands.recv_timeout(delay) {
                 return JobOutcome::Cancelled;
             }
@@ -537,6 +582,7 @@ impl Master {
                     Ok(TaskEvent::Running(_)) => {
                         initializing -= 1;
                         if initializing == 0 {
+                            self.ctx.listener.running(tasks);
                             tracing::info!(
                                 job = %self.ctx.job_id,
                                 "running: {tasks} tasks started in {} ms",
@@ -567,6 +613,11 @@ impl Master {
                     }
                     Ok(TaskEvent::Failed(id, f)) => {
                         tracing::error!(task = ?id, "{f}");
+                        let chain = &dep.exec.chains[id.chain];
+                        self.ctx.listener.task_failed(
+                            &format!("{} ({}/{})", chain.name, id.subtask + 1, chain.parallelism),
+                            &f,
+                        );
                         break AttemptEnd::Failed(f);
                     }
                     Ok(TaskEvent::Ack(task, id, snapshot)) => {
@@ -589,6 +640,7 @@ impl Master {
                                     }
                                 }
                                 Err(f) => {
+                                    self.ctx.listener.checkpoint_failed(id, &f.message);
                                     if let Some(r) = replies.remove(&id) {
                                         let _ = r.send(Err(f.clone()));
                                     }
@@ -601,6 +653,7 @@ impl Master {
                     }
                     Ok(TaskEvent::Decline(task, id, f)) => {
                         tracing::warn!(task = ?task, "checkpoint {id} declined: {f}");
+                        self.ctx.listener.checkpoint_failed(id, &f.message);
                         targets.remove(&id);
                         if let Some(r) = replies.remove(&id) {
                             let _ = r.send(Err(f.clone()));
@@ -622,7 +675,7 @@ impl Master {
                 },
                 recv(commands) -> cmd => match cmd {
                     Ok(JobCommand::Cancel) | Err(_) => break AttemptEnd::Cancelled,
-                    Ok(JobCommand::Savepoint { dir, stop, reply }) => {
+                    Ok(JobCommand::Savepoint { dir, stop, drain, reply }) => {
                         let dir = dir.or_else(|| self.ctx.config.savepoints_dir.clone());
                         let Some(dir) = dir else {
                             let _ = reply.send(Err(Failure::user(
@@ -636,7 +689,7 @@ impl Master {
                             )));
                             continue;
                         }
-                        match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Savepoint { dir, stop }) {
+                        match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Savepoint { dir, stop, drain: stop && drain }) {
                             Ok(id) => {
                                 replies.insert(id, reply);
                                 stopping |= stop;
@@ -656,6 +709,7 @@ impl Master {
                     self.ctx.config.checkpoint_timeout
                 ));
                 targets.remove(&id);
+                self.ctx.listener.checkpoint_failed(id, &f.message);
                 if let Some(r) = replies.remove(&id) {
                     let _ = r.send(Err(f.clone()));
                 }
@@ -692,7 +746,18 @@ impl Master {
         kind: SnapshotKind,
     ) -> Result<CheckpointId, Failure> {
         let id = coord.trigger(now_ms(self.started), kind.clone());
-        let target = Arc::new(self.target(id, kind)?);
+        self.ctx.listener.checkpoint_triggered(
+            id,
+            matches!(kind, SnapshotKind::Savepoint { .. }),
+            dep.controls.len(),
+        );
+        let target = match self.target(id, kind) {
+            Ok(t) => Arc::new(t),
+            Err(f) => {
+                self.ctx.listener.checkpoint_failed(id, &f.message);
+                return Err(f);
+            }
+        };
         targets.insert(id, target.clone());
         for s in dep.sources() {
             let _ = s.send(TaskControl::Trigger(Barrier {
@@ -788,6 +853,14 @@ impl Master {
         self.ctx
             .metrics
             .record_checkpoint(target.id, size, uploaded, took);
+        self.ctx.listener.checkpoint_completed(&CheckpointReport {
+            id: target.id,
+            savepoint: matches!(target.kind, SnapshotKind::Savepoint { .. }),
+            duration: took,
+            state_size: size,
+            uploaded,
+            location: location.clone(),
+        });
         dep.send_all(|| TaskControl::Complete(target.id));
         Ok(location)
     }

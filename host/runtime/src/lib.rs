@@ -27,7 +27,8 @@ mod window;
 pub use channel::{Barrier, Batch, Message};
 pub use execution::{Chain, ChainEdge, ExecutionGraph};
 pub use job::{
-    CommandSender, JobCommand, JobHandle, JobOutcome, JobSpec, RestoreRequest, is_batch, start,
+    CheckpointReport, CommandSender, JobCommand, JobHandle, JobListener, JobOutcome, JobSpec,
+    RestoreRequest, is_batch, start,
 };
 pub use metrics::{JobMetrics, OperatorMetrics};
 pub use restore::{read_metadata, target_job};

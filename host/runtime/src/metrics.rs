@@ -82,7 +82,14 @@ impl JobMetrics {
 
     pub fn new(operators: usize) -> Self {
         JobMetrics {
-            operators: (0..operators).map(|_| Default::default()).collect(),
+            operators: (0..operators)
+                .map(|_| {
+                    std::sync::Arc::new(OperatorMetrics {
+                        watermark: AtomicU64::new(i64::MIN as u64),
+                        ..Default::default()
+                    })
+                })
+                .collect(),
             ..Default::default()
         }
     }

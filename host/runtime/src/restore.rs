@@ -15,6 +15,8 @@ use weir_core::{Failure, GuestFactory};
 /// A snapshot matched to the job and downloaded.
 #[derive(Debug)]
 pub(crate) struct Restored {
+    /// Where the snapshot is.
+    pub location: String,
     pub metadata: SnapshotMetadata,
     pub plan: RestorePlan,
     pub files: Arc<Prefetched>,
@@ -165,6 +167,7 @@ pub(crate) fn load(
             Ok(files) => {
                 tracing::info!(job = %ctx.job_id, "restoring from {url}");
                 return Ok(Restored {
+                    location: url,
                     metadata,
                     plan,
                     files: Arc::new(files),

@@ -380,6 +380,12 @@ fn on_control(
     match ctl {
         TaskControl::Cancel => return Err(TaskError::Disconnected),
         TaskControl::Trigger(b) => {
+            if source.is_some()
+                && let weir_checkpoint::protocol::SnapshotKind::Savepoint { drain: true, .. } =
+                    &b.target.kind
+            {
+                runner.end_of_input_watermark()?;
+            }
             let source = source
                 .as_ref()
                 .map(|(r, u)| (&**r as &dyn SourceReader, *u));

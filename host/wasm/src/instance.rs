@@ -26,6 +26,17 @@ pub struct InstanceLimits {
     pub fuel_per_call: u64,
 }
 
+impl InstanceLimits {
+    /// The limits the configuration sets (`weir.guest.*`).
+    pub fn from_config(c: &weir_core::Config) -> Self {
+        InstanceLimits {
+            memory_bytes: c.guest_memory_limit,
+            call_timeout: c.guest_call_timeout,
+            fuel_per_call: c.guest_fuel_per_call,
+        }
+    }
+}
+
 impl Default for InstanceLimits {
     fn default() -> Self {
         InstanceLimits {
@@ -457,6 +468,14 @@ impl WasmJob {
 }
 
 /// Plans a job: instantiates the module once and calls `plan`.
+/// The names of the jobs a component holds (its entries).
+pub fn job_entries(module: &JobModule, limits: InstanceLimits) -> Result<Vec<String>, Failure> {
+    let mut g = WasmGuest::new(module, "entries", limits, None)?;
+    g.call(None, "listing the job's entries", |b, s| {
+        b.weir_stream_job().call_entries(s).map(Ok)
+    })
+}
+
 pub fn plan_job(
     module: &JobModule,
     entry: Option<&str>,

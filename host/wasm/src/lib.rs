@@ -20,7 +20,7 @@ mod module;
 mod store;
 
 pub use engine::{EPOCH_TICK, EngineOptions, WasmEngine};
-pub use instance::{InstanceLimits, WasmGuest, WasmJob, plan_job};
+pub use instance::{InstanceLimits, WasmGuest, WasmJob, job_entries, plan_job};
 pub use module::{CompileCache, JOB_INTERFACE, JobModule, WasmKind, classify, module_hash};
 
 /// Why a `.wasm` file cannot be used as a job.

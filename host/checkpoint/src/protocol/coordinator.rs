@@ -23,8 +23,15 @@ pub enum SnapshotKind {
     /// The last checkpoint before a bounded job finishes, so that
     /// transactional sinks commit everything.
     Final,
-    /// Asked for by the user, written to `dir`.
-    Savepoint { dir: String, stop: bool },
+    /// Asked for by the user, written to `dir`; with `stop`, the job
+    /// stops after it, and with `drain` too, sources first emit the final
+    /// watermark so that every event-time window fires (Flink's
+    /// `stop --drain`).
+    Savepoint {
+        dir: String,
+        stop: bool,
+        drain: bool,
+    },
 }
 
 /// A checkpoint waiting for acknowledgements.
@@ -270,6 +277,7 @@ mod tests {
             SnapshotKind::Savepoint {
                 dir: "x".into(),
                 stop: false,
+                drain: false,
             },
         );
         assert!(c.failed(sp, "no", 1).is_ok());

@@ -1,0 +1,440 @@
+//! The REST API: Flink's routes and JSON shapes (also under `/v1`), the
+//! OpenAPI document, the web UI and Prometheus `/metrics`, on one port.
+
+use crate::session::{RunRequest, Session};
+use crate::{ApiError, ApiResult, views};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// The OpenAPI document of the routes below.
+pub const OPENAPI: &str = include_str!("openapi.json");
+const UI: &str = include_str!("ui/index.html");
+
+/// Runs blocking session work (compiling, planning, storage) off the
+/// request threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request handler failed: {e}")))?
+}
+
+/// The API routes (mounted at `/` and at `/v1`).
+fn api() -> Router<Session> {
+    Router::new()
+        .route("/config", get(config))
+        .route("/overview", get(overview))
+        .route("/jobmanager/config", get(jobmanager_config))
+        .route("/jars", get(list_jars))
+        .route(
+            "/jars/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/jars/{id}", axum::routing::delete(delete_jar))
+        .route("/jars/{id}/run", post(run_jar))
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/overview", get(jobs_overview))
+        .route("/jobs/{id}", get(job).patch(patch_job))
+        .route("/jobs/{id}/stop", post(stop_job))
+        .route("/jobs/{id}/savepoints", post(trigger_savepoint))
+        .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
+        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route("/jobs/{id}/checkpoints/config", get(checkpoint_config))
+        .route(
+            "/jobs/{id}/checkpoints/details/{cid}",
+            get(checkpoint_details),
+        )
+        .route("/jobs/{id}/exceptions", get(exceptions))
+}
+
+/// Every route of the session.
+pub fn router(session: Session) -> Router {
+    let limit = session.config().rest_max_content_length as usize;
+    Router::new()
+        .merge(api())
+        .nest("/v1", api())
+        .route("/", get(|| async { Html(UI) }))
+        .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(session)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route {}; GET /openapi.json lists the routes",
+        uri.path()
+    ))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics(State(s): State<Session>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::render(&s),
+    )
+        .into_response()
+}
+
+async fn config(State(s): State<Session>) -> Json<Value> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Json(json!({
+        "refresh-interval": 3000,
+        "timezone-name": "UTC",
+        "timezone-offset": 0,
+        "flink-version": concat!("weir ", env!("CARGO_PKG_VERSION")),
+        "flink-revision": "",
+        "weir-version": env!("CARGO_PKG_VERSION"),
+        "now": now,
+        "features": {
+            "web-submit": true,
+            "web-cancel": true,
+            "web-history": false,
+        },
+        "data-dir": s.data_dir().display().to_string(),
+        "ha-storage-dir": s.config().ha_storage_dir,
+    }))
+}
+
+async fn overview(State(s): State<Session>) -> Json<Value> {
+    Json(views::overview(&s))
+}
+
+async fn jobmanager_config(State(s): State<Session>) -> Json<Value> {
+    Json(Value::Array(
+        s.config()
+            .to_display_map()
+            .into_iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect(),
+    ))
+}
+
+async fn list_jars(State(s): State<Session>, headers: axum::http::HeaderMap) -> Json<Value> {
+    let address = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_default();
+    let files: Vec<Value> = s
+        .jars()
+        .into_iter()
+        .map(|j| {
+            json!({
+                "id": j.id,
+                "name": j.name,
+                "uploaded": j.uploaded,
+                "size": j.size,
+                "module-hash": j.module_hash,
+                "entry": j.entries.iter().map(|e| json!({"name": e, "description": null})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "address": address, "files": files }))
+}
+
+async fn upload(
+    State(s): State<Session>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Json<Value>> {
+    let limit = s.config().rest_max_content_length;
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected a multipart/form-data upload with the job's .wasm as field `jarfile`: {e}"
+        ))
+    })?;
+    let mut file: Option<(String, Bytes)> = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(multipart_error(e, limit)),
+        };
+        if field.file_name().is_none() && field.name() != Some("jarfile") {
+            continue;
+        }
+        let name = field
+            .file_name()
+            .map(str::to_owned)
+            .unwrap_or_else(|| "job.wasm".into());
+        let mut field = field;
+        let mut buf = bytes::BytesMut::new();
+        let mut total = 0u64;
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+            total += chunk.len() as u64;
+            if total <= limit {
+                buf.extend_from_slice(&chunk);
+            } else if total > DRAIN_LIMIT {
+                break;
+            }
+        }
+        if total > limit {
+            // The rest of the request was read (up to a bound), so that the
+            // client sees this answer rather than a reset connection.
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the upload ({total} bytes or more) is larger than \
+                     rest.server.max-content-length ({limit} bytes); raise that setting or \
+                     upload a smaller module"
+                ),
+            ));
+        }
+        file = Some((name, buf.freeze()));
+        break;
+    }
+    let Some((name, bytes)) = file else {
+        return Err(ApiError::bad_request(
+            "the upload holds no file; send the job's .wasm as the multipart field `jarfile`",
+        ));
+    };
+    let jar = blocking(move || s.upload(&name, &bytes)).await?;
+    Ok(Json(json!({
+        "filename": jar.id,
+        "id": jar.id,
+        "status": "success",
+        "entry": jar.entries,
+    })))
+}
+
+/// How much of an oversized upload is read before the connection is
+/// dropped.
+const DRAIN_LIMIT: u64 = 1 << 30;
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is larger than rest.server.max-content-length ({limit} bytes); \
+                 raise that setting or upload a smaller module"
+            ),
+        )
+    } else {
+        ApiError::bad_request(format!(
+            "the multipart upload is malformed: {}",
+            e.body_text()
+        ))
+    }
+}
+
+async fn delete_jar(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    blocking(move || s.delete_jar(&id)).await?;
+    Ok(Json(json!({})))
+}
+
+/// Flink's JarRunRequestBody.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RunBody {
+    entry_class: Option<String>,
+    program_args: Option<String>,
+    program_args_list: Option<Vec<String>>,
+    parallelism: Option<i64>,
+    savepoint_path: Option<String>,
+    allow_non_restored_state: Option<bool>,
+    #[serde(alias = "configuration")]
+    flink_configuration: Option<BTreeMap<String, Value>>,
+    job_id: Option<String>,
+    restore_mode: Option<String>,
+}
+
+/// Parses an optional JSON body, with a message naming the problem.
+fn json_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes, what: &str) -> ApiResult<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the {what} request body is not valid: {e}")))
+}
+
+fn config_value(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+async fn run_jar(
+    State(s): State<Session>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let b: RunBody = json_body(&body, "run")?;
+    if b.job_id.is_some() || b.restore_mode.is_some() {
+        return Err(ApiError::bad_request(
+            "jobId and restoreMode are not supported: a job gets a new id, and restores claim \
+             nothing from the savepoint",
+        ));
+    }
+    let parallelism = match b.parallelism {
+        None => None,
+        Some(p) if (1..=i64::from(u16::MAX)).contains(&p) => Some(p as u32),
+        Some(p) => {
+            return Err(ApiError::bad_request(format!(
+                "parallelism {p} is out of range; give a number from 1 to the job's max parallelism"
+            )));
+        }
+    };
+    let args = match (b.program_args_list, b.program_args) {
+        (Some(list), _) => list,
+        (None, Some(line)) => line.split_whitespace().map(str::to_owned).collect(),
+        (None, None) => Vec::new(),
+    };
+    let req = RunRequest {
+        entry: b.entry_class.filter(|e| !e.is_empty()),
+        args,
+        parallelism,
+        savepoint_path: b.savepoint_path.filter(|p| !p.is_empty()),
+        allow_non_restored: b.allow_non_restored_state.unwrap_or(false),
+        config: b
+            .flink_configuration
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, config_value(v)))
+            .collect(),
+    };
+    let job = blocking(move || s.run_jar(&id, req)).await?;
+    Ok(Json(json!({ "jobid": job.to_string() })))
+}
+
+async fn list_jobs(State(s): State<Session>) -> Json<Value> {
+    let jobs: Vec<Value> = s
+        .jobs()
+        .iter()
+        .map(|j| json!({"id": j.id.to_string(), "status": j.state().name()}))
+        .collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+async fn jobs_overview(State(s): State<Session>) -> Json<Value> {
+    let mut jobs = s.jobs();
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.status.lock().start_ms));
+    Json(json!({ "jobs": jobs.iter().map(|j| views::job_overview(j)).collect::<Vec<_>>() }))
+}
+
+async fn job(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(views::job_details(&*s.job(&id)?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PatchQuery {
+    mode: Option<String>,
+}
+
+async fn patch_job(
+    State(s): State<Session>,
+    Path(id): Path<String>,
+    Query(q): Query<PatchQuery>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    match q.mode.as_deref() {
+        None | Some("cancel") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "mode={other} is not supported; use mode=cancel, or POST /jobs/{id}/stop to stop \
+                 with a savepoint"
+            )));
+        }
+    }
+    s.cancel(&id)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopBody {
+    target_directory: Option<String>,
+    #[serde(default)]
+    drain: bool,
+}
+
+async fn stop_job(
+    State(s): State<Session>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let b: StopBody = json_body(&body, "stop")?;
+    let trigger = blocking(move || s.savepoint(&id, b.target_directory, true, b.drain)).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct SavepointBody {
+    target_directory: Option<String>,
+    #[serde(default)]
+    cancel_job: bool,
+}
+
+async fn trigger_savepoint(
+    State(s): State<Session>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let b: SavepointBody = json_body(&body, "savepoint")?;
+    let trigger =
+        blocking(move || s.savepoint(&id, b.target_directory, b.cancel_job, false)).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+async fn savepoint_status(
+    State(s): State<Session>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let job = s.job(&id)?;
+    views::operation(&job, &trigger).map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "there is no savepoint operation {trigger} for job {id}; use the request-id that \
+             triggering the savepoint returned"
+        ))
+    })
+}
+
+async fn checkpoints(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(views::checkpoints(&*s.job(&id)?)))
+}
+
+async fn checkpoint_config(
+    State(s): State<Session>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(views::checkpoint_config(&*s.job(&id)?)))
+}
+
+async fn checkpoint_details(
+    State(s): State<Session>,
+    Path((id, cid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let job = s.job(&id)?;
+    let n: u64 = cid
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("'{cid}' is not a checkpoint id")))?;
+    views::checkpoint_details(&job, n).map(Json).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "checkpoint {n} of job {id} is not in its recent history"
+        ))
+    })
+}
+
+async fn exceptions(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(views::exceptions(&*s.job(&id)?)))
+}

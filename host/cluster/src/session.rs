@@ -1,0 +1,664 @@
+//! The session: module store, job manager and task slots in one process.
+
+use crate::ha::{HaStore, JarInfo, JobRecord};
+use crate::status::{ExceptionEntry, JobState, StatusCell, now_ms};
+use crate::{ApiError, ApiResult};
+use anyhow::Context;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use weir_checkpoint::S3Options;
+use weir_core::config::{self, ConfigLayer};
+use weir_core::{Config, JobGraph, JobId};
+use weir_runtime::{
+    CommandSender, ExecutionGraph, JobCommand, JobMetrics, JobOutcome, JobSpec, RestoreRequest,
+};
+use weir_wasm::{CompileCache, EngineOptions, InstanceLimits, JobModule, WasmEngine, WasmJob};
+
+/// How a session is configured: layers of Flink-like keys.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// From the configuration file.
+    pub file: ConfigLayer,
+    /// From `-D` flags and the command line.
+    pub flags: ConfigLayer,
+}
+
+/// A job the session runs or ran.
+#[derive(Debug)]
+pub struct JobEntry {
+    pub id: JobId,
+    pub name: String,
+    pub record: JobRecord,
+    pub exec: ExecutionGraph,
+    pub graph: JobGraph,
+    pub config: Config,
+    pub metrics: Arc<JobMetrics>,
+    pub status: Arc<StatusCell>,
+    pub slots: u32,
+    commands: CommandSender,
+}
+
+impl JobEntry {
+    pub fn state(&self) -> JobState {
+        self.status.lock().state
+    }
+
+    pub fn send(&self, cmd: JobCommand) -> bool {
+        self.commands.send(cmd).is_ok()
+    }
+}
+
+/// What `POST /jars/:id/run` (or a resumed job) asks for.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub entry: Option<String>,
+    pub args: Vec<String>,
+    pub parallelism: Option<u32>,
+    pub savepoint_path: Option<String>,
+    pub allow_non_restored: bool,
+    pub config: BTreeMap<String, String>,
+}
+
+pub(crate) struct Inner {
+    options: SessionOptions,
+    /// Defaults the session adds (directories under its data directory).
+    session_defaults: ConfigLayer,
+    pub config: Config,
+    pub data_dir: PathBuf,
+    engine: WasmEngine,
+    cache: CompileCache,
+    pub ha: HaStore,
+    pub jars: RwLock<BTreeMap<String, JarInfo>>,
+    modules: Mutex<HashMap<String, Arc<JobModule>>>,
+    pub jobs: RwLock<BTreeMap<JobId, Arc<JobEntry>>>,
+    pub started_ms: u64,
+    /// Serializes submissions, so that slot accounting is exact.
+    submit: Mutex<()>,
+}
+
+/// The session cluster.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("data_dir", &self.inner.data_dir)
+            .finish()
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("weir")
+}
+
+fn limits(c: &Config) -> InstanceLimits {
+    InstanceLimits::from_config(c)
+}
+
+/// Turns a file name into something safe in a jar id and a URL.
+fn safe_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let s: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    if s.is_empty() { "job.wasm".into() } else { s }
+}
+
+impl Session {
+    /// Opens the session: its data directory, HA store and modules; jobs
+    /// that were running when the session last stopped are resumed.
+    pub fn open(options: SessionOptions) -> anyhow::Result<Session> {
+        let env = config::from_env(std::env::vars());
+        let first = Config::from_layers(&[&options.file, &env, &options.flags])
+            .context("in the session configuration")?;
+        let data_dir = first
+            .data_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(default_data_dir);
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let data_dir = std::path::absolute(&data_dir)?;
+        let url = |sub: &str| format!("file://{}", data_dir.join(sub).display());
+        let session_defaults: ConfigLayer = [
+            ("state.checkpoints.dir", url("checkpoints")),
+            ("state.savepoints.dir", url("savepoints")),
+            ("high-availability.storageDir", url("ha")),
+            (
+                "weir.compile-cache.dir",
+                data_dir.join("compiled").display().to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let config = Config::from_layers(&[&session_defaults, &options.file, &env, &options.flags])
+            .context("in the session configuration")?;
+        let ha_url = config
+            .ha_storage_dir
+            .clone()
+            .expect("the session sets a default HA directory");
+        let ha = HaStore::open(&ha_url, &S3Options::from_config(&config))?;
+        let engine = WasmEngine::new(EngineOptions {
+            fuel: config.guest_fuel_per_call > 0,
+        })?;
+        let cache = CompileCache::new(
+            config
+                .compile_cache_dir
+                .clone()
+                .expect("the session sets a compile cache"),
+        );
+        let jars = ha
+            .jars()
+            .context("reading uploaded modules from the HA store")?
+            .into_iter()
+            .map(|j| (j.id.clone(), j))
+            .collect();
+        let session = Session {
+            inner: Arc::new(Inner {
+                options,
+                session_defaults,
+                config,
+                data_dir,
+                engine,
+                cache,
+                ha,
+                jars: RwLock::new(jars),
+                modules: Mutex::new(HashMap::new()),
+                jobs: RwLock::new(BTreeMap::new()),
+                started_ms: now_ms(),
+                submit: Mutex::new(()),
+            }),
+        };
+        session.resume_jobs();
+        Ok(session)
+    }
+
+    /// When the session started (ms since the epoch).
+    pub fn started_ms(&self) -> u64 {
+        self.inner.started_ms
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
+    }
+
+    pub fn slots_total(&self) -> u32 {
+        self.inner.config.task_slots
+    }
+
+    pub fn slots_used(&self) -> u32 {
+        self.jobs()
+            .iter()
+            .filter(|j| !j.state().is_terminal())
+            .map(|j| j.slots)
+            .sum()
+    }
+
+    pub fn jobs(&self) -> Vec<Arc<JobEntry>> {
+        self.inner
+            .jobs
+            .read()
+            .expect("jobs lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn job(&self, id: &str) -> ApiResult<Arc<JobEntry>> {
+        let parsed: JobId = id.parse().map_err(ApiError::bad_request)?;
+        self.inner
+            .jobs
+            .read()
+            .expect("jobs lock")
+            .get(&parsed)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "job {id} is not known to this session; `weir list` shows its jobs"
+                ))
+            })
+    }
+
+    pub fn jars(&self) -> Vec<JarInfo> {
+        self.inner
+            .jars
+            .read()
+            .expect("jars lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn jar(&self, id: &str) -> ApiResult<JarInfo> {
+        self.inner
+            .jars
+            .read()
+            .expect("jars lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "jar {id} is not known to this session; GET /jars lists the uploaded jobs"
+                ))
+            })
+    }
+
+    /// Compiles (or finds) the module with `bytes`.
+    fn load_module(&self, bytes: &[u8]) -> ApiResult<Arc<JobModule>> {
+        let hash = weir_wasm::module_hash(bytes);
+        if let Some(m) = self.inner.modules.lock().expect("modules lock").get(&hash) {
+            return Ok(m.clone());
+        }
+        let module = JobModule::load(&self.inner.engine, bytes, Some(&self.inner.cache))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let module = Arc::new(module);
+        self.inner
+            .modules
+            .lock()
+            .expect("modules lock")
+            .insert(hash, module.clone());
+        Ok(module)
+    }
+
+    fn module_by_hash(&self, hash: &str) -> ApiResult<Arc<JobModule>> {
+        if let Some(m) = self.inner.modules.lock().expect("modules lock").get(hash) {
+            return Ok(m.clone());
+        }
+        let bytes = self
+            .inner
+            .ha
+            .module(hash)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "module {hash} is missing from the HA store {}",
+                    self.inner.ha.url()
+                ))
+            })?;
+        self.load_module(&bytes)
+    }
+
+    /// Stores an uploaded module (blocking: compiles it).
+    pub fn upload(&self, file_name: &str, bytes: &[u8]) -> ApiResult<JarInfo> {
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request(
+                "the uploaded file is empty; send the job's .wasm component as the `jarfile` \
+                 field of a multipart form",
+            ));
+        }
+        let module = self.load_module(bytes)?;
+        let entries = weir_wasm::job_entries(&module, limits(&self.inner.config)).map_err(|f| {
+            ApiError::bad_request(format!("the job's entries() failed: {}", f.message))
+        })?;
+        self.inner
+            .ha
+            .put_module(module.hash(), bytes)
+            .map_err(ApiError::internal)?;
+        let jar = JarInfo {
+            id: format!("{}_{}", uuid::Uuid::new_v4(), safe_name(file_name)),
+            name: safe_name(file_name),
+            uploaded: now_ms(),
+            size: bytes.len() as u64,
+            module_hash: module.hash().to_owned(),
+            entries,
+            tenant: String::new(),
+        };
+        self.inner.ha.put_jar(&jar).map_err(ApiError::internal)?;
+        self.inner
+            .jars
+            .write()
+            .expect("jars lock")
+            .insert(jar.id.clone(), jar.clone());
+        tracing::info!(jar = %jar.id, "uploaded {} ({} bytes)", jar.name, jar.size);
+        Ok(jar)
+    }
+
+    pub fn delete_jar(&self, id: &str) -> ApiResult<()> {
+        let jar = self.jar(id)?;
+        self.inner.ha.delete_jar(id).map_err(ApiError::internal)?;
+        self.inner.jars.write().expect("jars lock").remove(id);
+        let used = self.jars().iter().any(|j| j.module_hash == jar.module_hash)
+            || self
+                .jobs()
+                .iter()
+                .any(|j| !j.state().is_terminal() && j.record.module_hash == jar.module_hash);
+        if !used {
+            self.inner
+                .modules
+                .lock()
+                .expect("modules lock")
+                .remove(&jar.module_hash);
+            self.inner
+                .ha
+                .delete_module(&jar.module_hash)
+                .map_err(ApiError::internal)?;
+        }
+        Ok(())
+    }
+
+    /// Plans and starts a job from an uploaded jar (blocking).
+    pub fn run_jar(&self, jar_id: &str, req: RunRequest) -> ApiResult<JobId> {
+        let jar = self.jar(jar_id)?;
+        let record = JobRecord {
+            job_id: JobId::random().to_string(),
+            name: jar.name.clone(),
+            module_hash: jar.module_hash.clone(),
+            jar_id: Some(jar.id.clone()),
+            entry: req.entry,
+            args: req.args,
+            parallelism: req.parallelism,
+            savepoint_path: req.savepoint_path,
+            allow_non_restored: req.allow_non_restored,
+            config: req.config,
+            submitted: now_ms(),
+            tenant: jar.tenant.clone(),
+        };
+        self.submit(record, None)
+    }
+
+    /// Plans `record`'s job and starts it, restoring from `resume` (a
+    /// checkpoint of the same job) or else from its savepoint.
+    fn submit(&self, mut record: JobRecord, resume: Option<String>) -> ApiResult<JobId> {
+        if record.parallelism == Some(0) {
+            return Err(ApiError::bad_request("parallelism must be at least 1"));
+        }
+        if record.allow_non_restored && record.savepoint_path.is_none() {
+            return Err(ApiError::bad_request(
+                "allowNonRestoredState only applies with savepointPath",
+            ));
+        }
+        let job_id: JobId = record.job_id.parse().map_err(ApiError::bad_request)?;
+        let module = self.module_by_hash(&record.module_hash)?;
+        let base = &self.inner.config;
+        let plan =
+            weir_wasm::plan_job(&module, record.entry.as_deref(), &record.args, limits(base))
+                .map_err(|f| {
+                    ApiError::bad_request(format!(
+                        "the job could not build its plan: {}",
+                        f.message
+                    ))
+                })?;
+        let plan_layer: ConfigLayer = plan.config.iter().cloned().collect();
+        let env = config::from_env(std::env::vars());
+        let mut request: ConfigLayer = record
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(p) = record.parallelism {
+            request.insert("parallelism.default".into(), p.to_string());
+        }
+        let o = &self.inner.options;
+        let config = Config::from_layers(&[
+            &self.inner.session_defaults,
+            &o.file,
+            &plan_layer,
+            &env,
+            &o.flags,
+            &request,
+        ])
+        .map_err(|e| ApiError::bad_request(format!("in the job's configuration: {e}")))?;
+        let graph = JobGraph::from_plan(plan, &config)
+            .map_err(|e| ApiError::bad_request(format!("the job's plan is not valid: {e}")))?;
+        if !graph.name.is_empty() {
+            record.name = graph.name.clone();
+        }
+        let restore_from = match resume {
+            Some(location) => Some(location),
+            None => match &record.savepoint_path {
+                Some(path) => {
+                    check_savepoint(path, &config)?;
+                    Some(path.clone())
+                }
+                None => None,
+            },
+        };
+        let factory = Arc::new(WasmJob::new(
+            module,
+            record.entry.clone(),
+            record.args.clone(),
+            graph.clone(),
+            limits(&config),
+        ));
+        let exec = ExecutionGraph::build(&graph);
+        let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
+        let _guard = self.inner.submit.lock().expect("submit lock");
+        let used = self.slots_used();
+        let total = self.slots_total();
+        if used + slots > total {
+            return Err(ApiError::conflict(format!(
+                "not enough task slots: the job needs {slots}, {} of {total} are free; cancel \
+                 a job, lower its parallelism, or raise taskmanager.numberOfTaskSlots",
+                total - used
+            )));
+        }
+        self.inner
+            .ha
+            .put_job(&record)
+            .map_err(|e| ApiError::internal(e.context("writing the job to the HA store")))?;
+        let status = Arc::new(StatusCell::new(job_id, self.inner.ha.clone()));
+        let handle = weir_runtime::start(JobSpec {
+            job_id,
+            config: config.clone(),
+            factory,
+            work_dir: self.inner.data_dir.join("work"),
+            restore: restore_from.map(|location| RestoreRequest {
+                location,
+                allow_non_restored: record.allow_non_restored,
+            }),
+            listener: Some(status.clone()),
+        })
+        .map_err(|f| ApiError::internal(anyhow::anyhow!(f.message)))?;
+        let name = record.name.clone();
+        let entry = Arc::new(JobEntry {
+            id: job_id,
+            name: record.name.clone(),
+            record,
+            exec,
+            graph,
+            config,
+            metrics: handle.metrics.clone(),
+            status,
+            slots,
+            commands: handle.commands(),
+        });
+        self.inner
+            .jobs
+            .write()
+            .expect("jobs lock")
+            .insert(job_id, entry.clone());
+        let ha = self.inner.ha.clone();
+        std::thread::Builder::new()
+            .name(format!("wait-{}", job_id.short()))
+            .spawn(move || {
+                let outcome = handle.wait();
+                let mut s = entry.status.lock();
+                match &outcome {
+                    JobOutcome::Finished => s.set(JobState::Finished),
+                    JobOutcome::Stopped { savepoint } => {
+                        s.stopped_at = Some(savepoint.clone());
+                        s.set(JobState::Finished);
+                    }
+                    JobOutcome::Cancelled => s.set(JobState::Canceled),
+                    JobOutcome::Failed(f) => {
+                        // The failing task reported it already, unless the
+                        // job failed elsewhere.
+                        if s.root_exception.as_ref().map(|e| &e.stacktrace) != Some(&f.message) {
+                            s.add_exception(ExceptionEntry::new(f, None));
+                        }
+                        s.set(JobState::Failed);
+                    }
+                }
+                drop(s);
+                tracing::info!(job = %entry.id, "job {} ended: {outcome:?}", entry.name);
+                if let Err(e) = ha.remove_job(entry.id) {
+                    tracing::warn!(job = %entry.id, "cannot remove the job from the HA store: {e}");
+                }
+            })
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("cannot start a thread: {e}")))?;
+        tracing::info!(job = %job_id, "submitted {name}");
+        Ok(job_id)
+    }
+
+    /// Starts the jobs the HA store holds, from their latest checkpoints.
+    fn resume_jobs(&self) {
+        let records = match self.inner.ha.jobs() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read jobs from the HA store: {e}");
+                return;
+            }
+        };
+        for record in records {
+            let id = record.job_id.clone();
+            let Ok(job_id) = id.parse::<JobId>() else {
+                continue;
+            };
+            let pointer = match self.inner.ha.latest_checkpoint(job_id) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(job = %id, "cannot read its latest checkpoint pointer: {e}");
+                    None
+                }
+            };
+            // Without a pointer, the job's checkpoint directory (its latest
+            // usable checkpoint), if it has one.
+            let resume = pointer.or_else(|| self.checkpoint_dir_of(&record, job_id));
+            tracing::info!(
+                job = %id,
+                "resuming {} from {}",
+                record.name,
+                resume.as_deref().or(record.savepoint_path.as_deref()).unwrap_or("the start")
+            );
+            if let Err(e) = self.submit(record, resume) {
+                tracing::error!(job = %id, "cannot resume the job: {}", e.message);
+            }
+        }
+    }
+
+    fn checkpoint_dir_of(&self, record: &JobRecord, id: JobId) -> Option<String> {
+        let dir = record
+            .config
+            .get("state.checkpoints.dir")
+            .cloned()
+            .or_else(|| self.inner.config.checkpoints_dir.clone())?;
+        let storage =
+            weir_checkpoint::Storage::open(&dir, &S3Options::from_config(&self.inner.config))
+                .ok()?;
+        let listed = weir_checkpoint::block_on(storage.list(&id.to_string())).ok()?;
+        listed
+            .iter()
+            .any(|p| p.ends_with(weir_checkpoint::paths::METADATA))
+            .then(|| storage.url_of(&id.to_string()))
+    }
+
+    /// Asks a job to take a savepoint (and stop); returns the operation's
+    /// trigger id.
+    pub fn savepoint(
+        &self,
+        id: &str,
+        dir: Option<String>,
+        stop: bool,
+        drain: bool,
+    ) -> ApiResult<String> {
+        let job = self.job(id)?;
+        let state = job.state();
+        if state != JobState::Running {
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}; savepoints are taken of RUNNING jobs",
+                state.name()
+            )));
+        }
+        if dir.is_none() && job.config.savepoints_dir.is_none() {
+            return Err(ApiError::bad_request(
+                "no savepoint directory: give target-directory, or set state.savepoints.dir",
+            ));
+        }
+        let trigger = uuid::Uuid::new_v4().simple().to_string();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !job.send(JobCommand::Savepoint {
+            dir,
+            stop,
+            drain,
+            reply: tx,
+        }) {
+            return Err(ApiError::conflict(format!("job {id} has ended")));
+        }
+        job.status
+            .lock()
+            .operations
+            .insert(trigger.clone(), crate::status::Operation::InProgress);
+        let t = trigger.clone();
+        std::thread::spawn(move || {
+            let result = rx.recv();
+            let op = match result {
+                Ok(Ok(location)) => crate::status::Operation::Completed(location),
+                Ok(Err(f)) => crate::status::Operation::Failed(f.message),
+                Err(_) => crate::status::Operation::Failed(
+                    "the job ended before the savepoint completed".into(),
+                ),
+            };
+            job.status.lock().operations.insert(t, op);
+        });
+        Ok(trigger)
+    }
+
+    pub fn cancel(&self, id: &str) -> ApiResult<()> {
+        let job = self.job(id)?;
+        let state = job.state();
+        if state.is_terminal() {
+            return Err(ApiError::conflict(format!(
+                "job {id} is already {}",
+                state.name()
+            )));
+        }
+        job.status.lock().set(JobState::Cancelling);
+        job.send(JobCommand::Cancel);
+        Ok(())
+    }
+}
+
+/// Fails early, with a message, when a savepoint to restore is missing.
+fn check_savepoint(path: &str, config: &Config) -> ApiResult<()> {
+    let missing = |why: String| {
+        ApiError::bad_request(format!(
+            "cannot restore from savepoint {path}: {why}; give the directory of a completed \
+             savepoint or checkpoint (it holds a _metadata file)"
+        ))
+    };
+    let (root, rel) =
+        weir_checkpoint::storage::split_location(path).map_err(|e| missing(e.message))?;
+    let storage = weir_checkpoint::Storage::open(&root, &S3Options::from_config(config))
+        .map_err(|e| missing(e.message))?;
+    // A job's checkpoint directory (restored from its latest checkpoint)
+    // or a snapshot directory.
+    let listed = weir_checkpoint::block_on(storage.list(&rel)).map_err(|e| missing(e.message))?;
+    if !listed
+        .iter()
+        .any(|p| p.ends_with(weir_checkpoint::paths::METADATA))
+    {
+        return Err(missing("it does not exist or has no _metadata".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! The JSON documents of the REST API, in Flink's shapes.
+
+use crate::session::{JobEntry, Session};
+use crate::status::{CheckpointEntry, JobState, Operation, now_ms};
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use weir_runtime::OperatorMetrics;
+
+fn get(v: &std::sync::atomic::AtomicU64) -> u64 {
+    v.load(Ordering::Relaxed)
+}
+
+/// Counters of one vertex (a chain of operators run as one task).
+pub struct VertexMetrics {
+    pub read_records: u64,
+    pub write_records: u64,
+    pub busy_ms: u64,
+    pub backpressured_ms: u64,
+}
+
+pub fn vertex_metrics(job: &JobEntry, chain: &weir_runtime::Chain) -> VertexMetrics {
+    let op = |i: u32| -> &OperatorMetrics { &job.metrics.operators[i as usize] };
+    let head = *chain.ops.first().expect("a chain has operators");
+    let tail = *chain.ops.last().expect("a chain has operators");
+    let busy: u64 = chain.ops.iter().map(|&i| get(&op(i).busy_ns)).sum();
+    let bp: u64 = chain
+        .ops
+        .iter()
+        .map(|&i| get(&op(i).backpressured_ns))
+        .sum();
+    let is_source = job.exec.sources.contains(&chain.id);
+    VertexMetrics {
+        read_records: if is_source {
+            0
+        } else {
+            get(&op(head).records_in)
+        },
+        write_records: get(&op(tail).records_out),
+        busy_ms: busy / 1_000_000,
+        backpressured_ms: bp / 1_000_000,
+    }
+}
+
+fn duration(start: u64, end: Option<u64>) -> u64 {
+    end.unwrap_or_else(now_ms).saturating_sub(start)
+}
+
+fn task_counts(job: &JobEntry, state: JobState) -> Value {
+    let total: u32 = job.exec.chains.iter().map(|c| c.parallelism).sum();
+    let mut counts = serde_json::Map::new();
+    for s in [
+        "CREATED",
+        "SCHEDULED",
+        "DEPLOYING",
+        "INITIALIZING",
+        "RUNNING",
+        "FINISHED",
+        "CANCELING",
+        "CANCELED",
+        "FAILED",
+        "RECONCILING",
+    ] {
+        counts.insert(s.to_lowercase(), json!(0));
+    }
+    let key = match state {
+        JobState::Initializing | JobState::Restarting => "initializing",
+        JobState::Running => "running",
+        JobState::Cancelling => "canceling",
+        JobState::Canceled => "canceled",
+        JobState::Finished => "finished",
+        JobState::Failed => "failed",
+    };
+    counts.insert(key.into(), json!(total));
+    counts.insert("total".into(), json!(total));
+    Value::Object(counts)
+}
+
+/// An entry of `GET /jobs/overview`.
+pub fn job_overview(job: &JobEntry) -> Value {
+    let s = job.status.lock();
+    let last = s.timestamps.values().max().copied().unwrap_or(s.start_ms);
+    json!({
+        "jid": job.id.to_string(),
+        "name": job.name,
+        "state": s.state.name(),
+        "start-time": s.start_ms,
+        "end-time": s.end_ms.map(|e| e as i64).unwrap_or(-1),
+        "duration": duration(s.start_ms, s.end_ms),
+        "last-modification": last,
+        "tasks": task_counts(job, s.state),
+    })
+}
+
+/// `GET /jobs/:id`.
+pub fn job_details(job: &JobEntry) -> Value {
+    let s = job.status.lock();
+    let state = s.state;
+    let vertex_status = match state {
+        JobState::Initializing | JobState::Restarting => "INITIALIZING",
+        JobState::Cancelling => "CANCELING",
+        other => other.name(),
+    };
+    let vertices: Vec<Value> = job
+        .exec
+        .chains
+        .iter()
+        .map(|c| {
+            let m = vertex_metrics(job, c);
+            let elapsed = duration(s.start_ms, s.end_ms).max(1);
+            let per_task =
+                |ms: u64| (ms * 1000 / elapsed / u64::from(c.parallelism.max(1))).min(1000);
+            json!({
+                "id": vertex_id(job, c.id),
+                "name": c.name,
+                "maxParallelism": job.graph.max_parallelism,
+                "parallelism": c.parallelism,
+                "status": vertex_status,
+                "start-time": s.start_ms,
+                "end-time": s.end_ms.map(|e| e as i64).unwrap_or(-1),
+                "duration": duration(s.start_ms, s.end_ms),
+                "tasks": { vertex_status: c.parallelism },
+                "operators": c.ops.iter().map(|&i| {
+                    let o = &job.graph.operators[i as usize];
+                    let om = &job.metrics.operators[i as usize];
+                    let wm = get(&om.watermark) as i64;
+                    json!({
+                        "uid": o.uid.as_str(),
+                        "name": o.name,
+                        "records-in": get(&om.records_in),
+                        "records-out": get(&om.records_out),
+                        "watermark": (wm != i64::MIN).then_some(wm),
+                    })
+                }).collect::<Vec<_>>(),
+                "metrics": {
+                    "read-bytes": 0,
+                    "read-bytes-complete": true,
+                    "write-bytes": 0,
+                    "write-bytes-complete": true,
+                    "read-records": m.read_records,
+                    "read-records-complete": true,
+                    "write-records": m.write_records,
+                    "write-records-complete": true,
+                    "accumulated-backpressured-time": m.backpressured_ms,
+                    "accumulated-busy-time": m.busy_ms,
+                    "busyTimeMsPerSecond": per_task(m.busy_ms),
+                    "backPressuredTimeMsPerSecond": per_task(m.backpressured_ms),
+                },
+            })
+        })
+        .collect();
+    let timestamps: serde_json::Map<String, Value> = JobState::ALL
+        .iter()
+        .map(|st| {
+            (
+                st.name().to_owned(),
+                json!(s.timestamps.get(st).copied().unwrap_or(0)),
+            )
+        })
+        .collect();
+    json!({
+        "jid": job.id.to_string(),
+        "name": job.name,
+        "isStoppable": true,
+        "state": state.name(),
+        "job-type": "STREAMING",
+        "start-time": s.start_ms,
+        "end-time": s.end_ms.map(|e| e as i64).unwrap_or(-1),
+        "duration": duration(s.start_ms, s.end_ms),
+        "maxParallelism": job.graph.max_parallelism,
+        "now": now_ms(),
+        "timestamps": timestamps,
+        "vertices": vertices,
+        "status-counts": task_counts(job, state),
+        "plan": plan(job),
+        "module": {
+            "hash": job.record.module_hash,
+            "jar-id": job.record.jar_id,
+            "entry": job.record.entry,
+            "args": job.record.args,
+        },
+        "guest-memory-peak": get(&job.metrics.guest_memory_peak),
+        "restarts": get(&job.metrics.restarts),
+        "stopped-with-savepoint": s.stopped_at,
+    })
+}
+
+fn vertex_id(job: &JobEntry, chain: usize) -> String {
+    // Stable per job and chain, like Flink's vertex ids (32 hex digits).
+    let head = job.exec.chains[chain].ops[0];
+    format!("{:0>32}", format!("{:x}{:04x}", chain, head))
+}
+
+/// The job graph of vertices and their inputs (Flink's `plan`).
+fn plan(job: &JobEntry) -> Value {
+    let nodes: Vec<Value> = job
+        .exec
+        .chains
+        .iter()
+        .map(|c| {
+            let inputs: Vec<Value> = job
+                .exec
+                .edges
+                .iter()
+                .filter(|e| e.to_chain == c.id)
+                .enumerate()
+                .map(|(num, e)| {
+                    json!({
+                        "num": num,
+                        "id": vertex_id(job, e.from_chain),
+                        "ship_strategy": format!("{:?}", e.partitioning).to_uppercase(),
+                        "exchange": "pipelined_bounded",
+                    })
+                })
+                .collect();
+            json!({
+                "id": vertex_id(job, c.id),
+                "parallelism": c.parallelism,
+                "operator": "",
+                "operator_strategy": "",
+                "description": c.name,
+                "inputs": inputs,
+            })
+        })
+        .collect();
+    json!({
+        "jid": job.id.to_string(),
+        "name": job.name,
+        "type": "STREAMING",
+        "nodes": nodes,
+    })
+}
+
+fn checkpoint_json(c: &CheckpointEntry) -> Value {
+    let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        let class = match c.status {
+            "COMPLETED" => "completed",
+            "FAILED" => "failed",
+            _ => "in_progress",
+        };
+        m.insert("@class".into(), json!(class));
+    }
+    v
+}
+
+fn summary(values: impl Iterator<Item = u64> + Clone) -> Value {
+    let n = values.clone().count() as u64;
+    if n == 0 {
+        return json!({"min": 0, "max": 0, "avg": 0});
+    }
+    json!({
+        "min": values.clone().min().unwrap_or(0),
+        "max": values.clone().max().unwrap_or(0),
+        "avg": values.sum::<u64>() / n,
+    })
+}
+
+/// `GET /jobs/:id/checkpoints`.
+pub fn checkpoints(job: &JobEntry) -> Value {
+    let s = job.status.lock();
+    let completed = s.checkpoints.iter().filter(|c| c.status == "COMPLETED");
+    json!({
+        "counts": {
+            "restored": u64::from(s.restored.is_some()),
+            "total": s.completed + s.failed + s.in_progress() as u64,
+            "in_progress": s.in_progress(),
+            "completed": s.completed,
+            "failed": s.failed,
+        },
+        "summary": {
+            "state_size": summary(completed.clone().map(|c| c.state_size)),
+            "checkpointed_size": summary(completed.clone().map(|c| c.checkpointed_size)),
+            "end_to_end_duration": summary(completed.map(|c| c.end_to_end_duration)),
+        },
+        "latest": {
+            "completed": s.latest_completed.as_ref().map(checkpoint_json),
+            "savepoint": s.latest_savepoint.as_ref().map(checkpoint_json),
+            "failed": s.latest_failed.as_ref().map(checkpoint_json),
+            "restored": s.restored.as_ref().map(|(t, p)| json!({
+                "restore_timestamp": t,
+                "external_path": p,
+                "is_savepoint": !p.contains("/chk-"),
+            })),
+        },
+        "history": s.checkpoints.iter().map(checkpoint_json).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /jobs/:id/checkpoints/details/:checkpointid`.
+pub fn checkpoint_details(job: &JobEntry, id: u64) -> Option<Value> {
+    let s = job.status.lock();
+    let c = s.checkpoints.iter().find(|c| c.id == id)?;
+    let mut v = checkpoint_json(c);
+    if let Value::Object(m) = &mut v {
+        let tasks: serde_json::Map<String, Value> = job
+            .exec
+            .chains
+            .iter()
+            .map(|ch| {
+                (
+                    vertex_id(job, ch.id),
+                    json!({
+                        "name": ch.name,
+                        "num_subtasks": ch.parallelism,
+                        "num_acknowledged_subtasks":
+                            if c.status == "COMPLETED" { ch.parallelism } else { 0 },
+                    }),
+                )
+            })
+            .collect();
+        m.insert("tasks".into(), Value::Object(tasks));
+    }
+    Some(v)
+}
+
+/// `GET /jobs/:id/checkpoints/config`.
+pub fn checkpoint_config(job: &JobEntry) -> Value {
+    let c = &job.config;
+    json!({
+        "mode": match c.checkpointing_mode {
+            weir_core::config::CheckpointingMode::ExactlyOnce => "exactly_once",
+            weir_core::config::CheckpointingMode::AtLeastOnce => "at_least_once",
+        },
+        "interval": c.checkpoint_interval.map(|d| d.as_millis() as i64).unwrap_or(i64::MAX),
+        "timeout": c.checkpoint_timeout.as_millis() as u64,
+        "min_pause": c.checkpoint_min_pause.as_millis() as u64,
+        "max_concurrent": c.max_concurrent_checkpoints,
+        "tolerable_failed_checkpoints": c.tolerable_failed_checkpoints,
+        "externalization": {
+            "enabled": true,
+            "delete_on_cancellation": c.externalized_retention
+                != weir_core::config::ExternalizedRetention::RetainOnCancellation,
+        },
+        "checkpoint_storage": c.checkpoints_dir,
+        "state_backend": "EmbeddedRocksDBStateBackend",
+        "unaligned_checkpoints": false,
+        "changelog_storage": "",
+    })
+}
+
+/// `GET /jobs/:id/exceptions`.
+pub fn exceptions(job: &JobEntry) -> Value {
+    let s = job.status.lock();
+    let root = s.root_exception.as_ref();
+    json!({
+        "root-exception": root.map(|e| format!("{}: {}", e.name, e.stacktrace)),
+        "timestamp": root.map(|e| e.timestamp),
+        "all-exceptions": s.exceptions.iter().map(|e| json!({
+            "exception": format!("{}: {}", e.name, e.stacktrace),
+            "task": e.task,
+            "location": "localhost",
+            "timestamp": e.timestamp,
+        })).collect::<Vec<_>>(),
+        "truncated": false,
+        "exceptionHistory": {
+            "entries": s.exceptions.iter().collect::<Vec<_>>(),
+            "truncated": false,
+        },
+    })
+}
+
+/// `GET /jobs/:id/savepoints/:triggerid`.
+pub fn operation(job: &JobEntry, trigger: &str) -> Option<Value> {
+    let s = job.status.lock();
+    Some(match s.operations.get(trigger)? {
+        Operation::InProgress => json!({"status": {"id": "IN_PROGRESS"}}),
+        Operation::Completed(location) => json!({
+            "status": {"id": "COMPLETED"},
+            "operation": {"location": location},
+        }),
+        Operation::Failed(message) => json!({
+            "status": {"id": "COMPLETED"},
+            "operation": {"failure-cause": {
+                "class": "weir.SavepointFailure",
+                "stack-trace": message,
+                "serialized-throwable": null,
+            }},
+        }),
+    })
+}
+
+/// `GET /overview`.
+pub fn overview(session: &Session) -> Value {
+    let jobs = session.jobs();
+    let count = |st: JobState| jobs.iter().filter(|j| j.state() == st).count();
+    let total = session.slots_total();
+    let used = session.slots_used();
+    json!({
+        "taskmanagers": 1,
+        "slots-total": total,
+        "slots-available": total.saturating_sub(used),
+        "jobs-running": jobs.iter().filter(|j| !j.state().is_terminal()).count(),
+        "jobs-finished": count(JobState::Finished),
+        "jobs-cancelled": count(JobState::Canceled),
+        "jobs-failed": count(JobState::Failed),
+        "flink-version": concat!("weir ", env!("CARGO_PKG_VERSION")),
+        "flink-commit": "",
+        "weir-version": env!("CARGO_PKG_VERSION"),
+        "jars": session.jars().len(),
+        "started": session.started_ms(),
+    })
+}

@@ -1,0 +1,209 @@
+//! A real `weir session` for tests, and a small client for its REST API.
+
+use crate::process::Running;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A `weir session` process on a free loopback port.
+pub struct SessionProcess {
+    pub process: Running,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl SessionProcess {
+    /// Starts `weir session` with its data in `data_dir`; `extra` are more
+    /// arguments (`-D key=value`).
+    pub fn start(weir: &Path, data_dir: &Path, slots: u32, extra: &[&str]) -> SessionProcess {
+        let mut cmd = Command::new(weir);
+        cmd.env("WEIR_LOG", "warn,weir=info")
+            .arg("session")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--port", "0", "--slots", &slots.to_string()])
+            .args(extra);
+        let mut process = Running::start(&mut cmd);
+        let line = process.wait_for_log("REST endpoint: ", Duration::from_secs(60));
+        let url = line
+            .split("REST endpoint: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("the session prints its REST endpoint")
+            .to_owned();
+        SessionProcess {
+            process,
+            url,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url)
+    }
+}
+
+impl Drop for SessionProcess {
+    fn drop(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+}
+
+/// A blocking client for the REST API: every call returns the status
+/// and the JSON body.
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Api {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn call(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        self.rt.block_on(async {
+            let r = req.send().await.expect("the session answers");
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (status, v)
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.call(self.http.get(self.url(path)))
+    }
+
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        self.rt.block_on(async {
+            let r = self.http.get(self.url(path)).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(self.http.post(self.url(path)).json(&body))
+    }
+
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        self.call(
+            self.http
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body),
+        )
+    }
+
+    pub fn patch(&self, path: &str) -> (u16, Value) {
+        self.call(self.http.patch(self.url(path)))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(self.http.delete(self.url(path)))
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        self.call(self.http.request(m, self.url(path)))
+    }
+
+    /// Uploads `bytes` as the multipart field `jarfile`.
+    pub fn upload(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().part("jarfile", part);
+        self.call(self.http.post(self.url("/jars/upload")).multipart(form))
+    }
+
+    /// Uploads a file and returns its jar id.
+    pub fn upload_file(&self, path: &str) -> String {
+        let bytes = std::fs::read(path).unwrap();
+        let name = Path::new(path).file_name().unwrap().to_string_lossy();
+        let (status, v) = self.upload(&name, bytes);
+        assert_eq!(status, 200, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Runs an uploaded jar; returns the job id.
+    pub fn run(&self, jar: &str, body: Value) -> String {
+        let (status, v) = self.post(&format!("/jars/{jar}/run"), body);
+        assert_eq!(status, 200, "{v}");
+        v["jobid"].as_str().unwrap().to_owned()
+    }
+
+    pub fn state(&self, job: &str) -> String {
+        let (_, v) = self.get(&format!("/jobs/{job}"));
+        v["state"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// Waits until `job` is in `state`; panics with the job's exceptions
+    /// if it ends otherwise.
+    pub fn wait_for_state(&self, job: &str, state: &str, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let s = self.state(job);
+            if s == state {
+                return;
+            }
+            let ended = ["FINISHED", "CANCELED", "FAILED"].contains(&s.as_str());
+            if ended || start.elapsed() > limit {
+                let (_, e) = self.get(&format!("/jobs/{job}/exceptions"));
+                panic!("job {job} is {s}, not {state}: {e}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for a savepoint operation; returns its location or failure.
+    pub fn wait_for_savepoint(
+        &self,
+        job: &str,
+        trigger: &str,
+        limit: Duration,
+    ) -> Result<String, String> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let (status, v) = self.get(&format!("/jobs/{job}/savepoints/{trigger}"));
+            assert_eq!(status, 200, "{v}");
+            if v["status"]["id"] == "COMPLETED" {
+                return match v["operation"]["location"].as_str() {
+                    Some(l) => Ok(l.to_owned()),
+                    None => Err(v["operation"]["failure-cause"]["stack-trace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned()),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("savepoint {trigger} did not complete within {limit:?}");
+    }
+}
+
+/// The message of a JSON error answer.
+pub fn error_of(v: &Value) -> String {
+    v["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_else(|| panic!("not a JSON error: {v}"))
+}
