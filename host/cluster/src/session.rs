@@ -99,10 +99,6 @@ fn default_data_dir() -> PathBuf {
         .join("weir")
 }
 
-fn limits(c: &Config) -> InstanceLimits {
-    InstanceLimits::from_config(c)
-}
-
 /// Turns a file name into something safe in a jar id and a URL.
 fn safe_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
@@ -308,9 +304,11 @@ impl Session {
             ));
         }
         let module = self.load_module(bytes)?;
-        let entries = weir_wasm::job_entries(&module, limits(&self.inner.config)).map_err(|f| {
-            ApiError::bad_request(format!("the job's entries() failed: {}", f.message))
-        })?;
+        let entries =
+            weir_wasm::job_entries(&module, InstanceLimits::from_config(&self.inner.config))
+                .map_err(|f| {
+                    ApiError::bad_request(format!("the job's entries() failed: {}", f.message))
+                })?;
         self.inner
             .ha
             .put_module(module.hash(), bytes)
@@ -391,14 +389,15 @@ impl Session {
         let job_id: JobId = record.job_id.parse().map_err(ApiError::bad_request)?;
         let module = self.module_by_hash(&record.module_hash)?;
         let base = &self.inner.config;
-        let plan =
-            weir_wasm::plan_job(&module, record.entry.as_deref(), &record.args, limits(base))
-                .map_err(|f| {
-                    ApiError::bad_request(format!(
-                        "the job could not build its plan: {}",
-                        f.message
-                    ))
-                })?;
+        let plan = weir_wasm::plan_job(
+            &module,
+            record.entry.as_deref(),
+            &record.args,
+            InstanceLimits::from_config(base),
+        )
+        .map_err(|f| {
+            ApiError::bad_request(format!("the job could not build its plan: {}", f.message))
+        })?;
         let plan_layer: ConfigLayer = plan.config.iter().cloned().collect();
         let env = config::from_env(std::env::vars());
         let mut request: ConfigLayer = record
@@ -439,7 +438,7 @@ impl Session {
             record.entry.clone(),
             record.args.clone(),
             graph.clone(),
-            limits(&config),
+            InstanceLimits::from_config(&config),
         ));
         let exec = ExecutionGraph::build(&graph);
         let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
@@ -563,14 +562,13 @@ impl Session {
             .get("state.checkpoints.dir")
             .cloned()
             .or_else(|| self.inner.config.checkpoints_dir.clone())?;
-        let storage =
-            weir_checkpoint::Storage::open(&dir, &S3Options::from_config(&self.inner.config))
-                .ok()?;
-        let listed = weir_checkpoint::block_on(storage.list(&id.to_string())).ok()?;
-        listed
-            .iter()
-            .any(|p| p.ends_with(weir_checkpoint::paths::METADATA))
-            .then(|| storage.url_of(&id.to_string()))
+        let s3 = S3Options::from_config(&self.inner.config);
+        let url = weir_checkpoint::Storage::open(&dir, &s3)
+            .ok()?
+            .url_of(&id.to_string());
+        weir_runtime::snapshot_candidates(&url, &s3)
+            .ok()
+            .map(|_| url)
     }
 
     /// Asks a job to take a savepoint (and stop); returns the operation's
@@ -641,24 +639,12 @@ impl Session {
 
 /// Fails early, with a message, when a savepoint to restore is missing.
 fn check_savepoint(path: &str, config: &Config) -> ApiResult<()> {
-    let missing = |why: String| {
-        ApiError::bad_request(format!(
-            "cannot restore from savepoint {path}: {why}; give the directory of a completed \
-             savepoint or checkpoint (it holds a _metadata file)"
-        ))
-    };
-    let (root, rel) =
-        weir_checkpoint::storage::split_location(path).map_err(|e| missing(e.message))?;
-    let storage = weir_checkpoint::Storage::open(&root, &S3Options::from_config(config))
-        .map_err(|e| missing(e.message))?;
-    // A job's checkpoint directory (restored from its latest checkpoint)
-    // or a snapshot directory.
-    let listed = weir_checkpoint::block_on(storage.list(&rel)).map_err(|e| missing(e.message))?;
-    if !listed
-        .iter()
-        .any(|p| p.ends_with(weir_checkpoint::paths::METADATA))
-    {
-        return Err(missing("it does not exist or has no _metadata".into()));
-    }
-    Ok(())
+    weir_runtime::snapshot_candidates(path, &S3Options::from_config(config))
+        .map(|_| ())
+        .map_err(|f| {
+            ApiError::bad_request(format!(
+                "cannot restore from savepoint {path}: {}",
+                f.message
+            ))
+        })
 }

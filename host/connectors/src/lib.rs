@@ -162,6 +162,30 @@ fn options<T: serde::de::DeserializeOwned>(c: &Connector) -> Result<T, Failure> 
         .map_err(Failure::user)
 }
 
+/// Expands `${VAR}` in a connector option from the environment, so that
+/// credentials need not be written into the job.
+pub fn expand_env(v: &str) -> Result<String, Failure> {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            out.push_str(&rest[i..]);
+            return Ok(out);
+        };
+        let var = &rest[i + 2..i + j];
+        let val = std::env::var(var).map_err(|_| {
+            Failure::user(format!(
+                "a connector option refers to the environment variable {var}, which is not set"
+            ))
+        })?;
+        out.push_str(&val);
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// Opens a source subtask for `connector`.
 pub fn open_source(
     connector: &Connector,

@@ -25,37 +25,13 @@ impl std::fmt::Debug for Options {
     }
 }
 
-/// Expands `${VAR}` from the environment, so that credentials need not be
-/// in the job.
-fn expand(v: &str) -> Result<String, Failure> {
-    let mut out = String::new();
-    let mut rest = v;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find('}') else {
-            out.push_str(&rest[i..]);
-            return Ok(out);
-        };
-        let var = &rest[i + 2..i + j];
-        let val = std::env::var(var).map_err(|_| {
-            Failure::user(format!(
-                "a connector option refers to the environment variable {var}, which is not set"
-            ))
-        })?;
-        out.push_str(&val);
-        rest = &rest[i + j + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 impl Options {
     pub fn new(c: &Connector, what: &str) -> Result<Options, Failure> {
         let mut own = Vec::new();
         let mut properties = Vec::new();
         for (k, v) in &c.options {
             match k.strip_prefix("properties.") {
-                Some(p) => properties.push((p.to_owned(), expand(v)?)),
+                Some(p) => properties.push((p.to_owned(), weir_connectors::expand_env(v)?)),
                 None => own.push((k.clone(), v.clone())),
             }
         }

@@ -31,6 +31,6 @@ pub use job::{
     RestoreRequest, is_batch, start,
 };
 pub use metrics::{JobMetrics, OperatorMetrics};
-pub use restore::{read_metadata, target_job};
+pub use restore::{candidates as snapshot_candidates, read_metadata, target_job};
 pub use snapshot::SnapshotTarget;
 pub use task::{TaskEvent, TaskId};

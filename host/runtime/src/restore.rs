@@ -28,10 +28,7 @@ fn storage_failure(e: weir_checkpoint::StorageError) -> Failure {
 
 /// The snapshots a location names, newest first: one `chk-<n>` or
 /// savepoint directory, or every checkpoint in a job's checkpoint directory.
-pub(crate) fn candidates(
-    location: &str,
-    s3: &S3Options,
-) -> Result<Vec<(Storage, String)>, Failure> {
+pub fn candidates(location: &str, s3: &S3Options) -> Result<Vec<(Storage, String)>, Failure> {
     let (root, rel) = split_location(location).map_err(storage_failure)?;
     let storage = Storage::open(&root, s3).map_err(storage_failure)?;
     let metadata = format!("{rel}/{}", paths::METADATA);

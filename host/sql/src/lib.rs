@@ -63,27 +63,6 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-fn expand(v: &str) -> Result<String, Failure> {
-    let mut out = String::new();
-    let mut rest = v;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find('}') else {
-            out.push_str(&rest[i..]);
-            return Ok(out);
-        };
-        let var = &rest[i + 2..i + j];
-        out.push_str(&std::env::var(var).map_err(|_| {
-            Failure::user(format!(
-                "a SQL sink option refers to the environment variable {var}, which is not set"
-            ))
-        })?);
-        rest = &rest[i + j + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 fn percent(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -434,9 +413,17 @@ impl SqlSink {
             }
         }
         let url = get("url").ok_or_else(|| Failure::user("a SQL sink needs 'url'"))?;
-        let user = get("username").map(expand).transpose()?;
-        let password = get("password").map(expand).transpose()?;
-        let endpoint = Endpoint::parse(&expand(url)?, user.as_deref(), password.as_deref())?;
+        let user = get("username")
+            .map(weir_connectors::expand_env)
+            .transpose()?;
+        let password = get("password")
+            .map(weir_connectors::expand_env)
+            .transpose()?;
+        let endpoint = Endpoint::parse(
+            &weir_connectors::expand_env(url)?,
+            user.as_deref(),
+            password.as_deref(),
+        )?;
         let table = get("table-name")
             .ok_or_else(|| Failure::user("a SQL sink needs 'table-name'"))?
             .to_owned();
