@@ -50,3 +50,28 @@ install_test_deps() {
     fi
     export PATH="$venv/bin:$PATH"
 }
+
+# Tool chains for jobs in other languages: the Python SDK with
+# componentize-py (PyPI) in a virtualenv, the JavaScript SDK's
+# ComponentizeJS and bundler (npm) in guest-sdk/js/node_modules.
+install_guest_toolchains() {
+    local missing=()
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
+    local venv="${WEIR_TOOLS_DIR:-$HOME/.cache/weir-tools}/py-guest"
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check ./guest-sdk/python
+    export WEIR_PY_BUILD="$venv/bin/weir-py"
+    if [ ! -f guest-sdk/js/node_modules/.package-lock.json ] ||
+        [ guest-sdk/js/package-lock.json -nt guest-sdk/js/node_modules/.package-lock.json ]; then
+        # `npm install` keeps to the lock file; `npm ci` trips over the lock
+        # file's platform-specific optional packages.
+        (cd guest-sdk/js && npm install --no-audit --no-fund --loglevel=error)
+    fi
+    export WEIR_JS_BUILD="$PWD/guest-sdk/js/bin/weir-js.js"
+}

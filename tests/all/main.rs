@@ -4,6 +4,7 @@ mod checkpoints;
 mod cluster;
 mod errors;
 mod kafka;
+mod languages;
 mod savepoints;
 mod sql;
 mod windows;

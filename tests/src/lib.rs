@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod guests;
 pub mod native;
 pub mod process;
 pub mod servers;

@@ -1,0 +1,261 @@
+// Types of the Weir JavaScript SDK (`@weir/sdk`).
+//
+// Values that cross operators and live in keyed state are encoded as JSON:
+// use numbers, strings, booleans, null, arrays and plain objects.
+
+/** A value that can travel between operators and live in keyed state. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** An error in a job; the task fails with its message. */
+export declare class WeirError extends Error {}
+
+/** A connector and its options, as Flink SQL's `WITH ('key' = 'value')`. */
+export declare class Connector {
+  constructor(kind: string, options?: Record<string, string | number | boolean> | [string, string][]);
+  readonly kind: string;
+  options: [string, string][];
+  set(key: string, value: string | number | boolean): this;
+}
+
+/** Durations in milliseconds, as Flink's `Time`. */
+export declare const Time: {
+  milliseconds(n: number): number;
+  seconds(n: number): number;
+  minutes(n: number): number;
+  hours(n: number): number;
+  days(n: number): number;
+};
+
+/** Job arguments: `--key value` pairs, as Flink's `ParameterTool`. */
+export declare class Args {
+  readonly raw: string[];
+  get(key: string): string | undefined;
+  get(key: string, fallback: string): string;
+  has(key: string): boolean;
+  /** The value, or an error naming the missing `--key`. */
+  required(key: string): string;
+  getNumber(key: string): number | undefined;
+  getNumber(key: string, fallback: number): number;
+}
+
+/** Receives the results of `flatMap`, `process` and timer functions. */
+export interface Collector<T> {
+  collect(value: T): void;
+}
+
+/** The job's environment, as Flink's `StreamExecutionEnvironment`. */
+export declare class Env {
+  /** A setting with a Flink key, e.g. `env.set("restart-strategy.type", "fixed-delay")`. */
+  set(key: string, value: string | number | boolean): this;
+  setParallelism(n: number): this;
+  setMaxParallelism(n: number): this;
+  enableCheckpointing(intervalMs: number): this;
+  setJobName(name: string): this;
+  /** The job's own version, handed to the `restore` hook of later versions. */
+  setVersion(version: string): this;
+  /** Snapshots the module's whole linear memory with every checkpoint. */
+  snapshotMemory(): this;
+  /** Explicit state for upgrades, kept per task: `save` runs at every snapshot, `restore` in a later version. */
+  stateHooks(
+    save: () => Uint8Array | string | undefined,
+    restore: (fromVersion: string, data: Uint8Array) => void,
+  ): this;
+  fromSource<T>(connector: Connector, name: string, decode: (raw: Uint8Array) => T): DataStream<T>;
+  /** Reads a text file line by line (bounded). */
+  readTextFile(path: string): DataStream<string>;
+  /** Reads lines from a TCP socket (unbounded). */
+  socketTextStream(hostname: string, port: number): DataStream<string>;
+  /** Generates `f(0), f(1), ...`: `count` in all (unbounded without), at most `rowsPerSecond`. */
+  fromGenerator<T>(f: (index: number) => T, options?: { count?: number; rowsPerSecond?: number }): DataStream<T>;
+  /** A bounded stream of the given values. */
+  fromCollection<T>(values: Iterable<T>): DataStream<T>;
+}
+
+/** Names a side output, as Flink's `OutputTag`. */
+export declare class OutputTag<T> {
+  constructor(id: string);
+  readonly id: string;
+  /** Only for type inference. */
+  readonly __type?: T;
+}
+
+declare class Stream {
+  /** Names the operator created last. */
+  name(name: string): this;
+  /** The stable identity of the operator created last; state is matched by uid on restore. */
+  uid(uid: string): this;
+  setParallelism(n: number): this;
+}
+
+/** A stream of values, as Flink's `DataStream`. */
+export declare class DataStream<T> extends Stream {
+  map<U>(f: (value: T) => U): DataStream<U>;
+  /** Returns an iterable of results, or calls `out.collect(result)`. */
+  flatMap<U>(f: (value: T, out: Collector<U>) => Iterable<U> | void): DataStream<U>;
+  filter(f: (value: T) => boolean): DataStream<T>;
+  keyBy<K extends Json>(key: (value: T) => K): KeyedStream<T, K>;
+  keyBy<I extends keyof T>(field: I): KeyedStream<T, T[I]>;
+  rebalance(): DataStream<T>;
+  broadcast(): DataStream<T>;
+  assignTimestampsAndWatermarks(strategy: WatermarkStrategy<T>): DataStream<T>;
+  getSideOutput<U>(tag: OutputTag<U>): DataStream<U>;
+  sinkTo(connector: Connector, name: string, encode?: (value: T) => Uint8Array | string): Sink;
+  /** Prints every value (strings as they are, anything else as JSON). */
+  print(): Sink;
+  /** Writes `String(value)` lines to a file. */
+  writeAsText(path: string): Sink;
+  discard(): Sink;
+}
+
+/** The end of a stream. */
+export declare class Sink extends Stream {
+  option(key: string, value: string | number | boolean): this;
+  /** A file sink writes its lines sorted when the input ends. */
+  sorted(): this;
+}
+
+/** An incremental aggregation, as Flink's `AggregateFunction`. */
+export interface AggregateFunction<T, A, R> {
+  createAccumulator(): A;
+  add(value: T, accumulator: A): A;
+  getResult(accumulator: A): R;
+  /** Needed by session windows. */
+  merge?(a: A, b: A): A;
+}
+
+export interface ValueState<V> {
+  value(): V | undefined;
+  update(value: V): void;
+  clear(): void;
+}
+
+export interface ListState<V> {
+  get(): V[];
+  add(value: V): void;
+  addAll(values: Iterable<V>): void;
+  update(values: Iterable<V>): void;
+  clear(): void;
+}
+
+export interface MapState<K, V> {
+  get(key: K): V | undefined;
+  contains(key: K): boolean;
+  put(key: K, value: V): void;
+  remove(key: K): void;
+  entries(): [K, V][];
+  keys(): K[];
+  values(): V[];
+  isEmpty(): boolean;
+  clear(): void;
+}
+
+export declare class ValueStateDescriptor<V = Json> {
+  constructor(name: string);
+  readonly __type?: V;
+}
+export declare class ListStateDescriptor<V = Json> {
+  constructor(name: string);
+  readonly __type?: V;
+}
+export declare class MapStateDescriptor<K = Json, V = Json> {
+  constructor(name: string);
+  readonly __type?: [K, V];
+}
+
+/** Declares the keyed states of a process function, in its `open`. */
+export declare class RuntimeContext {
+  getState<V>(d: ValueStateDescriptor<V>): ValueState<V>;
+  getListState<V>(d: ListStateDescriptor<V>): ListState<V>;
+  getMapState<K, V>(d: MapStateDescriptor<K, V>): MapState<K, V>;
+}
+
+export interface TimerService {
+  currentWatermark(): number;
+  currentProcessingTime(): number;
+  registerEventTimeTimer(time: number): void;
+  registerProcessingTimeTimer(time: number): void;
+  deleteEventTimeTimer(time: number): void;
+  deleteProcessingTimeTimer(time: number): void;
+}
+
+export interface ProcessContext<K> {
+  getCurrentKey(): K;
+  /** The record's (or timer's) event time. */
+  timestamp(): number | undefined;
+  /** In `onTimer`: "event-time" or "processing-time". */
+  timeDomain(): "event-time" | "processing-time" | undefined;
+  timerService(): TimerService;
+  output<U>(tag: OutputTag<U>, value: U): void;
+}
+
+/** A keyed function with state and timers, as Flink's `KeyedProcessFunction`. */
+export interface KeyedProcessFunction<K, T, R> {
+  open?(ctx: RuntimeContext): void;
+  processElement(value: T, ctx: ProcessContext<K>, out: Collector<R>): Iterable<R> | void;
+  onTimer?(timestamp: number, ctx: ProcessContext<K>, out: Collector<R>): Iterable<R> | void;
+}
+
+/** A window `[start, end)`. */
+export declare class TimeWindow {
+  readonly start: number;
+  readonly end: number;
+  maxTimestamp(): number;
+}
+
+export interface ProcessWindowFunction<K, T, R> {
+  process(key: K, context: { window(): TimeWindow }, elements: T[], out: Collector<R>): Iterable<R> | void;
+}
+
+/** A stream partitioned by key, as Flink's `KeyedStream`. */
+export declare class KeyedStream<T, K> extends Stream {
+  /** A running sum of a field (an index or a property), or of the value itself. */
+  sum(field?: keyof T | number): DataStream<T>;
+  reduce(f: (accumulated: T, value: T) => T): DataStream<T>;
+  aggregate<A, R>(fn: AggregateFunction<T, A, R>): DataStream<R>;
+  process<R>(fn: KeyedProcessFunction<K, T, R>): DataStream<R>;
+  window(assigner: WindowAssigner): WindowedStream<T, K>;
+  countWindow(size: number): WindowedStream<T, K>;
+}
+
+export interface WindowAssigner {
+  readonly kind: "tumbling" | "sliding" | "session" | "global";
+  readonly domain: "event-time" | "processing-time";
+}
+
+export declare const TumblingEventTimeWindows: { of(sizeMs: number, offsetMs?: number): WindowAssigner };
+export declare const TumblingProcessingTimeWindows: { of(sizeMs: number, offsetMs?: number): WindowAssigner };
+export declare const SlidingEventTimeWindows: { of(sizeMs: number, slideMs: number, offsetMs?: number): WindowAssigner };
+export declare const SlidingProcessingTimeWindows: { of(sizeMs: number, slideMs: number, offsetMs?: number): WindowAssigner };
+export declare const EventTimeSessionWindows: { withGap(gapMs: number): WindowAssigner };
+export declare const ProcessingTimeSessionWindows: { withGap(gapMs: number): WindowAssigner };
+export declare const GlobalWindows: { create(): WindowAssigner };
+export interface Trigger {
+  readonly tag: "default" | "count";
+}
+export declare const CountTrigger: { of(n: number): Trigger };
+
+/** A keyed stream grouped into windows, as Flink's `WindowedStream`. */
+export declare class WindowedStream<T, K> {
+  trigger(trigger: Trigger): this;
+  allowedLateness(ms: number): this;
+  sideOutputLateData(tag: OutputTag<T>): this;
+  aggregate<A, R>(fn: AggregateFunction<T, A, R>): DataStream<R>;
+  aggregate<A, R, O>(fn: AggregateFunction<T, A, R>, windowFunction: (key: K, window: TimeWindow, result: R) => O): DataStream<O>;
+  reduce(f: (accumulated: T, value: T) => T): DataStream<T>;
+  reduce<O>(f: (accumulated: T, value: T) => T, windowFunction: (key: K, window: TimeWindow, result: T) => O): DataStream<O>;
+  sum(field?: keyof T | number): DataStream<T>;
+  process<R>(fn: ProcessWindowFunction<K, T, R>): DataStream<R>;
+}
+
+/** How event timestamps are taken and how far watermarks trail them. */
+export declare class WatermarkStrategy<T> {
+  static forBoundedOutOfOrderness<T>(maxOutOfOrdernessMs: number): WatermarkStrategy<T>;
+  static forMonotonousTimestamps<T>(): WatermarkStrategy<T>;
+  /** `f(value, recordTimestamp)` returns the event time in ms. */
+  withTimestampAssigner(f: (value: T, recordTimestamp: number | undefined) => number): this;
+  withIdleness(timeoutMs: number): this;
+}
+
+/** Registers a job function; a module may hold several (`weir run --entry NAME`). */
+export declare function job(name: string, f: (env: Env, args: Args) => void): (env: Env, args: Args) => void;
+export declare function job(f: (env: Env, args: Args) => void): (env: Env, args: Args) => void;

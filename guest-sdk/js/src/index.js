@@ -1,0 +1,624 @@
+// Weir jobs in JavaScript: the DataStream API, shaped as Flink's.
+//
+//   import { job } from "@weir/sdk";
+//
+//   job("wordcount", (env, args) => {
+//     env.readTextFile(args.required("input"))
+//       .flatMap((line) => line.split(/\s+/).filter(Boolean).map((w) => [w, 1]))
+//       .keyBy((pair) => pair[0])
+//       .sum(1).uid("counts")
+//       .print();
+//   });
+//
+// Build it into a component with `weir-js build job.js -o job.wasm`.
+
+/** An error in a job; the task fails with its message. */
+export class WeirError extends Error {}
+
+const FORWARD = "forward";
+const REBALANCE = "rebalance";
+const HASH = "hash";
+const BROADCAST = "broadcast";
+
+class Graph {
+  constructor(name) {
+    this.name = name;
+    this.version = "1";
+    this.config = new Map();
+    this.ops = [];
+    this.fns = new Map();
+    this.hooks = null;
+    this.tags = new Map(); // `${op}/${tag}` -> port
+  }
+
+  add(op, fn) {
+    this.ops.push(op);
+    const i = this.ops.length - 1;
+    if (fn !== undefined) this.fns.set(i, fn);
+    return i;
+  }
+
+  sidePort(op, tag) {
+    const k = `${op}/${tag.id}`;
+    if (!this.tags.has(k)) {
+      this.ops[op].sideOutputs += 1;
+      this.tags.set(k, this.ops[op].sideOutputs);
+    }
+    return this.tags.get(k);
+  }
+}
+
+function operator(name, inputs, kind) {
+  return { uid: undefined, name, parallelism: undefined, inputs, kind, states: [], sideOutputs: 0 };
+}
+
+/** A connector and its options, as Flink SQL's `WITH ('key' = 'value')`. */
+export class Connector {
+  constructor(kind, options = {}) {
+    this.kind = kind;
+    this.options = Array.isArray(options)
+      ? options.map(([k, v]) => [String(k), String(v)])
+      : Object.entries(options).map(([k, v]) => [k, String(v)]);
+  }
+
+  set(key, value) {
+    this.options = this.options.filter(([k]) => k !== key);
+    this.options.push([key, String(value)]);
+    return this;
+  }
+}
+
+/** Durations in milliseconds, as Flink's `Time`. */
+export const Time = {
+  milliseconds: (n) => Math.trunc(n),
+  seconds: (n) => Math.trunc(n * 1000),
+  minutes: (n) => Math.trunc(n * 60_000),
+  hours: (n) => Math.trunc(n * 3_600_000),
+  days: (n) => Math.trunc(n * 86_400_000),
+};
+
+/** Job arguments: `--key value` pairs, as Flink's `ParameterTool`. */
+export class Args {
+  constructor(raw) {
+    this.raw = [...raw];
+    this.values = new Map();
+    for (let i = 0; i < raw.length; i++) {
+      const arg = raw[i];
+      let key;
+      if (arg.startsWith("--")) key = arg.slice(2);
+      else if (arg.startsWith("-")) key = arg.slice(1);
+      else throw new WeirError(`unexpected argument '${arg}': job arguments are --key value pairs`);
+      if (!key) throw new WeirError("empty argument name '--'");
+      if (i + 1 < raw.length && !raw[i + 1].startsWith("--")) {
+        this.values.set(key, raw[i + 1]);
+        i += 1;
+      } else {
+        this.values.set(key, "true");
+      }
+    }
+  }
+
+  get(key, fallback = undefined) {
+    return this.values.has(key) ? this.values.get(key) : fallback;
+  }
+
+  has(key) {
+    return this.values.has(key);
+  }
+
+  required(key) {
+    if (!this.values.has(key)) throw new WeirError(`missing argument --${key}`);
+    return this.values.get(key);
+  }
+
+  getNumber(key, fallback = undefined) {
+    if (!this.values.has(key)) return fallback;
+    const v = this.values.get(key);
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new WeirError(`--${key} ${v}: not a number`);
+    return n;
+  }
+}
+
+const utf8 = (raw) => new TextDecoder("utf-8", { fatal: true }).decode(raw);
+
+/** The job's environment, as Flink's `StreamExecutionEnvironment`. */
+export class Env {
+  constructor(name) {
+    this._g = new Graph(name);
+  }
+
+  /** A setting with a Flink key, e.g. `env.set("restart-strategy.type", "fixed-delay")`. */
+  set(key, value) {
+    this._g.config.set(key, String(value));
+    return this;
+  }
+
+  setParallelism(n) {
+    return this.set("parallelism.default", n);
+  }
+
+  setMaxParallelism(n) {
+    return this.set("pipeline.max-parallelism", n);
+  }
+
+  enableCheckpointing(intervalMs) {
+    return this.set("execution.checkpointing.interval", `${Math.trunc(intervalMs)}ms`);
+  }
+
+  setJobName(name) {
+    this._g.name = name;
+    return this;
+  }
+
+  /** The job's own version, handed to the `restore` hook of later versions. */
+  setVersion(version) {
+    this._g.version = String(version);
+    return this;
+  }
+
+  /** Snapshots the module's whole linear memory with every checkpoint. */
+  snapshotMemory() {
+    return this.set("weir.state.memory-snapshots", true);
+  }
+
+  /** Explicit state for upgrades: `save()` returns a Uint8Array (or undefined) at every snapshot; `restore(fromVersion, data)` takes it over in a later version. */
+  stateHooks(save, restore) {
+    this._g.hooks = { save, restore };
+    return this;
+  }
+
+  /** Reads from any connector the host knows; `decode(raw: Uint8Array)` turns each raw record into a value (a throw follows the source's decode policy). */
+  fromSource(connector, name, decode) {
+    const g = this._g;
+    const src = g.add(
+      operator(name, [], {
+        tag: "source",
+        val: { connector: { kind: connector.kind, options: connector.options }, timestamps: "none", watermarks: undefined },
+      }),
+    );
+    const dec = g.add(operator(`${name} (decode)`, [{ from: src, port: 0, partitioning: FORWARD }], { tag: "stage", val: "decode" }), [
+      "decode",
+      decode,
+    ]);
+    return new DataStream(g, dec);
+  }
+
+  /** Reads a text file line by line (bounded), as Flink's `readTextFile`. */
+  readTextFile(path) {
+    return this.fromSource(new Connector("file", { path }), "Source: file", utf8);
+  }
+
+  /** Reads lines from a TCP socket (unbounded), as Flink's `socketTextStream`. */
+  socketTextStream(hostname, port) {
+    return this.fromSource(new Connector("socket", { hostname, port }), "Source: socket", utf8);
+  }
+
+  /** Generates `f(0), f(1), ...`: `count` records in all (unbounded without), at most `rowsPerSecond`. */
+  fromGenerator(f, { count, rowsPerSecond } = {}) {
+    const options = {};
+    if (count !== undefined) options["number-of-rows"] = count;
+    if (rowsPerSecond !== undefined) options["rows-per-second"] = rowsPerSecond;
+    return this.fromSource(new Connector("datagen", options), "Source: generator", (raw) => {
+      const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+      return f(Number(dv.getBigUint64(0, true)));
+    });
+  }
+
+  /** A bounded stream of the given values. */
+  fromCollection(values) {
+    const all = [...values];
+    return this.fromGenerator((i) => all[i], { count: all.length });
+  }
+}
+
+/** Names a side output, as Flink's `OutputTag`. */
+export class OutputTag {
+  constructor(id) {
+    this.id = id;
+  }
+}
+
+class Stream {
+  constructor(g, op, port = 0, partitioning = FORWARD) {
+    this._g = g;
+    this._op = op;
+    this._port = port;
+    this._partitioning = partitioning;
+  }
+
+  _edge() {
+    return [{ from: this._op, port: this._port, partitioning: this._partitioning }];
+  }
+
+  _last() {
+    return this._g.ops[this._op];
+  }
+
+  /** Names the operator created last. */
+  name(name) {
+    this._last().name = name;
+    return this;
+  }
+
+  /** The stable identity of the operator created last; state is matched by uid on restore. */
+  uid(uid) {
+    this._last().uid = uid;
+    return this;
+  }
+
+  setParallelism(n) {
+    this._last().parallelism = n;
+    return this;
+  }
+}
+
+function collectInto(push) {
+  return { collect: push };
+}
+
+/** A stream of values, as Flink's `DataStream`. */
+export class DataStream extends Stream {
+  _stage(kind, fn, name) {
+    const op = this._g.add(operator(name, this._edge(), { tag: "stage", val: kind.replace("_", "-") }), [kind, fn]);
+    return new DataStream(this._g, op);
+  }
+
+  /** One value out for every value in. */
+  map(f) {
+    return this._stage("map", f, "Map");
+  }
+
+  /** Any number of values out for every value in: `f(value, out)` returns an iterable or calls `out.collect(v)`. */
+  flatMap(f) {
+    return this._stage("flat_map", f, "Flat Map");
+  }
+
+  /** Keeps the values for which `f` is true. */
+  filter(f) {
+    return this._stage("filter", f, "Filter");
+  }
+
+  /** Partitions by key: a function of the value, or the index or name of a field. */
+  keyBy(key) {
+    const f = typeof key === "function" ? key : (v) => v[key];
+    const s = this._stage("key_by", f, "Key By");
+    return new KeyedStream(this._g, s._op);
+  }
+
+  rebalance() {
+    return new DataStream(this._g, this._op, this._port, REBALANCE);
+  }
+
+  broadcast() {
+    return new DataStream(this._g, this._op, this._port, BROADCAST);
+  }
+
+  /** Event time, as Flink's `assignTimestampsAndWatermarks`. */
+  assignTimestampsAndWatermarks(strategy) {
+    const g = this._g;
+    let stream = this;
+    if (strategy.assigner) stream = this._stage("timestamps", strategy.assigner, "Timestamps");
+    const src = this._port === 0 ? sourceOf(g, this._op) : undefined;
+    if (src !== undefined && g.ops[src].kind.val.watermarks === undefined) {
+      g.ops[src].kind.val.watermarks = strategy.spec();
+      g.ops[src].kind.val.timestamps = strategy.assigner ? "guest" : "connector";
+      return stream;
+    }
+    const op = g.add(operator("Watermarks", stream._edge(), { tag: "watermarks", val: strategy.spec() }));
+    return new DataStream(g, op);
+  }
+
+  /** The stream of a side output of the operator created last. */
+  getSideOutput(tag) {
+    return new DataStream(this._g, this._op, this._g.sidePort(this._op, tag));
+  }
+
+  /** Writes to any connector the host knows; `encode(value)` gives the record's bytes or text. */
+  sinkTo(connector, name, encode) {
+    const enc = encode ? (v) => toBytes(encode(v)) : toBytes;
+    const encoded = this._stage("encode", enc, `${name} (encode)`);
+    const op = this._g.add(
+      operator(name, encoded._edge(), { tag: "sink", val: { kind: connector.kind, options: connector.options } }),
+    );
+    return new Sink(this._g, op);
+  }
+
+  /** Prints every value to standard output, as Flink's `print()`. */
+  print() {
+    return this.sinkTo(new Connector("print"), "Sink: Print to Std. Out", show);
+  }
+
+  /** Writes `String(value)` lines to a file. */
+  writeAsText(path) {
+    return this.sinkTo(new Connector("file", { path }), "Sink: file");
+  }
+
+  /** Drops every value (the `blackhole` connector). */
+  discard() {
+    return this.sinkTo(new Connector("blackhole"), "Sink: Discard", () => new Uint8Array(0));
+  }
+}
+
+function show(v) {
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
+export function toBytes(v) {
+  if (v instanceof Uint8Array) return v;
+  return new TextEncoder().encode(typeof v === "string" ? v : String(v));
+}
+
+function sourceOf(g, op) {
+  for (;;) {
+    const o = g.ops[op];
+    if (o.kind.tag === "source") return op;
+    if (o.kind.tag !== "stage" || o.inputs.length !== 1 || o.inputs[0].partitioning !== FORWARD || o.inputs[0].port !== 0)
+      return undefined;
+    op = o.inputs[0].from;
+  }
+}
+
+/** The end of a stream. */
+export class Sink extends Stream {
+  /** Sets an option of the sink's connector. */
+  option(key, value) {
+    const c = this._last().kind.val;
+    c.options = c.options.filter(([k]) => k !== key);
+    c.options.push([key, String(value)]);
+    return this;
+  }
+
+  /** A file sink writes its lines sorted when the input ends. */
+  sorted() {
+    return this.option("sort-lines", "true");
+  }
+}
+
+/** A stream partitioned by key, as Flink's `KeyedStream`. */
+export class KeyedStream extends Stream {
+  constructor(g, op) {
+    super(g, op, 0, HASH);
+  }
+
+  _agg(folder, name) {
+    const op = this._g.add(operator(name, this._edge(), { tag: "aggregate" }), folder);
+    return new DataStream(this._g, op);
+  }
+
+  /** A running sum per key of a field (an index or a property), or of the value itself. */
+  sum(field) {
+    return this._agg(["sum", field], "Sum");
+  }
+
+  /** A running `f(accumulated, value)` per key. */
+  reduce(f) {
+    return this._agg(["reduce", f], "Reduce");
+  }
+
+  /** A running aggregate per key: `{ createAccumulator, add(value, acc), getResult(acc), merge(a, b) }`. */
+  aggregate(fn) {
+    return this._agg(["aggregate", fn], "Aggregate");
+  }
+
+  /** A keyed process function: `{ open(ctx), processElement(value, ctx, out), onTimer(ts, ctx, out) }`. */
+  process(fn) {
+    const g = this._g;
+    const op = g.add(operator("KeyedProcess", this._edge(), { tag: "process" }), ["process", fn]);
+    if (typeof fn.open === "function") fn.open(new RuntimeContext(g.ops[op]));
+    return new DataStream(g, op);
+  }
+
+  /** Groups each key's records into windows. */
+  window(assigner) {
+    return new WindowedStream(this, assigner);
+  }
+
+  /** Windows of `size` records per key. */
+  countWindow(size) {
+    return new WindowedStream(this, GlobalWindows.create()).trigger(CountTrigger.of(size));
+  }
+}
+
+export class ValueStateDescriptor {
+  constructor(name) {
+    this.name = name;
+    this.kind = "value";
+  }
+}
+
+export class ListStateDescriptor {
+  constructor(name) {
+    this.name = name;
+    this.kind = "list";
+  }
+}
+
+export class MapStateDescriptor {
+  constructor(name) {
+    this.name = name;
+    this.kind = "map";
+  }
+}
+
+/** Declares the keyed states of a process function (in its `open`). */
+export class RuntimeContext {
+  constructor(op) {
+    this._op = op;
+  }
+
+  _declare(d) {
+    let i = this._op.states.findIndex((s) => s.name === d.name);
+    if (i >= 0) {
+      if (this._op.states[i].kind !== d.kind) throw new WeirError(`state '${d.name}' is declared twice with different kinds`);
+    } else {
+      this._op.states.push({ name: d.name, kind: d.kind });
+      i = this._op.states.length - 1;
+    }
+    return stateHandle(d.kind, i);
+  }
+
+  getState(d) {
+    return this._declare(d);
+  }
+
+  getListState(d) {
+    return this._declare(d);
+  }
+
+  getMapState(d) {
+    return this._declare(d);
+  }
+}
+
+// Filled in by the runtime: makes state handles bound to the key being processed.
+export const hooks = { stateHandle: null };
+
+function stateHandle(kind, index) {
+  if (!hooks.stateHandle) throw new WeirError("keyed state is only available inside a component");
+  return hooks.stateHandle(kind, index);
+}
+
+/** How event timestamps are taken and how far watermarks trail them. */
+export class WatermarkStrategy {
+  constructor(maxOutOfOrdernessMs) {
+    this.maxOutOfOrdernessMs = Math.trunc(maxOutOfOrdernessMs);
+    this.idleTimeoutMs = undefined;
+    this.assigner = undefined;
+  }
+
+  static forBoundedOutOfOrderness(ms) {
+    return new WatermarkStrategy(ms);
+  }
+
+  static forMonotonousTimestamps() {
+    return new WatermarkStrategy(0);
+  }
+
+  /** `f(value, recordTimestamp)` returns the event time in ms. */
+  withTimestampAssigner(f) {
+    this.assigner = f;
+    return this;
+  }
+
+  withIdleness(ms) {
+    this.idleTimeoutMs = Math.trunc(ms);
+    return this;
+  }
+
+  spec() {
+    return { maxOutOfOrdernessMs: BigInt(this.maxOutOfOrdernessMs), idleTimeoutMs: this.idleTimeoutMs === undefined ? undefined : BigInt(this.idleTimeoutMs) };
+  }
+}
+
+const assigner = (kind, domain, params) => ({ kind, domain, params });
+
+export const TumblingEventTimeWindows = { of: (size, offset = 0) => assigner("tumbling", "event-time", [size, offset]) };
+export const TumblingProcessingTimeWindows = { of: (size, offset = 0) => assigner("tumbling", "processing-time", [size, offset]) };
+export const SlidingEventTimeWindows = { of: (size, slide, offset = 0) => assigner("sliding", "event-time", [size, slide, offset]) };
+export const SlidingProcessingTimeWindows = {
+  of: (size, slide, offset = 0) => assigner("sliding", "processing-time", [size, slide, offset]),
+};
+export const EventTimeSessionWindows = { withGap: (gap) => assigner("session", "event-time", [gap]) };
+export const ProcessingTimeSessionWindows = { withGap: (gap) => assigner("session", "processing-time", [gap]) };
+export const GlobalWindows = { create: () => assigner("global", "event-time", []) };
+export const CountTrigger = { of: (n) => ({ tag: "count", val: BigInt(n) }) };
+
+/** A window `[start, end)`. */
+export class TimeWindow {
+  constructor(start, end) {
+    this.start = start;
+    this.end = end;
+  }
+
+  maxTimestamp() {
+    return this.end - 1;
+  }
+}
+
+/** A keyed stream grouped into windows, as Flink's `WindowedStream`. */
+export class WindowedStream {
+  constructor(keyed, assigner) {
+    this._keyed = keyed;
+    this._assigner = assigner;
+    this._trigger = { tag: "default" };
+    this._lateness = 0;
+    this._lateTag = undefined;
+  }
+
+  trigger(t) {
+    this._trigger = t;
+    return this;
+  }
+
+  allowedLateness(ms) {
+    this._lateness = Math.trunc(ms);
+    return this;
+  }
+
+  sideOutputLateData(tag) {
+    this._lateTag = tag;
+    return this;
+  }
+
+  _window(fnKind, fn, name) {
+    const g = this._keyed._g;
+    const a = this._assigner;
+    const p = a.params.map((x) => BigInt(Math.trunc(x)));
+    const assignerVal =
+      a.kind === "tumbling"
+        ? { tag: "tumbling", val: { sizeMs: p[0], offsetMs: p[1] } }
+        : a.kind === "sliding"
+          ? { tag: "sliding", val: { sizeMs: p[0], slideMs: p[1], offsetMs: p[2] } }
+          : a.kind === "session"
+            ? { tag: "session", val: { gapMs: p[0] } }
+            : { tag: "global" };
+    const spec = {
+      assigner: assignerVal,
+      domain: a.domain,
+      trigger: this._trigger,
+      allowedLatenessMs: BigInt(this._lateness),
+      latePort: undefined,
+      function: fnKind,
+    };
+    const op = g.add(operator(name, this._keyed._edge(), { tag: "window", val: spec }), fn);
+    if (this._lateTag !== undefined) spec.latePort = g.sidePort(op, this._lateTag);
+    return new DataStream(g, op);
+  }
+
+  /** Aggregates each window incrementally; `windowFunction(key, window, result)`, when given, makes the output. */
+  aggregate(fn, windowFunction) {
+    return this._window("aggregate", ["aggregate", fn, windowFunction], "Window(Aggregate)");
+  }
+
+  reduce(f, windowFunction) {
+    return this._window("aggregate", ["reduce", f, windowFunction], "Window(Reduce)");
+  }
+
+  sum(field) {
+    return this._window("aggregate", ["sum", field], "Window(Sum)");
+  }
+
+  /** Hands all elements of each window to `{ process(key, context, elements, out) }`. */
+  process(fn) {
+    return this._window("process", ["process_window", fn], "Window(Process)");
+  }
+}
+
+const jobs = [];
+
+/** Registers a job function `f(env, args)`; a module may hold several (`weir run --entry NAME`). */
+export function job(name, f) {
+  if (typeof name === "function") {
+    f = name;
+    name = f.name || "job";
+  }
+  jobs.push([name, f]);
+  return f;
+}
+
+export function registeredJobs() {
+  return jobs;
+}
+
+export { collectInto as _collectInto };

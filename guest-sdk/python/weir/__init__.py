@@ -1,0 +1,83 @@
+"""Weir jobs in Python.
+
+A job is a function decorated with `@weir.job` that builds a dataflow on an
+environment, as in Flink's DataStream API:
+
+    import weir
+
+    @weir.job
+    def wordcount(env, args):
+        (env.read_text_file(args.required("input"))
+            .flat_map(lambda line: ((w, 1) for w in line.split()))
+            .key_by(lambda pair: pair[0])
+            .sum(1).uid("counts")
+            .print())
+
+Build it into a component with `weir-py build job.py -o job.wasm`.
+"""
+
+from .api import (
+    AggregateFunction,
+    Connector,
+    CountTrigger,
+    DataStream,
+    Env,
+    EventTimeSessionWindows,
+    GlobalWindows,
+    KeyedProcessFunction,
+    KeyedStream,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    OutputTag,
+    ProcessingTimeSessionWindows,
+    ProcessWindowFunction,
+    SlidingEventTimeWindows,
+    SlidingProcessingTimeWindows,
+    Time,
+    TimeWindow,
+    TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows,
+    ValueStateDescriptor,
+    WatermarkStrategy,
+    WindowedStream,
+    job,
+)
+from .args import Args
+from .errors import WeirError
+
+__all__ = [
+    "AggregateFunction",
+    "Args",
+    "Connector",
+    "CountTrigger",
+    "DataStream",
+    "Env",
+    "EventTimeSessionWindows",
+    "GlobalWindows",
+    "KeyedProcessFunction",
+    "KeyedStream",
+    "ListStateDescriptor",
+    "MapStateDescriptor",
+    "OutputTag",
+    "ProcessWindowFunction",
+    "ProcessingTimeSessionWindows",
+    "SlidingEventTimeWindows",
+    "SlidingProcessingTimeWindows",
+    "Time",
+    "TimeWindow",
+    "TumblingEventTimeWindows",
+    "TumblingProcessingTimeWindows",
+    "ValueStateDescriptor",
+    "WatermarkStrategy",
+    "WeirError",
+    "WindowedStream",
+    "job",
+    "log",
+]
+
+
+def log(level, message):
+    """Writes to the task's log ("trace", "debug", "info", "warn", "error")."""
+    from .runtime import log as _log
+
+    _log(level, message)

@@ -1,0 +1,2 @@
+class WeirError(Exception):
+    """An error in a job; the task fails with its message."""

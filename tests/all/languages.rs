@@ -1,0 +1,341 @@
+//! Jobs written in Python and JavaScript: the word count examples give the
+//! Rust example's output byte for byte, the SDK features (typed records,
+//! windows, keyed state, timers, state hooks) behave as the model says, and
+//! a savepoint of the Python job restores into a new version of it.
+
+use crate::{run_local, stderr, weir};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use weir_tests::guests::{Language, build};
+use weir_tests::process::{Feed, Running};
+use weir_tests::{WORDCOUNT_WASM, count_words, file, temp_dir, write_corpus};
+
+const LANGUAGES: [(Language, &str); 2] = [
+    (Language::Python, "examples/python-wordcount/job.py"),
+    (Language::JavaScript, "examples/js-wordcount/job.js"),
+];
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn wordcount_file(job: &Path, p: &str, input: &Path, output: &Path) {
+    let o = run_local(
+        job,
+        &["-p", p],
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}: {}", job.display(), stderr(&o));
+}
+
+#[test]
+fn python_and_javascript_word_counts_write_what_the_rust_one_writes() {
+    let dir = temp_dir();
+    let input = file(&dir, "input.txt");
+    write_corpus(&input, 5_000, 12, 800, 11).unwrap();
+    // Punctuation, tabs, carriage returns and blank lines split alike.
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str("To be, or not to be:\n\n  that is\tthe question.\r\nbe\n");
+    std::fs::write(&input, &text).unwrap();
+    let rust = file(&dir, "rust.txt");
+    wordcount_file(Path::new(WORDCOUNT_WASM), "2", &input, &rust);
+    let want = std::fs::read(&rust).unwrap();
+    assert!(want.len() > 1000, "the Rust example wrote its counts");
+    for (language, job) in LANGUAGES {
+        let wasm = build(language, job);
+        for p in ["1", "3"] {
+            let out = file(&dir, &format!("{}-{p}.txt", language.name()));
+            wordcount_file(&wasm, p, &input, &out);
+            let got = std::fs::read(&out).unwrap();
+            assert!(
+                got == want,
+                "{} word count at parallelism {p} differs from the Rust example's output",
+                language.name()
+            );
+        }
+    }
+}
+
+/// Parses printed `(word, count)` pairs in each language's own notation,
+/// keeping the last count per word.
+fn printed_counts(stdout: &str) -> BTreeMap<String, u64> {
+    let mut got = BTreeMap::new();
+    for line in stdout.lines() {
+        let pair = line.split_once("> ").map_or(line, |(_, p)| p);
+        let inner = pair
+            .trim_start_matches(['(', '['])
+            .trim_end_matches([')', ']']);
+        let (word, count) = inner.rsplit_once(',').expect("a printed pair");
+        let word = word.trim();
+        let word = ['\'', '"']
+            .iter()
+            .find_map(|q| word.strip_prefix(*q)?.strip_suffix(*q))
+            .expect("a quoted word");
+        got.insert(word.to_owned(), count.trim().parse::<u64>().unwrap());
+    }
+    got
+}
+
+#[test]
+fn without_arguments_each_language_counts_the_bundled_text() {
+    let expected = count_words(wordcount::DEFAULT_TEXT);
+    for (language, job) in LANGUAGES {
+        let o = run_local(&build(language, job), &["-p", "2"], &[]);
+        assert!(o.status.success(), "{}: {}", language.name(), stderr(&o));
+        let got = printed_counts(&String::from_utf8_lossy(&o.stdout));
+        assert_eq!(got, expected, "{}", language.name());
+    }
+}
+
+#[test]
+fn a_failing_user_function_names_the_error_and_the_line() {
+    for (language, job) in LANGUAGES {
+        let o = run_local(
+            &build(language, job),
+            &[],
+            &["--port", "x", "--hostname", "h"],
+        );
+        assert!(!o.status.success(), "{}", language.name());
+        let e = stderr(&o);
+        match language {
+            Language::Python => assert!(e.contains("--port x: not an integer"), "{e}"),
+            Language::JavaScript => assert!(e.contains("--port x: not a number"), "{e}"),
+        }
+        let o = run_local(&build(language, job), &[], &["--output", "/tmp/x"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("give --input PATH"), "{}", stderr(&o));
+    }
+    // An exception in a user function fails the job with its type and message.
+    for (language, job) in FEATURES {
+        let o = run_local(&build(language, job), &["--entry", "fails"], &[]);
+        assert!(!o.status.success(), "{}", language.name());
+        let e = stderr(&o);
+        match language {
+            Language::Python => assert!(
+                e.contains("ZeroDivisionError: integer division or modulo by zero (at job.py:")
+                    || e.contains("ZeroDivisionError: division by zero (at job.py:"),
+                "{e}"
+            ),
+            Language::JavaScript => {
+                assert!(e.contains("RangeError: cannot divide by zero"), "{e}")
+            }
+        }
+        assert!(e.contains("Map"), "names the task: {e}");
+    }
+}
+
+const FEATURES: [(Language, &str); 2] = [
+    (Language::Python, "tests/fixtures/python-features/job.py"),
+    (Language::JavaScript, "tests/fixtures/js-features/job.js"),
+];
+
+/// The clicks both feature jobs generate: (user, page, event time).
+fn clicks(n: u64) -> impl Iterator<Item = (String, String, u64)> {
+    (0..n).map(|i| (format!("u{}", i % 7), format!("p{}", i % 5), i * 3))
+}
+
+fn sorted_lines(lines: impl IntoIterator<Item = String>) -> String {
+    let mut v: Vec<String> = lines.into_iter().collect();
+    v.sort();
+    v.iter().map(|l| format!("{l}\n")).collect()
+}
+
+fn windows_model(n: u64) -> String {
+    let mut counts: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for (user, _, ts) in clicks(n) {
+        *counts.entry((user, ts / 100 * 100)).or_default() += 1;
+    }
+    sorted_lines(
+        counts
+            .into_iter()
+            .map(|((u, start), c)| format!("{u},{start},{},{c}", start + 100)),
+    )
+}
+
+fn summary_model(n: u64) -> String {
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (user, page, _) in clicks(n) {
+        users.entry(user).or_default().push(page);
+    }
+    sorted_lines(users.into_iter().map(|(u, seen)| {
+        let mut pages: BTreeMap<&str, u64> = BTreeMap::new();
+        for p in &seen {
+            *pages.entry(p).or_default() += 1;
+        }
+        let pages: Vec<String> = pages.iter().map(|(p, c)| format!("{p}:{c}")).collect();
+        format!(
+            "{u} count={} pages={} first={} n={} at=1000000",
+            seen.len(),
+            pages.join(";"),
+            seen[0],
+            seen.len()
+        )
+    }))
+}
+
+#[test]
+fn windows_keyed_state_and_timers_work_in_both_languages() {
+    let dir = temp_dir();
+    let n = 2_000u64;
+    for (language, job) in FEATURES {
+        let wasm = build(language, job);
+        let run = |entry: &str, p: &str| -> String {
+            let out = file(&dir, &format!("{}-{entry}.txt", language.name()));
+            let o = run_local(
+                &wasm,
+                &["-p", p, "--entry", entry],
+                &[
+                    "--clicks",
+                    &n.to_string(),
+                    "--output",
+                    out.to_str().unwrap(),
+                ],
+            );
+            assert!(
+                o.status.success(),
+                "{} {entry}: {}",
+                language.name(),
+                stderr(&o)
+            );
+            std::fs::read_to_string(&out).unwrap()
+        };
+        let got = run("windows", "2");
+        assert_eq!(got.lines().count(), 7 * 60, "{}", language.name());
+        assert!(
+            got == windows_model(n),
+            "{}: window counts differ from the model",
+            language.name()
+        );
+        // One source subtask, so that each user's first page is the model's.
+        assert_eq!(run("summary", "1"), summary_model(n), "{}", language.name());
+    }
+}
+
+/// Runs a word count on a socket, sends `lines`, waits for `last` on
+/// standard output, stops it with a savepoint and returns the savepoint.
+fn socket_run(
+    job: &Path,
+    restore: Option<&str>,
+    sp_dir: &Path,
+    lines: &[&str],
+    last: &str,
+) -> (String, Vec<String>) {
+    let mut feed = Feed::new();
+    let mut cmd = weir();
+    cmd.args(["run", "--local", "--stop-with-savepoint", "--savepoint-dir"])
+        .arg(sp_dir);
+    if let Some(sp) = restore {
+        cmd.args(["-s", sp]);
+    }
+    cmd.arg(job)
+        .args(["--", "--hostname", "127.0.0.1", "--port", &feed.port()]);
+    let mut run = Running::start(&mut cmd);
+    feed.accept(LIMIT);
+    for l in lines {
+        feed.send(l);
+    }
+    run.wait_for_output(last, LIMIT);
+    run.signal("TERM");
+    assert!(run.wait(LIMIT), "stop with savepoint: {}", run.stderr());
+    (run.savepoint_path(), run.seen_out.clone())
+}
+
+#[test]
+fn a_python_savepoint_restores_into_a_new_version_of_the_job() {
+    let dir = temp_dir();
+    let sp_dir = dir.path().join("savepoints");
+    let v1 = build(Language::Python, "examples/python-wordcount/job.py");
+    let v2 = build(
+        Language::Python,
+        "tests/fixtures/python-wordcount-v2/job.py",
+    );
+    let (sp1, out) = socket_run(
+        &v1,
+        None,
+        &sp_dir,
+        &["hello world", "hello weir"],
+        "('weir', 1)",
+    );
+    assert!(out.contains(&"('hello', 2)".to_owned()), "{out:?}");
+
+    // Version 2 takes the counts over by uid; version 1 had no state hooks.
+    let (sp2, _) = socket_run(
+        &v2,
+        Some(&sp1),
+        &sp_dir,
+        &["hello"],
+        "hello=3 (#1, restored from nothing)",
+    );
+    // Version 2 again: the counts and the hooks' state both carry over.
+    let (_, out) = socket_run(
+        &v2,
+        Some(&sp2),
+        &sp_dir,
+        &["hello again"],
+        "again=1 (#3, restored from version 2)",
+    );
+    assert!(
+        out.contains(&"hello=4 (#2, restored from version 2)".to_owned()),
+        "{out:?}"
+    );
+}
+
+fn tsc(project: &Path) -> std::process::Output {
+    let tsc = weir_tests::guests::repo().join("guest-sdk/js/node_modules/typescript/bin/tsc");
+    std::process::Command::new("node")
+        .arg(tsc)
+        .arg("-p")
+        .arg(project)
+        .output()
+        .expect("run tsc")
+}
+
+#[test]
+fn a_typescript_job_type_checks_builds_and_counts_like_rust() {
+    let project = weir_tests::guests::repo().join("tests/fixtures/ts-wordcount");
+    let o = tsc(&project);
+    assert!(
+        o.status.success(),
+        "tsc: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let dir = temp_dir();
+    let input = file(&dir, "input.txt");
+    write_corpus(&input, 2_000, 8, 300, 5).unwrap();
+    let rust = file(&dir, "rust.txt");
+    wordcount_file(Path::new(WORDCOUNT_WASM), "2", &input, &rust);
+    let ts = file(&dir, "ts.txt");
+    let wasm = build(Language::JavaScript, "tests/fixtures/ts-wordcount/job.ts");
+    wordcount_file(&wasm, "2", &input, &ts);
+    assert!(std::fs::read(&ts).unwrap() == std::fs::read(&rust).unwrap());
+
+    // The types are real: a job that sums a string field does not check.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let config = std::fs::read_to_string(project.join("tsconfig.json"))
+        .unwrap()
+        .replace(
+            "../../../guest-sdk/js/index.d.ts",
+            &weir_tests::guests::repo()
+                .join("guest-sdk/js/index.d.ts")
+                .display()
+                .to_string(),
+        );
+    std::fs::write(bad.join("tsconfig.json"), config).unwrap();
+    std::fs::write(
+        bad.join("job.ts"),
+        "import { job } from \"@weir/sdk\";\n\
+         job(\"bad\", (env) => {\n\
+           env.fromCollection([{ word: \"a\", n: 1 }]).keyBy((r) => r.word).sum(\"count\").print();\n\
+         });\n",
+    )
+    .unwrap();
+    let o = tsc(&bad);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"count\""), "{out}");
+}
