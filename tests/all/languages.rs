@@ -3,20 +3,16 @@
 //! windows, keyed state, timers, state hooks) behave as the model says, and
 //! a savepoint of the Python job restores into a new version of it.
 
-use crate::{run_local, stderr, weir};
+use crate::{run_local, run_on_socket_and_stop, stderr};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 use weir_tests::guests::{Language, build};
-use weir_tests::process::{Feed, Running};
 use weir_tests::{WORDCOUNT_WASM, count_words, file, temp_dir, write_corpus};
 
 const LANGUAGES: [(Language, &str); 2] = [
     (Language::Python, "examples/python-wordcount/job.py"),
     (Language::JavaScript, "examples/js-wordcount/job.js"),
 ];
-
-const LIMIT: Duration = Duration::from_secs(60);
 
 fn wordcount_file(job: &Path, p: &str, input: &Path, output: &Path) {
     let o = run_local(
@@ -215,8 +211,8 @@ fn windows_keyed_state_and_timers_work_in_both_languages() {
     }
 }
 
-/// Runs a word count on a socket, sends `lines`, waits for `last` on
-/// standard output, stops it with a savepoint and returns the savepoint.
+/// Runs a word count on a socket, sends `lines`, waits for `last`, stops
+/// it with a savepoint; returns the savepoint and the output lines.
 fn socket_run(
     job: &Path,
     restore: Option<&str>,
@@ -224,24 +220,14 @@ fn socket_run(
     lines: &[&str],
     last: &str,
 ) -> (String, Vec<String>) {
-    let mut feed = Feed::new();
-    let mut cmd = weir();
-    cmd.args(["run", "--local", "--stop-with-savepoint", "--savepoint-dir"])
-        .arg(sp_dir);
-    if let Some(sp) = restore {
-        cmd.args(["-s", sp]);
-    }
-    cmd.arg(job)
-        .args(["--", "--hostname", "127.0.0.1", "--port", &feed.port()]);
-    let mut run = Running::start(&mut cmd);
-    feed.accept(LIMIT);
-    for l in lines {
-        feed.send(l);
-    }
-    run.wait_for_output(last, LIMIT);
-    run.signal("TERM");
-    assert!(run.wait(LIMIT), "stop with savepoint: {}", run.stderr());
-    (run.savepoint_path(), run.seen_out.clone())
+    run_on_socket_and_stop(
+        job,
+        restore,
+        sp_dir,
+        &["--hostname", "127.0.0.1"],
+        lines,
+        last,
+    )
 }
 
 #[test]

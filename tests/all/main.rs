@@ -7,6 +7,7 @@ mod kafka;
 mod languages;
 mod savepoints;
 mod sql;
+mod tenants;
 mod windows;
 mod wordcount;
 
@@ -74,4 +75,42 @@ pub fn run_local(job: &Path, flags: &[&str], args: &[&str]) -> Output {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `job` locally reading a socket (`args` come before `--port P`),
+/// sends `lines`, waits for `last` on standard output, stops the job with a
+/// savepoint into `sp_dir`; returns the savepoint and the output lines.
+pub fn run_on_socket_and_stop(
+    job: &Path,
+    restore: Option<&str>,
+    sp_dir: &Path,
+    args: &[&str],
+    lines: &[&str],
+    last: &str,
+) -> (String, Vec<String>) {
+    let limit = Duration::from_secs(60);
+    let mut feed = weir_tests::process::Feed::new();
+    let mut cmd = weir();
+    cmd.args(["run", "--local", "--stop-with-savepoint", "--savepoint-dir"])
+        .arg(sp_dir);
+    if let Some(sp) = restore {
+        cmd.args(["-s", sp]);
+    }
+    cmd.arg(job)
+        .arg("--")
+        .args(args)
+        .args(["--port", &feed.port()]);
+    let mut run = weir_tests::process::Running::start(&mut cmd);
+    feed.accept(limit);
+    for l in lines {
+        feed.send(l);
+    }
+    run.wait_for_output(last, limit);
+    run.signal("TERM");
+    assert!(
+        run.wait(limit),
+        "stop with savepoint failed: {}",
+        run.stderr()
+    );
+    (run.savepoint_path(), run.seen_out.clone())
 }

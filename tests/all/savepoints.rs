@@ -3,7 +3,7 @@
 //! the job's hooks into new versions, and unclaimed state is an error
 //! unless allowed.
 
-use crate::weir;
+use crate::{run_on_socket_and_stop, weir};
 use std::path::Path;
 use std::time::Duration;
 use weir_tests::process::{Feed, Running};
@@ -20,28 +20,8 @@ fn run_and_stop(
     lines: &[&str],
     last: &str,
 ) -> String {
-    let mut feed = Feed::new();
-    let mut cmd = weir();
-    cmd.args(["run", "--local", "--stop-with-savepoint", "--savepoint-dir"])
-        .arg(sp_dir);
-    if let Some(sp) = restore {
-        cmd.args(["-s", sp]);
-    }
-    cmd.arg(COUNTER_WASM[version - 1])
-        .args(["--", "--port", &feed.port()]);
-    let mut job = Running::start(&mut cmd);
-    feed.accept(LIMIT);
-    for l in lines {
-        feed.send(l);
-    }
-    job.wait_for_output(last, LIMIT);
-    job.signal("TERM");
-    assert!(
-        job.wait(LIMIT),
-        "stop with savepoint failed: {}",
-        job.stderr()
-    );
-    job.savepoint_path()
+    let job = Path::new(COUNTER_WASM[version - 1]);
+    run_on_socket_and_stop(job, restore, sp_dir, &[], lines, last).0
 }
 
 #[test]

@@ -12,7 +12,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir_tests::WORDCOUNT_WASM;
 use weir_tests::cluster::SessionProcess;
 use weir_tests::guests::{Language, build};
@@ -54,32 +54,12 @@ fn count(job: &Path, input: &Path, output: &Path) -> Duration {
 
 /// `weir run -d` of a socket word count against the session, until RUNNING.
 fn run_to_running(s: &SessionProcess, job: &Path, port: u16) -> Duration {
-    let started = Instant::now();
-    let o = Command::new(WEIR)
-        .env("WEIR_LOG", "error")
-        .args(["--cluster", &s.url, "run", "-d", "-p", "1"])
-        .arg(job)
-        .args(["--", "--hostname", "127.0.0.1", "--port", &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout);
-    let id = out
-        .split("JobID ")
-        .nth(1)
-        .map(str::trim)
-        .expect("a job id")
-        .to_owned();
-    let api = s.api();
-    loop {
-        if api.state(&id) == "RUNNING" {
-            let d = started.elapsed();
-            api.patch(&format!("/jobs/{id}?mode=cancel"));
-            api.wait_for_state(&id, "CANCELED", Duration::from_secs(30));
-            return d;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let port = port.to_string();
+    s.time_to_running(
+        Path::new(WEIR),
+        job,
+        &["--hostname", "127.0.0.1", "--port", &port],
+    )
 }
 
 fn main() {

@@ -9,7 +9,6 @@
 
 use serde_json::json;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use weir_tests::CLICK_EVENT_COUNT_WASM;
 use weir_tests::cluster::SessionProcess;
@@ -35,34 +34,13 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// `weir run -d` against the session, then polls until RUNNING.
+/// `weir run -d` of an idle click-event-count until RUNNING.
 fn run_to_running(s: &SessionProcess) -> Duration {
-    let started = Instant::now();
-    let o = Command::new(WEIR)
-        .env("WEIR_LOG", "error")
-        .args(["--cluster", &s.url, "run", "-d", "-p", "1"])
-        .arg(CLICK_EVENT_COUNT_WASM)
-        .args(["--", "--rate", "10", "--discard"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout);
-    let job = out
-        .split("JobID ")
-        .nth(1)
-        .map(str::trim)
-        .expect("a job id")
-        .to_owned();
-    let api = s.api();
-    loop {
-        if api.state(&job) == "RUNNING" {
-            let d = started.elapsed();
-            api.patch(&format!("/jobs/{job}?mode=cancel"));
-            api.wait_for_state(&job, "CANCELED", Duration::from_secs(30));
-            return d;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    s.time_to_running(
+        Path::new(WEIR),
+        Path::new(CLICK_EVENT_COUNT_WASM),
+        &["--rate", "10", "--discard"],
+    )
 }
 
 fn main() {

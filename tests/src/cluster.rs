@@ -42,6 +42,45 @@ impl SessionProcess {
     pub fn api(&self) -> Api {
         Api::new(&self.url)
     }
+
+    /// `weir run -d -p 1 job -- args` against this session, then polls
+    /// until the job is RUNNING; cancels it and returns the time taken.
+    pub fn time_to_running(&self, weir: &Path, job: &Path, args: &[&str]) -> Duration {
+        let started = Instant::now();
+        let o = Command::new(weir)
+            .env("WEIR_LOG", "error")
+            .args(["--cluster", &self.url, "run", "-d", "-p", "1"])
+            .arg(job)
+            .arg("--")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let id = out
+            .split("JobID ")
+            .nth(1)
+            .map(str::trim)
+            .expect("a job id")
+            .to_owned();
+        let api = self.api();
+        loop {
+            if api.state(&id) == "RUNNING" {
+                let d = started.elapsed();
+                api.patch(&format!("/jobs/{id}?mode=cancel"));
+                api.wait_for_state(&id, "CANCELED", Duration::from_secs(30));
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A client that sends `token` with every call.
+    pub fn api_as(&self, token: &str) -> Api {
+        let mut api = Api::new(&self.url);
+        api.token = Some(token.to_owned());
+        api
+    }
 }
 
 impl Drop for SessionProcess {
@@ -55,6 +94,8 @@ impl Drop for SessionProcess {
 /// and the JSON body.
 pub struct Api {
     pub base: String,
+    /// Sent as `Authorization: Bearer` when set.
+    pub token: Option<String>,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
@@ -64,6 +105,7 @@ impl Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Api {
             base: base.trim_end_matches('/').to_owned(),
+            token: None,
             http: reqwest::Client::new(),
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -73,6 +115,10 @@ impl Api {
     }
 
     fn call(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         self.rt.block_on(async {
             let r = req.send().await.expect("the session answers");
             let status = r.status().as_u16();
@@ -92,7 +138,11 @@ impl Api {
 
     pub fn get_text(&self, path: &str) -> (u16, String) {
         self.rt.block_on(async {
-            let r = self.http.get(self.url(path)).send().await.unwrap();
+            let mut req = self.http.get(self.url(path));
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         })
     }
@@ -121,6 +171,12 @@ impl Api {
     pub fn request(&self, method: &str, path: &str) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         self.call(self.http.request(m, self.url(path)))
+    }
+
+    /// A request with a JSON body.
+    pub fn request_json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        self.call(self.http.request(m, self.url(path)).json(&body))
     }
 
     /// Uploads `bytes` as the multipart field `jarfile`.

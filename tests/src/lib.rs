@@ -87,6 +87,20 @@ pub fn format_counts(counts: &BTreeMap<String, u64>) -> String {
     counts.iter().map(|(w, c)| format!("{w}\t{c}\n")).collect()
 }
 
+/// What the hostile module's `flaky` entry writes for `n` records: every
+/// running sum of `i` per `i % 10`, sorted, each record counted once.
+pub fn flaky_sums(n: u64) -> String {
+    let mut sums = [0u64; 10];
+    let mut lines: Vec<String> = (0..n)
+        .map(|i| {
+            sums[(i % 10) as usize] += i;
+            format!("{}\t{}", i % 10, sums[(i % 10) as usize])
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
 /// A fresh temporary directory kept for the test's duration.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -24,6 +24,9 @@ pub struct ClusterOptions {
     /// Output format of client verbs.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     pub output: OutputFormat,
+    /// API token, for sessions with tenants (`weir token` makes one).
+    #[arg(long, global = true, env = "WEIR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +53,15 @@ impl Client {
             .enable_all()
             .build()?;
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &opts.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the API token has characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .context("cannot create the HTTP client")?;

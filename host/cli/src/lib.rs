@@ -69,6 +69,13 @@ enum Command {
     Checkpoints { job_id: String },
     /// Starts a session cluster: REST API, web UI and task slots.
     Session(session::SessionArgs),
+    /// Makes a new API token and prints it with the line that gives it to
+    /// a tenant (or the admin) in the session's configuration.
+    Token {
+        /// The tenant the token is for (the admin without).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// Runs the command line with the process's arguments.
@@ -96,6 +103,25 @@ pub fn main() -> ExitCode {
             _ => savepoint::run(&sources, args),
         },
         Command::Session(args) => session::run(&sources, args),
+        Command::Token { tenant } => {
+            let token = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            let hash = hex::encode(weir_cluster::tenancy::hash_token(&token));
+            let key = match tenant {
+                Some(t) => format!("weir.tenants.{t}.token-sha256"),
+                None => "weir.admin.token-sha256".to_owned(),
+            };
+            println!("token: {token}");
+            println!("{key}: {hash}");
+            println!(
+                "Give the token to its user (WEIR_TOKEN or --token); put the second line in the \
+                 session's configuration. The session keeps only the hash."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

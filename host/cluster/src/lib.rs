@@ -13,10 +13,12 @@ mod metrics;
 pub mod rest;
 mod session;
 mod status;
+pub mod tenancy;
 mod views;
 
 pub use session::{JobEntry, RunRequest, Session, SessionOptions};
 pub use status::JobState;
+pub use tenancy::{Caller, Tenancy};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -45,6 +47,10 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {

@@ -64,7 +64,7 @@ impl Family {
 }
 
 #[derive(Debug)]
-struct SessionCollector(Session);
+struct SessionCollector(Session, crate::Caller);
 
 fn label(k: &str, v: impl ToString) -> (String, String) {
     (k.to_owned(), v.to_string())
@@ -138,7 +138,7 @@ impl Collector for SessionCollector {
             false,
         );
         let now = now_ms() as f64;
-        for job in s.jobs() {
+        for job in s.jobs(&self.1) {
             let jl = || vec![label("job_id", job.id), label("job_name", &job.name)];
             let st = job.status.lock();
             for js in JobState::ALL {
@@ -190,7 +190,44 @@ impl Collector for SessionCollector {
             f64::from(s.slots_total().saturating_sub(s.slots_used())),
         );
         let mut jars = Family::new("weir_cluster_jars", "Uploaded job modules.", false);
-        jars.add(vec![], s.jars().len() as f64);
+        jars.add(vec![], s.jars(&self.1).len() as f64);
+        let mut t_busy = Family::new(
+            "weir_tenant_busy_seconds",
+            "Time a tenant's tasks spent processing, over all its jobs.",
+            true,
+        );
+        let mut t_memory = Family::new(
+            "weir_tenant_guest_memory_peak_bytes",
+            "Largest linear memory of any of a tenant's guest instances.",
+            false,
+        );
+        let mut t_records = Family::new(
+            "weir_tenant_records",
+            "Records a tenant's sources read (in) and sinks wrote (out).",
+            true,
+        );
+        let mut t_jobs = Family::new("weir_tenant_jobs_running", "A tenant's live jobs.", false);
+        let mut t_slots = Family::new(
+            "weir_tenant_slots_used",
+            "Task slots a tenant's live jobs use.",
+            false,
+        );
+        for u in s.usage(&self.1) {
+            if u.tenant.is_empty() {
+                continue;
+            }
+            let tl = || vec![label("tenant", &u.tenant)];
+            t_busy.add(tl(), u.busy_ns as f64 / 1e9);
+            t_memory.add(tl(), u.memory_peak as f64);
+            let mut l = tl();
+            l.push(label("direction", "in"));
+            t_records.add(l, u.records_in as f64);
+            let mut l = tl();
+            l.push(label("direction", "out"));
+            t_records.add(l, u.records_out as f64);
+            t_jobs.add(tl(), f64::from(u.jobs_running));
+            t_slots.add(tl(), f64::from(u.slots_used));
+        }
         for f in [
             &records_in,
             &records_out,
@@ -210,6 +247,11 @@ impl Collector for SessionCollector {
             &slots_total,
             &slots_free,
             &jars,
+            &t_busy,
+            &t_memory,
+            &t_records,
+            &t_jobs,
+            &t_slots,
         ] {
             f.encode(&mut encoder)?;
         }
@@ -218,9 +260,9 @@ impl Collector for SessionCollector {
 }
 
 /// The metrics in the OpenMetrics text format.
-pub fn render(session: &Session) -> String {
+pub fn render(session: &Session, caller: &crate::Caller) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SessionCollector(session.clone())));
+    registry.register_collector(Box::new(SessionCollector(session.clone(), caller.clone())));
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
         tracing::warn!("cannot encode metrics: {e}");

@@ -2,10 +2,14 @@
 //! OpenAPI document, the web UI and Prometheus `/metrics`, on one port.
 
 use crate::session::{RunRequest, Session};
+use crate::tenancy::Caller;
 use crate::{ApiError, ApiResult, views};
+use axum::Extension;
+use axum::extract::Request;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -54,6 +58,51 @@ fn api() -> Router<Session> {
             get(checkpoint_details),
         )
         .route("/jobs/{id}/exceptions", get(exceptions))
+        .route("/usage", get(usage))
+}
+
+/// Identifies the caller by its bearer token when the session has tenants:
+/// no token or an unknown one is 401, and nothing else is said.
+async fn authenticate(State(s): State<Session>, mut req: Request, next: Next) -> Response {
+    let caller = if s.tenancy().enabled() {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        match token.and_then(|t| s.tenancy().identify(t)) {
+            Some(c) => c,
+            None => {
+                let message = if token.is_some() {
+                    "the API token is not valid; check the token your administrator gave you"
+                } else {
+                    "this session needs an API token: send `Authorization: Bearer <token>` \
+                     (the CLI reads WEIR_TOKEN or --token)"
+                };
+                let mut r = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"weir\""),
+                );
+                return r;
+            }
+        }
+    } else {
+        Caller::Open
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn admin_only(caller: &Caller, what: &str) -> ApiResult<()> {
+    match caller {
+        Caller::Tenant(t) => Err(ApiError::forbidden(format!(
+            "{what} is for the session's administrator; tenant {} cannot read it",
+            t.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Every route of the session.
@@ -62,9 +111,15 @@ pub fn router(session: Session) -> Router {
     Router::new()
         .merge(api())
         .nest("/v1", api())
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            session.clone(),
+            authenticate,
+        ))
+        // The page and the route list hold no data; the page asks for a
+        // token when the API answers 401.
         .route("/", get(|| async { Html(UI) }))
         .route("/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(session)
@@ -81,18 +136,18 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn metrics(State(s): State<Session>) -> Response {
+async fn metrics(State(s): State<Session>, Extension(caller): Extension<Caller>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        crate::metrics::render(&s),
+        crate::metrics::render(&s, &caller),
     )
         .into_response()
 }
 
-async fn config(State(s): State<Session>) -> Json<Value> {
+async fn config(State(s): State<Session>, Extension(caller): Extension<Caller>) -> Json<Value> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -110,33 +165,43 @@ async fn config(State(s): State<Session>) -> Json<Value> {
             "web-cancel": true,
             "web-history": false,
         },
-        "data-dir": s.data_dir().display().to_string(),
-        "ha-storage-dir": s.config().ha_storage_dir,
+        "data-dir": caller.tenant().is_none().then(|| s.data_dir().display().to_string()),
+        "ha-storage-dir": caller.tenant().is_none().then(|| s.config().ha_storage_dir.clone()),
+        "tenant": caller.tenant().map(|t| t.name.clone()),
+        "tenancy": s.tenancy().enabled(),
     }))
 }
 
-async fn overview(State(s): State<Session>) -> Json<Value> {
-    Json(views::overview(&s))
+async fn overview(State(s): State<Session>, Extension(caller): Extension<Caller>) -> Json<Value> {
+    Json(views::overview(&s, &caller))
 }
 
-async fn jobmanager_config(State(s): State<Session>) -> Json<Value> {
-    Json(Value::Array(
+async fn jobmanager_config(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Value>> {
+    admin_only(&caller, "the session's configuration")?;
+    Ok(Json(Value::Array(
         s.config()
             .to_display_map()
             .into_iter()
             .map(|(k, v)| json!({"key": k, "value": v}))
             .collect(),
-    ))
+    )))
 }
 
-async fn list_jars(State(s): State<Session>, headers: axum::http::HeaderMap) -> Json<Value> {
+async fn list_jars(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
+) -> Json<Value> {
     let address = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| format!("http://{h}"))
         .unwrap_or_default();
     let files: Vec<Value> = s
-        .jars()
+        .jars(&caller)
         .into_iter()
         .map(|j| {
             json!({
@@ -154,6 +219,7 @@ async fn list_jars(State(s): State<Session>, headers: axum::http::HeaderMap) -> 
 
 async fn upload(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
     let limit = s.config().rest_max_content_length;
@@ -207,7 +273,7 @@ async fn upload(
             "the upload holds no file; send the job's .wasm as the multipart field `jarfile`",
         ));
     };
-    let jar = blocking(move || s.upload(&name, &bytes)).await?;
+    let jar = blocking(move || s.upload(&name, &bytes, &caller)).await?;
     Ok(Json(json!({
         "filename": jar.id,
         "id": jar.id,
@@ -237,8 +303,12 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> A
     }
 }
 
-async fn delete_jar(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    blocking(move || s.delete_jar(&id)).await?;
+async fn delete_jar(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    blocking(move || s.delete_jar(&id, &caller)).await?;
     Ok(Json(json!({})))
 }
 
@@ -276,6 +346,7 @@ fn config_value(v: Value) -> String {
 
 async fn run_jar(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -313,27 +384,34 @@ async fn run_jar(
             .map(|(k, v)| (k, config_value(v)))
             .collect(),
     };
-    let job = blocking(move || s.run_jar(&id, req)).await?;
+    let job = blocking(move || s.run_jar(&id, req, &caller)).await?;
     Ok(Json(json!({ "jobid": job.to_string() })))
 }
 
-async fn list_jobs(State(s): State<Session>) -> Json<Value> {
+async fn list_jobs(State(s): State<Session>, Extension(caller): Extension<Caller>) -> Json<Value> {
     let jobs: Vec<Value> = s
-        .jobs()
+        .jobs(&caller)
         .iter()
         .map(|j| json!({"id": j.id.to_string(), "status": j.state().name()}))
         .collect();
     Json(json!({ "jobs": jobs }))
 }
 
-async fn jobs_overview(State(s): State<Session>) -> Json<Value> {
-    let mut jobs = s.jobs();
+async fn jobs_overview(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
+    let mut jobs = s.jobs(&caller);
     jobs.sort_by_key(|j| std::cmp::Reverse(j.status.lock().start_ms));
     Json(json!({ "jobs": jobs.iter().map(|j| views::job_overview(j)).collect::<Vec<_>>() }))
 }
 
-async fn job(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(views::job_details(&*s.job(&id)?)))
+async fn job(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(views::job_details(&*s.job(&id, &caller)?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +421,7 @@ struct PatchQuery {
 
 async fn patch_job(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<PatchQuery>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -355,7 +434,7 @@ async fn patch_job(
             )));
         }
     }
-    s.cancel(&id)?;
+    s.cancel(&id, &caller)?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
@@ -369,11 +448,13 @@ struct StopBody {
 
 async fn stop_job(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b: StopBody = json_body(&body, "stop")?;
-    let trigger = blocking(move || s.savepoint(&id, b.target_directory, true, b.drain)).await?;
+    let trigger =
+        blocking(move || s.savepoint(&id, b.target_directory, true, b.drain, &caller)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
 }
 
@@ -387,20 +468,23 @@ struct SavepointBody {
 
 async fn trigger_savepoint(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b: SavepointBody = json_body(&body, "savepoint")?;
     let trigger =
-        blocking(move || s.savepoint(&id, b.target_directory, b.cancel_job, false)).await?;
+        blocking(move || s.savepoint(&id, b.target_directory, b.cancel_job, false, &caller))
+            .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
 }
 
 async fn savepoint_status(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     Path((id, trigger)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let job = s.job(&id)?;
+    let job = s.job(&id, &caller)?;
     views::operation(&job, &trigger).map(Json).ok_or_else(|| {
         ApiError::not_found(format!(
             "there is no savepoint operation {trigger} for job {id}; use the request-id that \
@@ -409,22 +493,28 @@ async fn savepoint_status(
     })
 }
 
-async fn checkpoints(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(views::checkpoints(&*s.job(&id)?)))
+async fn checkpoints(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(views::checkpoints(&*s.job(&id, &caller)?)))
 }
 
 async fn checkpoint_config(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(views::checkpoint_config(&*s.job(&id)?)))
+    Ok(Json(views::checkpoint_config(&*s.job(&id, &caller)?)))
 }
 
 async fn checkpoint_details(
     State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
     Path((id, cid)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let job = s.job(&id)?;
+    let job = s.job(&id, &caller)?;
     let n: u64 = cid
         .parse()
         .map_err(|_| ApiError::bad_request(format!("'{cid}' is not a checkpoint id")))?;
@@ -435,6 +525,39 @@ async fn checkpoint_details(
     })
 }
 
-async fn exceptions(State(s): State<Session>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(views::exceptions(&*s.job(&id)?)))
+async fn exceptions(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(views::exceptions(&*s.job(&id, &caller)?)))
+}
+
+/// What each tenant the caller may see has used, for billing.
+async fn usage(State(s): State<Session>, Extension(caller): Extension<Caller>) -> Json<Value> {
+    let tenants: Vec<Value> = s
+        .usage(&caller)
+        .into_iter()
+        .map(|u| {
+            json!({
+                "tenant": u.tenant,
+                "busy-seconds": u.busy_ns as f64 / 1e9,
+                "guest-memory-peak-bytes": u.memory_peak,
+                "records-in": u.records_in,
+                "records-out": u.records_out,
+                "jobs-running": u.jobs_running,
+                "jobs-total": u.jobs_total,
+                "slots-used": u.slots_used,
+                "quota": u.quota.map(|q| json!({
+                    "slots": q.slots,
+                    "jobs": q.jobs,
+                    "max-module-size": q.max_module_size,
+                    "memory-per-instance": q.memory_per_instance,
+                    "cpu-per-call-ms": q.cpu_per_call.map(|d| d.as_millis() as u64),
+                    "fuel-per-call": q.fuel_per_call,
+                })),
+            })
+        })
+        .collect();
+    Json(json!({ "tenants": tenants }))
 }

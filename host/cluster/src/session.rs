@@ -2,6 +2,7 @@
 
 use crate::ha::{HaStore, JarInfo, JobRecord};
 use crate::status::{ExceptionEntry, JobState, StatusCell, now_ms};
+use crate::tenancy::{Caller, Tenancy, Tenant, url_within, within};
 use crate::{ApiError, ApiResult};
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +76,7 @@ pub(crate) struct Inner {
     pub started_ms: u64,
     /// Serializes submissions, so that slot accounting is exact.
     submit: Mutex<()>,
+    pub tenancy: Tenancy,
 }
 
 /// The session cluster.
@@ -119,7 +121,10 @@ fn safe_name(name: &str) -> String {
 impl Session {
     /// Opens the session: its data directory, HA store and modules; jobs
     /// that were running when the session last stopped are resumed.
-    pub fn open(options: SessionOptions) -> anyhow::Result<Session> {
+    pub fn open(mut options: SessionOptions) -> anyhow::Result<Session> {
+        let tenancy = Tenancy::take(&mut [&mut options.file, &mut options.flags])
+            .map_err(|e| anyhow::anyhow!(e))
+            .context("in the session's tenants")?;
         let env = config::from_env(std::env::vars());
         let first = Config::from_layers(&[&options.file, &env, &options.flags])
             .context("in the session configuration")?;
@@ -152,7 +157,7 @@ impl Session {
             .expect("the session sets a default HA directory");
         let ha = HaStore::open(&ha_url, &S3Options::from_config(&config))?;
         let engine = WasmEngine::new(EngineOptions {
-            fuel: config.guest_fuel_per_call > 0,
+            fuel: config.guest_fuel_per_call > 0 || tenancy.meters_fuel(),
         })?;
         let cache = CompileCache::new(
             config
@@ -180,6 +185,7 @@ impl Session {
                 jobs: RwLock::new(BTreeMap::new()),
                 started_ms: now_ms(),
                 submit: Mutex::new(()),
+                tenancy,
             }),
         };
         session.resume_jobs();
@@ -204,14 +210,19 @@ impl Session {
     }
 
     pub fn slots_used(&self) -> u32 {
-        self.jobs()
+        self.all_jobs()
             .iter()
             .filter(|j| !j.state().is_terminal())
             .map(|j| j.slots)
             .sum()
     }
 
-    pub fn jobs(&self) -> Vec<Arc<JobEntry>> {
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.inner.tenancy
+    }
+
+    /// Every job, whoever owns it.
+    pub fn all_jobs(&self) -> Vec<Arc<JobEntry>> {
         self.inner
             .jobs
             .read()
@@ -221,13 +232,24 @@ impl Session {
             .collect()
     }
 
-    pub fn job(&self, id: &str) -> ApiResult<Arc<JobEntry>> {
+    /// The jobs `caller` may see.
+    pub fn jobs(&self, caller: &Caller) -> Vec<Arc<JobEntry>> {
+        self.all_jobs()
+            .into_iter()
+            .filter(|j| caller.sees(&j.record.tenant))
+            .collect()
+    }
+
+    /// A job `caller` may see; other tenants' jobs are as unknown as jobs
+    /// that never existed.
+    pub fn job(&self, id: &str, caller: &Caller) -> ApiResult<Arc<JobEntry>> {
         let parsed: JobId = id.parse().map_err(ApiError::bad_request)?;
         self.inner
             .jobs
             .read()
             .expect("jobs lock")
             .get(&parsed)
+            .filter(|j| caller.sees(&j.record.tenant))
             .cloned()
             .ok_or_else(|| {
                 ApiError::not_found(format!(
@@ -236,28 +258,88 @@ impl Session {
             })
     }
 
-    pub fn jars(&self) -> Vec<JarInfo> {
+    /// The uploaded jobs `caller` may see.
+    pub fn jars(&self, caller: &Caller) -> Vec<JarInfo> {
         self.inner
             .jars
             .read()
             .expect("jars lock")
             .values()
+            .filter(|j| caller.sees(&j.tenant))
             .cloned()
             .collect()
     }
 
-    fn jar(&self, id: &str) -> ApiResult<JarInfo> {
+    fn jar(&self, id: &str, caller: &Caller) -> ApiResult<JarInfo> {
         self.inner
             .jars
             .read()
             .expect("jars lock")
             .get(id)
+            .filter(|j| caller.sees(&j.tenant))
             .cloned()
             .ok_or_else(|| {
                 ApiError::not_found(format!(
                     "jar {id} is not known to this session; GET /jars lists the uploaded jobs"
                 ))
             })
+    }
+
+    /// The tenant a job record belongs to (`None` outside tenancy).
+    fn tenant_of(&self, owner: &str) -> ApiResult<Option<Arc<Tenant>>> {
+        if owner.is_empty() {
+            return Ok(None);
+        }
+        self.inner
+            .tenancy
+            .tenant(owner)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::forbidden(format!(
+                    "tenant {owner} is no longer configured in this session"
+                ))
+            })
+    }
+
+    /// Where a tenant's checkpoints or savepoints go: `dir/<tenant>`.
+    fn tenant_dir(dir: &str, tenant: &Tenant) -> String {
+        format!("{}/{}", dir.trim_end_matches('/'), tenant.name)
+    }
+
+    fn tenant_savepoints(&self, tenant: &Tenant) -> Option<String> {
+        self.inner
+            .config
+            .savepoints_dir
+            .as_deref()
+            .map(|d| Self::tenant_dir(d, tenant))
+    }
+
+    fn tenant_checkpoints(&self, tenant: &Tenant) -> Option<String> {
+        self.inner
+            .config
+            .checkpoints_dir
+            .as_deref()
+            .map(|d| Self::tenant_dir(d, tenant))
+    }
+
+    /// Guest limits for a job of `tenant`: the session's, narrowed by the
+    /// tenant's quota.
+    fn limits_for(&self, config: &Config, tenant: Option<&Tenant>) -> InstanceLimits {
+        let mut l = InstanceLimits::from_config(config);
+        if let Some(t) = tenant {
+            let q = &t.quota;
+            if let Some(m) = q.memory_per_instance {
+                l.memory_bytes = m;
+            }
+            if let Some(c) = q.cpu_per_call {
+                l.call_timeout = c;
+            }
+            if let Some(f) = q.fuel_per_call {
+                l.fuel_per_call = f;
+            }
+        }
+        l
     }
 
     /// Compiles (or finds) the module with `bytes`.
@@ -296,12 +378,15 @@ impl Session {
     }
 
     /// Stores an uploaded module (blocking: compiles it).
-    pub fn upload(&self, file_name: &str, bytes: &[u8]) -> ApiResult<JarInfo> {
+    pub fn upload(&self, file_name: &str, bytes: &[u8], caller: &Caller) -> ApiResult<JarInfo> {
         if bytes.is_empty() {
             return Err(ApiError::bad_request(
                 "the uploaded file is empty; send the job's .wasm component as the `jarfile` \
                  field of a multipart form",
             ));
+        }
+        if let Some(t) = caller.tenant() {
+            check_module_policy(t, bytes)?;
         }
         let module = self.load_module(bytes)?;
         let entries =
@@ -320,7 +405,7 @@ impl Session {
             size: bytes.len() as u64,
             module_hash: module.hash().to_owned(),
             entries,
-            tenant: String::new(),
+            tenant: caller.owner().to_owned(),
         };
         self.inner.ha.put_jar(&jar).map_err(ApiError::internal)?;
         self.inner
@@ -332,13 +417,16 @@ impl Session {
         Ok(jar)
     }
 
-    pub fn delete_jar(&self, id: &str) -> ApiResult<()> {
-        let jar = self.jar(id)?;
+    pub fn delete_jar(&self, id: &str, caller: &Caller) -> ApiResult<()> {
+        let jar = self.jar(id, caller)?;
         self.inner.ha.delete_jar(id).map_err(ApiError::internal)?;
         self.inner.jars.write().expect("jars lock").remove(id);
-        let used = self.jars().iter().any(|j| j.module_hash == jar.module_hash)
+        let used = self
+            .jars(&Caller::Admin)
+            .iter()
+            .any(|j| j.module_hash == jar.module_hash)
             || self
-                .jobs()
+                .all_jobs()
                 .iter()
                 .any(|j| !j.state().is_terminal() && j.record.module_hash == jar.module_hash);
         if !used {
@@ -356,8 +444,11 @@ impl Session {
     }
 
     /// Plans and starts a job from an uploaded jar (blocking).
-    pub fn run_jar(&self, jar_id: &str, req: RunRequest) -> ApiResult<JobId> {
-        let jar = self.jar(jar_id)?;
+    pub fn run_jar(&self, jar_id: &str, req: RunRequest, caller: &Caller) -> ApiResult<JobId> {
+        let jar = self.jar(jar_id, caller)?;
+        if let Some(t) = caller.tenant() {
+            self.check_request(t, &req)?;
+        }
         let record = JobRecord {
             job_id: JobId::random().to_string(),
             name: jar.name.clone(),
@@ -387,13 +478,14 @@ impl Session {
             ));
         }
         let job_id: JobId = record.job_id.parse().map_err(ApiError::bad_request)?;
+        let tenant = self.tenant_of(&record.tenant)?;
         let module = self.module_by_hash(&record.module_hash)?;
         let base = &self.inner.config;
         let plan = weir_wasm::plan_job(
             &module,
             record.entry.as_deref(),
             &record.args,
-            InstanceLimits::from_config(base),
+            self.limits_for(base, tenant.as_deref()),
         )
         .map_err(|f| {
             ApiError::bad_request(format!("the job could not build its plan: {}", f.message))
@@ -408,6 +500,17 @@ impl Session {
         if let Some(p) = record.parallelism {
             request.insert("parallelism.default".into(), p.to_string());
         }
+        // A tenant's jobs keep their state under the tenant's own folders,
+        // whatever the plan says.
+        let mut tenant_layer = ConfigLayer::new();
+        if let Some(t) = &tenant {
+            if let Some(d) = self.tenant_checkpoints(t) {
+                tenant_layer.insert("state.checkpoints.dir".into(), d);
+            }
+            if let Some(d) = self.tenant_savepoints(t) {
+                tenant_layer.insert("state.savepoints.dir".into(), d);
+            }
+        }
         let o = &self.inner.options;
         let config = Config::from_layers(&[
             &self.inner.session_defaults,
@@ -416,10 +519,14 @@ impl Session {
             &env,
             &o.flags,
             &request,
+            &tenant_layer,
         ])
         .map_err(|e| ApiError::bad_request(format!("in the job's configuration: {e}")))?;
         let graph = JobGraph::from_plan(plan, &config)
             .map_err(|e| ApiError::bad_request(format!("the job's plan is not valid: {e}")))?;
+        if let Some(t) = &tenant {
+            check_connectors(t, &graph, &config)?;
+        }
         if !graph.name.is_empty() {
             record.name = graph.name.clone();
         }
@@ -438,11 +545,14 @@ impl Session {
             record.entry.clone(),
             record.args.clone(),
             graph.clone(),
-            InstanceLimits::from_config(&config),
+            self.limits_for(&config, tenant.as_deref()),
         ));
         let exec = ExecutionGraph::build(&graph);
         let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
         let _guard = self.inner.submit.lock().expect("submit lock");
+        if let Some(t) = &tenant {
+            self.check_quota(t, slots)?;
+        }
         let used = self.slots_used();
         let total = self.slots_total();
         if used + slots > total {
@@ -579,8 +689,19 @@ impl Session {
         dir: Option<String>,
         stop: bool,
         drain: bool,
+        caller: &Caller,
     ) -> ApiResult<String> {
-        let job = self.job(id)?;
+        let job = self.job(id, caller)?;
+        if let (Some(t), Some(d)) = (self.tenant_of(&job.record.tenant)?, &dir) {
+            let root = self.tenant_savepoints(&t).unwrap_or_default();
+            if !url_within(&storage_url(d), &root) {
+                return Err(ApiError::forbidden(format!(
+                    "tenant {} keeps its savepoints under {root}; give a target-directory \
+                     there, or none",
+                    t.name
+                )));
+            }
+        }
         let state = job.state();
         if state != JobState::Running {
             return Err(ApiError::conflict(format!(
@@ -622,8 +743,8 @@ impl Session {
         Ok(trigger)
     }
 
-    pub fn cancel(&self, id: &str) -> ApiResult<()> {
-        let job = self.job(id)?;
+    pub fn cancel(&self, id: &str, caller: &Caller) -> ApiResult<()> {
+        let job = self.job(id, caller)?;
         let state = job.state();
         if state.is_terminal() {
             return Err(ApiError::conflict(format!(
@@ -635,6 +756,235 @@ impl Session {
         job.send(JobCommand::Cancel);
         Ok(())
     }
+}
+
+impl Session {
+    /// What a tenant may not ask for in a run request.
+    fn check_request(&self, t: &Tenant, req: &RunRequest) -> ApiResult<()> {
+        for k in req.config.keys() {
+            let protected = k.starts_with("state.checkpoints.dir")
+                || k.starts_with("state.savepoints.dir")
+                || k.starts_with("high-availability.")
+                || k.starts_with("weir.guest.")
+                || k.starts_with("weir.compile-cache.")
+                || k.starts_with("weir.data-dir")
+                || k.starts_with("taskmanager.")
+                || k.starts_with("rest.")
+                || k.starts_with("s3.");
+            if protected {
+                return Err(ApiError::forbidden(format!(
+                    "tenant {} cannot set {k}: the session sets it from the tenant's quota and \
+                     folders",
+                    t.name
+                )));
+            }
+        }
+        if let Some(path) = &req.savepoint_path {
+            let url = storage_url(path);
+            let roots = [self.tenant_savepoints(t), self.tenant_checkpoints(t)];
+            if !roots.iter().flatten().any(|r| url_within(&url, r)) {
+                return Err(ApiError::forbidden(format!(
+                    "tenant {} restores only from its own savepoints and checkpoints (under {}); \
+                     {path} is not one of them",
+                    t.name,
+                    roots
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A tenant's job and slot quotas, with the job that asks for `slots`.
+    fn check_quota(&self, t: &Tenant, slots: u32) -> ApiResult<()> {
+        let live: Vec<Arc<JobEntry>> = self
+            .all_jobs()
+            .into_iter()
+            .filter(|j| j.record.tenant == t.name && !j.state().is_terminal())
+            .collect();
+        if let Some(max) = t.quota.jobs
+            && live.len() as u32 >= max
+        {
+            return Err(ApiError::conflict(format!(
+                "tenant {} runs {} jobs, its quota {} = {max}; cancel one first",
+                t.name,
+                live.len(),
+                t.key("jobs")
+            )));
+        }
+        if let Some(max) = t.quota.slots {
+            let used: u32 = live.iter().map(|j| j.slots).sum();
+            if used + slots > max {
+                return Err(ApiError::conflict(format!(
+                    "not enough task slots for tenant {}: the job needs {slots}, {used} of its \
+                     {max} ({}) are in use; cancel a job or lower the parallelism",
+                    t.name,
+                    t.key("slots")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Usage of each tenant the caller may see (all jobs, running or ended,
+    /// since the session started).
+    pub fn usage(&self, caller: &Caller) -> Vec<TenantUsage> {
+        let mut out: BTreeMap<String, TenantUsage> = BTreeMap::new();
+        for t in self.inner.tenancy.tenants() {
+            if caller.sees(&t.name) {
+                out.insert(
+                    t.name.clone(),
+                    TenantUsage {
+                        tenant: t.name.clone(),
+                        quota: Some(t.quota.clone()),
+                        ..TenantUsage::default()
+                    },
+                );
+            }
+        }
+        for j in self.jobs(caller) {
+            let u = out
+                .entry(j.record.tenant.clone())
+                .or_insert_with(|| TenantUsage {
+                    tenant: j.record.tenant.clone(),
+                    ..TenantUsage::default()
+                });
+            let m = &j.metrics;
+            let get =
+                |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+            u.busy_ns += m.operators.iter().map(|o| get(&o.busy_ns)).sum::<u64>();
+            u.memory_peak = u.memory_peak.max(get(&m.guest_memory_peak));
+            for (node, om) in j.graph.operators.iter().zip(&m.operators) {
+                if node.is_source() {
+                    u.records_in += get(&om.records_out);
+                }
+                if node.is_sink() {
+                    u.records_out += get(&om.records_in);
+                }
+            }
+            u.jobs_total += 1;
+            if !j.state().is_terminal() {
+                u.jobs_running += 1;
+                u.slots_used += j.slots;
+            }
+        }
+        out.into_values().collect()
+    }
+}
+
+/// What a tenant has used.
+#[derive(Debug, Clone, Default)]
+pub struct TenantUsage {
+    pub tenant: String,
+    /// Time the tenant's tasks spent processing (user code and the host's
+    /// work for it).
+    pub busy_ns: u64,
+    /// The largest linear memory any of its guest instances reached.
+    pub memory_peak: u64,
+    /// Records its sources read and its sinks wrote.
+    pub records_in: u64,
+    pub records_out: u64,
+    pub jobs_running: u32,
+    pub jobs_total: u32,
+    pub slots_used: u32,
+    pub quota: Option<crate::tenancy::Quota>,
+}
+
+/// A storage location as a URL (plain paths are local files).
+fn storage_url(location: &str) -> String {
+    if location.contains("://") {
+        location.to_owned()
+    } else {
+        format!("file://{location}")
+    }
+}
+
+/// The upload checks of a tenant: module size and imports, before the
+/// module is compiled.
+fn check_module_policy(t: &Tenant, bytes: &[u8]) -> ApiResult<()> {
+    if let Some(max) = t.quota.max_module_size
+        && bytes.len() as u64 > max
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the module is {} bytes, over tenant {}'s limit of {max} bytes ({}); upload a \
+                 smaller module",
+                bytes.len(),
+                t.name,
+                t.key("max-module-size")
+            ),
+        ));
+    }
+    if weir_wasm::classify(bytes) != weir_wasm::WasmKind::Component {
+        // Not a component: loading it says what it is instead.
+        return Ok(());
+    }
+    let imports =
+        weir_wasm::component_imports(bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let bad = t.forbidden_imports(&imports);
+    if !bad.is_empty() {
+        return Err(ApiError::forbidden(format!(
+            "the module imports what tenant {}'s policy ({}) does not allow: {}; build the job \
+             without them, or ask for them to be added to the policy",
+            t.name,
+            t.key("imports"),
+            bad.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// A tenant's jobs use only its connectors, and files only in its folder.
+fn check_connectors(t: &Tenant, graph: &JobGraph, config: &Config) -> ApiResult<()> {
+    for op in &graph.operators {
+        let Some(c) = op.connector() else { continue };
+        let c = config.connector_for(op.uid.as_str(), c);
+        if !t.connectors.iter().any(|k| k == &c.kind) {
+            return Err(ApiError::forbidden(format!(
+                "operator '{}' uses the {} connector, which tenant {} may not use ({} = {})",
+                op.name,
+                c.kind,
+                t.name,
+                t.key("connectors"),
+                t.connectors.join(", ")
+            )));
+        }
+        if c.kind == "file" {
+            let path = c
+                .options
+                .iter()
+                .find(|(k, _)| k == "path")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            let ok = t
+                .files
+                .as_deref()
+                .is_some_and(|root| within(std::path::Path::new(path), root));
+            if !ok {
+                return Err(ApiError::forbidden(match &t.files {
+                    Some(root) => format!(
+                        "operator '{}' uses the file {path}, outside tenant {}'s folder {} ({})",
+                        op.name,
+                        t.name,
+                        root.display(),
+                        t.key("files")
+                    ),
+                    None => format!(
+                        "operator '{}' uses a file, but tenant {} has no folder for files; set {}",
+                        op.name,
+                        t.name,
+                        t.key("files")
+                    ),
+                }));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fails early, with a message, when a savepoint to restore is missing.

@@ -380,11 +380,21 @@ pub fn operation(job: &JobEntry, trigger: &str) -> Option<Value> {
 }
 
 /// `GET /overview`.
-pub fn overview(session: &Session) -> Value {
-    let jobs = session.jobs();
+pub fn overview(session: &Session, caller: &crate::Caller) -> Value {
+    let jobs = session.jobs(caller);
     let count = |st: JobState| jobs.iter().filter(|j| j.state() == st).count();
-    let total = session.slots_total();
-    let used = session.slots_used();
+    let (total, used) = match caller.tenant() {
+        // A tenant sees its own slots: its quota (or the session's) and
+        // what its jobs use.
+        Some(t) => (
+            t.quota.slots.unwrap_or(session.slots_total()),
+            jobs.iter()
+                .filter(|j| !j.state().is_terminal())
+                .map(|j| j.slots)
+                .sum(),
+        ),
+        None => (session.slots_total(), session.slots_used()),
+    };
     json!({
         "taskmanagers": 1,
         "slots-total": total,
@@ -396,7 +406,7 @@ pub fn overview(session: &Session) -> Value {
         "flink-version": concat!("weir ", env!("CARGO_PKG_VERSION")),
         "flink-commit": "",
         "weir-version": env!("CARGO_PKG_VERSION"),
-        "jars": session.jars().len(),
+        "jars": session.jars(caller).len(),
         "started": session.started_ms(),
     })
 }

@@ -37,6 +37,18 @@ impl InstanceLimits {
     }
 }
 
+impl InstanceLimits {
+    /// Fuel to give each call on an engine that meters fuel; 0 (no limit)
+    /// gives as much as a call can use.
+    fn fuel(&self) -> u64 {
+        if self.fuel_per_call == 0 {
+            u64::MAX
+        } else {
+            self.fuel_per_call
+        }
+    }
+}
+
 impl Default for InstanceLimits {
     fn default() -> Self {
         InstanceLimits {
@@ -115,7 +127,7 @@ impl WasmGuest {
         store.set_epoch_deadline(ticks as u64);
         if module.engine.options.fuel {
             store
-                .set_fuel(limits.fuel_per_call)
+                .set_fuel(limits.fuel())
                 .map_err(|e| Failure::internal(e.to_string()))?;
         }
         memory::take_created();
@@ -192,8 +204,8 @@ impl WasmGuest {
             Some(h) => self.store.data_mut().host.install(h),
             None => self.store.data_mut().host.install(&mut none),
         }
-        if self.limits.fuel_per_call > 0 && self.store.get_fuel().is_ok() {
-            let _ = self.store.set_fuel(self.limits.fuel_per_call);
+        if self.store.get_fuel().is_ok() {
+            let _ = self.store.set_fuel(self.limits.fuel());
         }
         let result = f(&self.bindings, &mut self.store);
         self.store.data_mut().host.clear();

@@ -21,7 +21,9 @@ mod store;
 
 pub use engine::{EPOCH_TICK, EngineOptions, WasmEngine};
 pub use instance::{InstanceLimits, WasmGuest, WasmJob, job_entries, plan_job};
-pub use module::{CompileCache, JOB_INTERFACE, JobModule, WasmKind, classify, module_hash};
+pub use module::{
+    CompileCache, JOB_INTERFACE, JobModule, WasmKind, classify, component_imports, module_hash,
+};
 
 /// Why a `.wasm` file cannot be used as a job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -37,6 +37,34 @@ pub fn classify(bytes: &[u8]) -> WasmKind {
     }
 }
 
+/// The top-level imports of a component (interface names such as
+/// `wasi:sockets/tcp@0.2.6`), read without compiling it.
+pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, WasmError> {
+    use wasmparser::{Parser, Payload};
+    let mut names = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| WasmError::Compile(e.to_string()))?;
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => {
+                if depth == 0 {
+                    break;
+                }
+                depth -= 1;
+            }
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| WasmError::Compile(e.to_string()))?;
+                    names.push(import.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
 /// Compiled components on disk, keyed by module hash and the engine's
 /// compatibility hash.
 #[derive(Debug, Clone)]
