@@ -88,7 +88,7 @@ fn hostile_modules_fail_alone_while_another_tenants_job_stays_exact() {
     let (a, b) = (s.api_as(A), s.api_as(B));
 
     // Tenant b: an exactly-once job that runs through everything below.
-    let records = 12_000u64;
+    let records = 20_000u64;
     let out = dir.path().join("b-files/sums.txt");
     let b_jar = b.upload_file(HOSTILE_WASM);
     let b_job = b.run(
@@ -101,27 +101,37 @@ fn hostile_modules_fail_alone_while_another_tenants_job_stays_exact() {
         }),
     );
     b.wait_for_state(&b_job, "RUNNING", LIMIT);
-    let b_running = || assert_eq!(b.state(&b_job), "RUNNING", "tenant b's job was disturbed");
+    // Running (or, on a slow machine, already done), never failed.
+    let b_running = || {
+        let state = b.state(&b_job);
+        assert!(
+            state == "RUNNING" || state == "FINISHED",
+            "tenant b's job was disturbed: {state}"
+        );
+    };
 
     let a_jar = a.upload_file(HOSTILE_WASM);
     // Functions that fail their job with the cause, and only their job.
-    for (entry, cause) in [
-        (
-            "loop_in_map",
-            "ran longer than 500ms (weir.guest.call-timeout)",
-        ),
-        ("memory_bomb", "memory reached its limit of 64.0 MiB"),
-        ("huge_output", "memory reached its limit of 64.0 MiB"),
-        ("recursion", "overflowed the stack"),
-        ("trap", "unreachable"),
-        ("panic_in_map", "record 7 is poisoned"),
+    let memory = "memory reached its limit of 64.0 MiB";
+    let cpu = "ran longer than 500ms (weir.guest.call-timeout)";
+    for (entry, causes) in [
+        ("loop_in_map", [cpu].as_slice()),
+        ("memory_bomb", &[memory]),
+        // Whichever limit it reaches first, depending on the machine.
+        ("huge_output", &[memory, cpu]),
+        ("recursion", &["overflowed the stack"]),
+        ("trap", &["unreachable"]),
+        ("panic_in_map", &["record 7 is poisoned"]),
     ] {
         let (status, v) = run_a(&a, &a_jar, entry, &[]);
         assert_eq!(status, 200, "{entry}: {v}");
         let job = v["jobid"].as_str().unwrap().to_owned();
         a.wait_for_state(&job, "FAILED", LIMIT);
         let cause_got = root_cause(&a, &job);
-        assert!(cause_got.contains(cause), "{entry}: {cause_got}");
+        assert!(
+            causes.iter().any(|c| cause_got.contains(c)),
+            "{entry}: {cause_got}"
+        );
         b_running();
     }
     // Plans that are refused with the reason.
