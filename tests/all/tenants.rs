@@ -64,7 +64,7 @@ fn fails_with(status: u16, v: &Value, want_status: u16, words: &[&str]) {
     }
 }
 
-/// Runs `entry` of the hostile module as tenant a, with no restarts.
+/// Runs `entry` of the hostile module as a tenant, with no restarts.
 fn run_a(a: &Api, jar: &str, entry: &str, args: &[&str]) -> (u16, Value) {
     a.post(
         &format!("/jars/{jar}/run"),
@@ -134,6 +134,19 @@ fn hostile_modules_fail_alone_while_another_tenants_job_stays_exact() {
         );
         b_running();
     }
+    // A plan that raises its own limits is held to the session's (tenant b
+    // has no memory quota of its own).
+    let (status, v) = run_a(&b, &b_jar, "escape", &[]);
+    assert_eq!(status, 200, "{v}");
+    let escaped = v["jobid"].as_str().unwrap().to_owned();
+    b.wait_for_state(&escaped, "FAILED", LIMIT);
+    let cause = root_cause(&b, &escaped);
+    assert!(
+        cause.contains("memory reached its limit of 1 GiB"),
+        "{cause}"
+    );
+    b_running();
+
     // Plans that are refused with the reason.
     let (status, v) = run_a(&a, &a_jar, "loop_in_plan", &[]);
     fails_with(status, &v, 400, &["ran longer than 500ms"]);
@@ -259,12 +272,16 @@ fn hostile_modules_fail_alone_while_another_tenants_job_stays_exact() {
     let tenants = u["tenants"].as_array().unwrap();
     assert_eq!(tenants.len(), 1, "b sees only itself: {u}");
     assert_eq!(tenants[0]["tenant"], "b");
-    assert_eq!(tenants[0]["records-in"], json!(records));
+    // The exactly-once job and the one that hit the memory limit on its
+    // first record (its source read one batch of at most 100).
+    assert_eq!(tenants[0]["jobs-total"], json!(2));
+    let read = tenants[0]["records-in"].as_u64().unwrap();
+    assert!((records + 1..=records + 100).contains(&read), "{u}");
     assert_eq!(tenants[0]["records-out"], json!(records));
     assert!(tenants[0]["busy-seconds"].as_f64().unwrap() > 0.0, "{u}");
     assert!(
-        tenants[0]["guest-memory-peak-bytes"].as_u64().unwrap() > 0,
-        "{u}"
+        tenants[0]["guest-memory-peak-bytes"].as_u64().unwrap() >= 512 << 20,
+        "the failed job's memory (up to its 1 GiB limit) is b's high-water mark: {u}"
     );
     let (_, u) = s.api_as(ADMIN).get("/usage");
     let names: Vec<&str> = u["tenants"]
@@ -281,7 +298,7 @@ fn hostile_modules_fail_alone_while_another_tenants_job_stays_exact() {
     assert_eq!(status, 200);
     assert!(
         metrics.contains(&format!(
-            "weir_tenant_records_total{{tenant=\"b\",direction=\"in\"}} {records}"
+            "weir_tenant_records_total{{tenant=\"b\",direction=\"in\"}} {read}"
         )),
         "{metrics}"
     );

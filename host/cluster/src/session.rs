@@ -326,18 +326,20 @@ impl Session {
     /// Guest limits for a job of `tenant`: the session's, narrowed by the
     /// tenant's quota.
     fn limits_for(&self, config: &Config, tenant: Option<&Tenant>) -> InstanceLimits {
-        let mut l = InstanceLimits::from_config(config);
-        if let Some(t) = tenant {
-            let q = &t.quota;
-            if let Some(m) = q.memory_per_instance {
-                l.memory_bytes = m;
-            }
-            if let Some(c) = q.cpu_per_call {
-                l.call_timeout = c;
-            }
-            if let Some(f) = q.fuel_per_call {
-                l.fuel_per_call = f;
-            }
+        let Some(t) = tenant else {
+            return InstanceLimits::from_config(config);
+        };
+        // A tenant's limits are the session's, narrowed by its quota.
+        let mut l = InstanceLimits::from_config(&self.inner.config);
+        let q = &t.quota;
+        if let Some(m) = q.memory_per_instance {
+            l.memory_bytes = m;
+        }
+        if let Some(c) = q.cpu_per_call {
+            l.call_timeout = c;
+        }
+        if let Some(f) = q.fuel_per_call {
+            l.fuel_per_call = f;
         }
         l
     }
@@ -490,7 +492,19 @@ impl Session {
         .map_err(|f| {
             ApiError::bad_request(format!("the job could not build its plan: {}", f.message))
         })?;
-        let plan_layer: ConfigLayer = plan.config.iter().cloned().collect();
+        let plan_layer: ConfigLayer = plan
+            .config
+            .iter()
+            .filter(|(k, _)| {
+                // A tenant's module cannot choose storage, credentials or limits.
+                let dropped = tenant.is_some() && session_key(k);
+                if dropped {
+                    tracing::warn!(job = %job_id, "ignoring {k} from the job's plan: the session sets it");
+                }
+                !dropped
+            })
+            .cloned()
+            .collect();
         let env = config::from_env(std::env::vars());
         let mut request: ConfigLayer = record
             .config
@@ -762,16 +776,7 @@ impl Session {
     /// What a tenant may not ask for in a run request.
     fn check_request(&self, t: &Tenant, req: &RunRequest) -> ApiResult<()> {
         for k in req.config.keys() {
-            let protected = k.starts_with("state.checkpoints.dir")
-                || k.starts_with("state.savepoints.dir")
-                || k.starts_with("high-availability.")
-                || k.starts_with("weir.guest.")
-                || k.starts_with("weir.compile-cache.")
-                || k.starts_with("weir.data-dir")
-                || k.starts_with("taskmanager.")
-                || k.starts_with("rest.")
-                || k.starts_with("s3.");
-            if protected {
+            if session_key(k) {
                 return Err(ApiError::forbidden(format!(
                     "tenant {} cannot set {k}: the session sets it from the tenant's quota and \
                      folders",
@@ -892,6 +897,24 @@ pub struct TenantUsage {
     pub jobs_total: u32,
     pub slots_used: u32,
     pub quota: Option<crate::tenancy::Quota>,
+}
+
+/// Keys only the session sets for a tenant's jobs: storage, credentials,
+/// guest limits and the session's own settings.
+fn session_key(k: &str) -> bool {
+    [
+        "state.checkpoints.dir",
+        "state.savepoints.dir",
+        "high-availability.",
+        "weir.guest.",
+        "weir.compile-cache.",
+        "weir.data-dir",
+        "taskmanager.",
+        "rest.",
+        "s3.",
+    ]
+    .iter()
+    .any(|p| k.starts_with(p))
 }
 
 /// A storage location as a URL (plain paths are local files).

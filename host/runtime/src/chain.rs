@@ -200,6 +200,18 @@ pub(crate) fn now_ms() -> i64 {
 /// looked at while records flow.
 const TICK: Duration = Duration::from_millis(10);
 
+impl Drop for ChainRunner {
+    /// The instance's last size counts toward the job's high-water mark,
+    /// also when the task ends by failing (a memory limit, a trap).
+    fn drop(&mut self) {
+        if let Some(g) = &self.guest {
+            self.metrics
+                .guest_memory_peak
+                .fetch_max(g.memory_bytes(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 impl ChainRunner {
     #[allow(
         clippy::too_many_arguments,
