@@ -63,6 +63,20 @@ install_guest_toolchains() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
+    # The bundler needs Node 20.19 or newer; Debian 12 ships 18. Take the
+    # Node binary from the npm registry then.
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    if [ "$major" -lt 20 ]; then
+        local arch nodedir
+        arch="$(dpkg --print-architecture | sed 's/amd64/x64/')"
+        nodedir="${WEIR_TOOLS_DIR:-$HOME/.cache/weir-tools}/node"
+        if [ ! -x "$nodedir/node_modules/node-linux-$arch/bin/node" ]; then
+            npm install --prefix "$nodedir" --no-audit --no-fund --loglevel=error \
+                "node-linux-$arch@20.19.6"
+        fi
+        export PATH="$nodedir/node_modules/node-linux-$arch/bin:$PATH"
+    fi
     local venv="${WEIR_TOOLS_DIR:-$HOME/.cache/weir-tools}/py-guest"
     [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check ./guest-sdk/python
