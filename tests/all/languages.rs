@@ -325,3 +325,100 @@ fn a_typescript_job_type_checks_builds_and_counts_like_rust() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("\"count\""), "{out}");
 }
+
+/// Clicks in bursts of 100, a second apart: (user, page, event time).
+fn burst_clicks(n: u64) -> impl Iterator<Item = (String, String, u64)> {
+    (0..n).map(|i| {
+        (
+            format!("u{}", i % 7),
+            format!("p{}", i % 5),
+            i * 3 + (i / 100) * 1000,
+        )
+    })
+}
+
+fn sessions_model(n: u64, gap: u64) -> String {
+    // Per user, events closer than the gap share a session.
+    let mut sessions: BTreeMap<String, Vec<(u64, u64, u64)>> = BTreeMap::new();
+    for (user, _, ts) in burst_clicks(n) {
+        let list = sessions.entry(user).or_default();
+        match list.last_mut() {
+            Some((_, last, count)) if ts < *last + gap => {
+                *last = ts;
+                *count += 1;
+            }
+            _ => list.push((ts, ts, 1)),
+        }
+    }
+    sorted_lines(sessions.into_iter().flat_map(|(u, list)| {
+        list.into_iter()
+            .map(move |(first, last, c)| format!("{u},{first},{},{c}", last + gap))
+    }))
+}
+
+fn pages_model(n: u64) -> String {
+    let mut windows: BTreeMap<(String, u64), Vec<String>> = BTreeMap::new();
+    for (user, page, ts) in clicks(n) {
+        windows
+            .entry((user, ts / 100 * 100))
+            .or_default()
+            .push(page);
+    }
+    sorted_lines(windows.into_iter().map(|((u, start), pages)| {
+        let distinct: std::collections::BTreeSet<&String> = pages.iter().collect();
+        let distinct: Vec<&str> = distinct.into_iter().map(String::as_str).collect();
+        format!("{u},{start},{},{}", pages.len(), distinct.join("|"))
+    }))
+}
+
+fn fives_model(n: u64) -> String {
+    let mut per_user: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (user, _, ts) in clicks(n) {
+        per_user.entry(user).or_default().push(ts);
+    }
+    sorted_lines(per_user.into_iter().flat_map(|(u, ts)| {
+        ts.chunks(5)
+            .filter(|c| c.len() == 5)
+            .map(|c| format!("{u},{}", c.iter().sum::<u64>()))
+            .collect::<Vec<_>>()
+    }))
+}
+
+#[test]
+fn session_process_and_count_windows_work_in_both_languages() {
+    let dir = temp_dir();
+    // 300 clicks per user: every count window fills.
+    let n = 2_100u64;
+    for (language, job) in FEATURES {
+        let wasm = build(language, job);
+        let run = |entry: &str, p: &str| -> String {
+            let out = file(&dir, &format!("{}-{entry}.txt", language.name()));
+            let o = run_local(
+                &wasm,
+                &["-p", p, "--entry", entry],
+                &[
+                    "--clicks",
+                    &n.to_string(),
+                    "--output",
+                    out.to_str().unwrap(),
+                ],
+            );
+            assert!(
+                o.status.success(),
+                "{} {entry}: {}",
+                language.name(),
+                stderr(&o)
+            );
+            std::fs::read_to_string(&out).unwrap()
+        };
+        let name = language.name();
+        assert_eq!(
+            run("sessions", "2"),
+            sessions_model(n, 50),
+            "{name} sessions"
+        );
+        assert_eq!(run("pages", "2"), pages_model(n), "{name} process windows");
+        // One source subtask: each user's clicks arrive in order.
+        assert_eq!(run("fives", "1"), fives_model(n), "{name} count windows");
+    }
+}

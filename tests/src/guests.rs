@@ -1,5 +1,7 @@
 //! Jobs written in Python and JavaScript, built with the SDKs' own build
-//! commands (`weir-py build`, `weir-js build`) the way users build them.
+//! commands (`weir-py build`, `weir-js build`) the way users build them,
+//! and kept under `$CARGO_TARGET_DIR/lang-guests` by the hash of the job's
+//! folder and the SDK's sources.
 //!
 //! `scripts/test.sh` installs the tool chains (componentize-py from PyPI
 //! into a virtualenv, ComponentizeJS from npm into `guest-sdk/js`) and
@@ -84,8 +86,50 @@ fn cache() -> &'static Mutex<HashMap<(Language, PathBuf), Built>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// Builds `job` (a path relative to the repository) once per process and
-/// returns the component's path.
+/// Files whose contents decide a build: the job's folder and the SDK.
+fn inputs(language: Language, source: &Path) -> Vec<PathBuf> {
+    let sdk: &[&str] = match language {
+        Language::Python => &["guest-sdk/python/weir", "guest-sdk/python"],
+        Language::JavaScript => &["guest-sdk/js/src", "guest-sdk/js/bin", "guest-sdk/js"],
+    };
+    let mut dirs: Vec<PathBuf> = sdk.iter().map(|d| repo().join(d)).collect();
+    dirs.push(
+        source
+            .parent()
+            .expect("a job file has a folder")
+            .to_path_buf(),
+    );
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Where built components are kept between runs, named by the hash of
+/// their inputs.
+fn output_for(language: Language, source: &Path, name: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(language.name());
+    for f in inputs(language, source) {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+        .join("lang-guests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}-{}.wasm", &hex::encode(h.finalize())[..16]))
+}
+
+/// Builds `job` (a path relative to the repository) unless a build of the
+/// same job and SDK exists, and returns the component's path.
 pub fn build(language: Language, job: &str) -> PathBuf {
     let source = repo().join(job);
     let cell = cache()
@@ -95,25 +139,29 @@ pub fn build(language: Language, job: &str) -> PathBuf {
         .or_default()
         .clone();
     cell.get_or_init(|| {
-        let out_dir = std::env::temp_dir().join(format!("weir-guests-{}", std::process::id()));
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let name = job.replace(['/', '.'], "_");
-        let out = out_dir.join(format!("{name}.wasm"));
+        let out = output_for(language, &source, &job.replace(['/', '.'], "_"));
+        if out.exists() {
+            return out;
+        }
+        // Written under another name first: a build that fails or is
+        // interrupted leaves no component behind.
+        let partial = out.with_extension(format!("{}.tmp", std::process::id()));
         let o = language
             .build_command()
             .arg(&source)
             .arg("-o")
-            .arg(&out)
+            .arg(&partial)
             .arg("--quiet")
             .output()
             .expect("run the SDK's build command");
         assert!(
-            o.status.success() && out.exists(),
+            o.status.success() && partial.exists(),
             "building {job} with the {} SDK failed:\n{}{}",
             language.name(),
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
+        std::fs::rename(&partial, &out).unwrap();
         out
     })
     .clone()
