@@ -16,8 +16,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 const ADMIN: &str = "admin-token";
 const A: &str = "token-of-tenant-a";
 const B: &str = "token-of-tenant-b";
+const C: &str = "token-of-tenant-c";
 
-/// A session with tenants `a` (tight quotas) and `b`, and an admin.
+/// A session with tenants `a` (tight quotas), `b`, `c` (fuel metering) and
+/// an admin.
 fn start(dir: &Path) -> SessionProcess {
     let h = |t: &str| hex::encode(hash_token(t));
     let a_files = dir.join("a-files");
@@ -38,12 +40,15 @@ fn start(dir: &Path) -> SessionProcess {
              weir.tenants.a.files: {}\n\
              weir.tenants.b.token-sha256: {}\n\
              weir.tenants.b.slots: 2\n\
-             weir.tenants.b.files: {}\n",
+             weir.tenants.b.files: {}\n\
+             weir.tenants.c.token-sha256: {}\n\
+             weir.tenants.c.fuel-per-call: 50000000\n",
             h(ADMIN),
             h(A),
             a_files.display(),
             h(B),
-            b_files.display()
+            b_files.display(),
+            h(C)
         ),
     )
     .unwrap();
@@ -143,6 +148,20 @@ fn hostile_modules_fail_alone_while_another_tenants_job_stays_exact() {
     let cause = root_cause(&b, &escaped);
     assert!(
         cause.contains("memory reached its limit of 1 GiB"),
+        "{cause}"
+    );
+    b_running();
+
+    // Deterministic metering: tenant c's calls get a fixed amount of fuel.
+    let c = s.api_as(C);
+    let c_jar = c.upload_file(HOSTILE_WASM);
+    let (status, v) = run_a(&c, &c_jar, "loop_in_map", &[]);
+    assert_eq!(status, 200, "{v}");
+    let metered = v["jobid"].as_str().unwrap().to_owned();
+    c.wait_for_state(&metered, "FAILED", LIMIT);
+    let cause = root_cause(&c, &metered);
+    assert!(
+        cause.contains("used more than 50000000 fuel (weir.guest.fuel-per-call)"),
         "{cause}"
     );
     b_running();
@@ -290,7 +309,7 @@ fn hostile_modules_fail_alone_while_another_tenants_job_stays_exact() {
         .iter()
         .map(|t| t["tenant"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["a", "b"]);
+    assert_eq!(names, ["a", "b", "c"]);
     let a_usage = &u["tenants"][0];
     assert!(a_usage["jobs-total"].as_u64().unwrap() >= 9, "{u}");
     assert_eq!(a_usage["quota"]["memory-per-instance"], json!(64u64 << 20));
