@@ -253,10 +253,6 @@ class Stream {
   }
 }
 
-function collectInto(push) {
-  return { collect: push };
-}
-
 /** A stream of values, as Flink's `DataStream`. */
 export class DataStream extends Stream {
   _stage(kind, fn, name) {
@@ -471,12 +467,13 @@ export class RuntimeContext {
   }
 }
 
-// Filled in by the runtime: makes state handles bound to the key being processed.
-export const hooks = { stateHandle: null };
+// Filled in by the runtime (internal): makes state handles bound to the
+// key being processed.
+export const __runtime = { stateHandle: null };
 
 function stateHandle(kind, index) {
-  if (!hooks.stateHandle) throw new WeirError("keyed state is only available inside a component");
-  return hooks.stateHandle(kind, index);
+  if (!__runtime.stateHandle) throw new WeirError("keyed state is only available inside a component");
+  return __runtime.stateHandle(kind, index);
 }
 
 /** How event timestamps are taken and how far watermarks trail them. */
@@ -620,5 +617,3 @@ export function job(name, f) {
 export function registeredJobs() {
   return jobs;
 }
-
-export { collectInto as _collectInto };

@@ -2,7 +2,7 @@
 // functions over framed batches for the host.
 
 import * as host from "weir:stream/host@0.1.0";
-import { Args, Env, TimeWindow, WeirError, hooks, registeredJobs } from "./index.js";
+import { Args, Env, TimeWindow, WeirError, __runtime, registeredJobs } from "./index.js";
 import * as frame from "./frame.js";
 
 const FRESH = 0x80000000;
@@ -293,7 +293,7 @@ class MapState {
   }
 }
 
-hooks.stateHandle = (kind, i) => (kind === "value" ? new ValueState(i) : kind === "list" ? new ListState(i) : new MapState(i));
+__runtime.stateHandle = (kind, i) => (kind === "value" ? new ValueState(i) : kind === "list" ? new ListState(i) : new MapState(i));
 
 // ------------------------------------------------------------------ process
 
