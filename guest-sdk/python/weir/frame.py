@@ -15,6 +15,9 @@ _u32 = struct.Struct("<I")
 _i64 = struct.Struct("<q")
 _u32_from = _u32.unpack_from
 _i64_from = _i64.unpack_from
+_b_u32 = struct.Struct("<BI")
+_b_i64_u32 = struct.Struct("<BqI")
+_i64_u32 = struct.Struct("<qI")
 
 
 class FrameError(Exception):
@@ -27,7 +30,7 @@ def read(batch):
     Absent fields are None (port 0 when absent)."""
     pos = 0
     end = len(batch)
-    mv = memoryview(batch)
+    u32 = _u32_from
     try:
         while pos < end:
             flags = batch[pos]
@@ -35,26 +38,26 @@ def read(batch):
             key = ns = ts = None
             port = 0
             if flags & KEY:
-                (n,) = _u32_from(batch, pos)
+                n = u32(batch, pos)[0]
                 pos += 4
-                key = bytes(mv[pos : pos + n])
+                key = batch[pos : pos + n]
                 pos += n
             if flags & NAMESPACE:
-                (n,) = _u32_from(batch, pos)
+                n = u32(batch, pos)[0]
                 pos += 4
-                ns = bytes(mv[pos : pos + n])
+                ns = batch[pos : pos + n]
                 pos += n
             if flags & TIMESTAMP:
-                (ts,) = _i64_from(batch, pos)
+                ts = _i64_from(batch, pos)[0]
                 pos += 8
             if flags & PORT:
-                (port,) = _u32_from(batch, pos)
+                port = u32(batch, pos)[0]
                 pos += 4
-            (n,) = _u32_from(batch, pos)
+            n = u32(batch, pos)[0]
             pos += 4
             if pos + n > end:
                 raise FrameError("record value runs past the end of the batch")
-            value = bytes(mv[pos : pos + n])
+            value = batch[pos : pos + n]
             pos += n
             yield key, ns, ts, port, value
     except struct.error as e:
@@ -77,6 +80,24 @@ class Writer:
 
     def push(self, value, key=None, namespace=None, timestamp=None, port=0):
         parts = self.parts
+        if namespace is None and not port:
+            # The common shapes, in as few pieces as possible.
+            if key is None:
+                if timestamp is None:
+                    parts += (_b_u32.pack(0, len(value)), value)
+                else:
+                    parts += (_b_i64_u32.pack(TIMESTAMP, timestamp, len(value)), value)
+            elif timestamp is None:
+                parts += (_b_u32.pack(KEY, len(key)), key, _u32.pack(len(value)), value)
+            else:
+                parts += (
+                    _b_u32.pack(KEY | TIMESTAMP, len(key)),
+                    key,
+                    _i64_u32.pack(timestamp, len(value)),
+                    value,
+                )
+            self.count += 1
+            return
         flags = 0
         if key is not None:
             flags |= KEY
