@@ -55,6 +55,10 @@ struct Endpoint {
     dialect: Dialect,
     url: String,
     shown: String,
+    /// PostgreSQL `application_name` of the sink's connections:
+    /// `weir:<transaction prefix>:<process nonce>`, so that a restore can
+    /// tell the connections of a dead run from its own.
+    app_name: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -126,6 +130,7 @@ impl Endpoint {
             dialect,
             url: format!("{scheme}://{auth}{hostpart}"),
             shown,
+            app_name: None,
         })
     }
 
@@ -235,11 +240,18 @@ fn upsert_sql(
 impl Conn {
     async fn connect(e: &Endpoint) -> Result<Conn, Failure> {
         Ok(match e.dialect {
-            Dialect::Postgres => Conn::Pg(
-                PgConnection::connect(&e.url)
-                    .await
-                    .map_err(|x| e.failure("connect", x))?,
-            ),
+            Dialect::Postgres => {
+                let mut options: sqlx::postgres::PgConnectOptions =
+                    e.url.parse().map_err(|x| e.failure("connect", x))?;
+                if let Some(name) = &e.app_name {
+                    options = options.application_name(name);
+                }
+                Conn::Pg(
+                    PgConnection::connect_with(&options)
+                        .await
+                        .map_err(|x| e.failure("connect", x))?,
+                )
+            }
             Dialect::MySql => Conn::My(
                 MySqlConnection::connect(&e.url)
                     .await
@@ -288,6 +300,48 @@ impl Conn {
                 q.execute(c).await.map(|_| ())
             }
         }
+    }
+
+    /// Ends the PostgreSQL sessions of earlier runs of this sink (named
+    /// `app_prefix…` but not `own`) and waits until they are gone: a run
+    /// killed while its `PREPARE TRANSACTION` was in flight may otherwise
+    /// prepare it after the restore looked, holding its rows' locks.
+    async fn end_other_runs(&mut self, app_prefix: &str, own: &str) -> Result<(), sqlx::Error> {
+        let c = match self {
+            Conn::Pg(c) => c,
+            Conn::My(c) => return wait_for_quiet(c).await,
+        };
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND starts_with(application_name, $1) AND application_name <> $2 \
+             AND pid <> pg_backend_pid()",
+        )
+        .bind(app_prefix)
+        .bind(own)
+        .fetch_all(&mut *c)
+        .await?;
+        if pids.is_empty() {
+            return Ok(());
+        }
+        for pid in &pids {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut *c)
+                .await?;
+        }
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(10) {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(&pids)
+                    .fetch_one(&mut *c)
+                    .await?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     /// Global ids of prepared transactions starting with `prefix`.
@@ -473,6 +527,8 @@ impl SqlSink {
             .enable_all()
             .build()
             .map_err(|e| Failure::internal(format!("cannot start an I/O runtime: {e}")))?;
+        let mut endpoint = endpoint;
+        endpoint.app_name = Some(format!("weir:{prefix}:{}", process_nonce()));
         let mut sink = SqlSink {
             endpoint,
             rt,
@@ -620,6 +676,40 @@ fn is_unknown_xid(e: &sqlx::Error) -> bool {
 }
 
 /// The subtask a global transaction id names.
+/// MySQL names no connection, so a restore waits (a bounded while) until
+/// no other session of this user on this database is busy: a killed run's
+/// session finishes the commands already sent (an `XA PREPARE`) before it
+/// goes.
+async fn wait_for_quiet(c: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+             AND USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND DB = DATABASE() \
+             AND COMMAND <> 'Sleep'",
+        )
+        .fetch_one(&mut *c)
+        .await?;
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Tells this process's connections from those of earlier runs.
+fn process_nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{:x}{:08x}", std::process::id(), nanos)
+    })
+}
+
 fn parse_gid(prefix: &str, gid: &str) -> Option<u32> {
     let rest = gid.strip_prefix(prefix)?.strip_prefix('-')?;
     let (sub, _) = rest.split_once('-')?;
@@ -752,6 +842,10 @@ impl SqlSink {
             self.admin = Some(rt.block_on(Conn::connect(&e))?);
         }
         let admin = self.admin.as_mut().expect("connected");
+        if let Some(own) = &e.app_name {
+            rt.block_on(admin.end_other_runs(&format!("weir:{prefix}:"), own))
+                .map_err(|x| e.failure("wait for the sessions of an earlier run", x))?;
+        }
         let found = rt
             .block_on(admin.prepared(&prefix))
             .map_err(|x| e.failure("list prepared transactions", x))?;
