@@ -534,6 +534,18 @@ fn the_web_ui_asks_for_a_token_and_shows_the_tenants_own_jobs() {
         !shown.as_str().unwrap().contains(&job),
         "b sees a's job: {shown}"
     );
+    // The metrics page is fetched with the token too, and shows b's own.
+    browser.eval("location.hash = '#/metrics'; true");
+
+    browser.wait_until(
+        "!!document.querySelector('#metrics') && document.querySelector('#metrics').innerText.includes('weir_cluster_slots_total')",
+        LIMIT,
+    );
+    let metrics = browser.eval("document.querySelector('#metrics').innerText");
+    assert!(
+        !metrics.as_str().unwrap().contains(&job),
+        "b's metrics show a's job"
+    );
     sign_in(&mut browser, A);
     browser.wait_until(
         &format!(
