@@ -173,32 +173,42 @@ fn summary_model(n: u64) -> String {
     }))
 }
 
+/// Runs `entry` of a feature job over `n` clicks and returns its output.
+fn feature_run(
+    dir: &tempfile::TempDir,
+    language: Language,
+    wasm: &Path,
+    entry: &str,
+    p: &str,
+    n: u64,
+) -> String {
+    let out = file(dir, &format!("{}-{entry}.txt", language.name()));
+    let o = run_local(
+        wasm,
+        &["-p", p, "--entry", entry],
+        &[
+            "--clicks",
+            &n.to_string(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "{} {entry}: {}",
+        language.name(),
+        stderr(&o)
+    );
+    std::fs::read_to_string(&out).unwrap()
+}
+
 #[test]
 fn windows_keyed_state_and_timers_work_in_both_languages() {
     let dir = temp_dir();
     let n = 2_000u64;
     for (language, job) in FEATURES {
         let wasm = build(language, job);
-        let run = |entry: &str, p: &str| -> String {
-            let out = file(&dir, &format!("{}-{entry}.txt", language.name()));
-            let o = run_local(
-                &wasm,
-                &["-p", p, "--entry", entry],
-                &[
-                    "--clicks",
-                    &n.to_string(),
-                    "--output",
-                    out.to_str().unwrap(),
-                ],
-            );
-            assert!(
-                o.status.success(),
-                "{} {entry}: {}",
-                language.name(),
-                stderr(&o)
-            );
-            std::fs::read_to_string(&out).unwrap()
-        };
+        let run = |entry: &str, p: &str| feature_run(&dir, language, &wasm, entry, p, n);
         let got = run("windows", "2");
         assert_eq!(got.lines().count(), 7 * 60, "{}", language.name());
         assert!(
@@ -391,26 +401,7 @@ fn session_process_and_count_windows_work_in_both_languages() {
     let n = 2_100u64;
     for (language, job) in FEATURES {
         let wasm = build(language, job);
-        let run = |entry: &str, p: &str| -> String {
-            let out = file(&dir, &format!("{}-{entry}.txt", language.name()));
-            let o = run_local(
-                &wasm,
-                &["-p", p, "--entry", entry],
-                &[
-                    "--clicks",
-                    &n.to_string(),
-                    "--output",
-                    out.to_str().unwrap(),
-                ],
-            );
-            assert!(
-                o.status.success(),
-                "{} {entry}: {}",
-                language.name(),
-                stderr(&o)
-            );
-            std::fs::read_to_string(&out).unwrap()
-        };
+        let run = |entry: &str, p: &str| feature_run(&dir, language, &wasm, entry, p, n);
         let name = language.name();
         assert_eq!(
             run("sessions", "2"),
