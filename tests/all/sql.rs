@@ -6,7 +6,7 @@ use weir_core::CheckpointId;
 use weir_core::plan::Connector;
 use weir_frame::connectors::SqlValue;
 use weir_frame::{Record, Writer};
-use weir_tests::servers::{MariaDb, Postgres};
+use weir_tests::servers::{MariaDb, Postgres, word_count_sink};
 
 fn rows(rows: &[(&str, i64)]) -> Vec<u8> {
     let mut w = Writer::new();
@@ -19,25 +19,12 @@ fn rows(rows: &[(&str, i64)]) -> Vec<u8> {
 }
 
 fn sink(url: &str, exactly_once: bool) -> Box<dyn SinkWriter> {
-    let c = Connector {
-        kind: "jdbc".into(),
-        options: vec![
-            ("url".into(), url.into()),
-            ("table-name".into(), "counts".into()),
-            ("columns".into(), "word,n".into()),
-            ("primary-key".into(), "word".into()),
-            ("sink.buffer-flush.max-rows".into(), "3".into()),
-            (
-                "sink.delivery-guarantee".into(),
-                if exactly_once {
-                    "exactly-once"
-                } else {
-                    "at-least-once"
-                }
-                .into(),
-            ),
-        ],
-    };
+    let c = word_count_sink(
+        url,
+        "counts",
+        exactly_once,
+        &[("sink.buffer-flush.max-rows", "3")],
+    );
     let dir = std::env::temp_dir();
     let ctx = SinkContext {
         subtask: 0,

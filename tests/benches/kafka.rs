@@ -17,7 +17,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use weir_connectors::{SinkContext, SinkFiles};
 use weir_core::CheckpointId;
-use weir_core::plan::Connector;
 use weir_frame::connectors::SqlValue;
 use weir_frame::{Record, Writer};
 use weir_tests::KAFKA_JOBS_WASM;
@@ -192,24 +191,7 @@ fn bench_kafka() {
 fn upsert_rate(url: &str, table: &str, exactly_once: bool) -> f64 {
     const ROWS: usize = 200_000;
     const KEYS: usize = 50_000;
-    let c = Connector {
-        kind: "jdbc".into(),
-        options: vec![
-            ("url".into(), url.into()),
-            ("table-name".into(), table.into()),
-            ("columns".into(), "word,n".into()),
-            ("primary-key".into(), "word".into()),
-            (
-                "sink.delivery-guarantee".into(),
-                if exactly_once {
-                    "exactly-once"
-                } else {
-                    "at-least-once"
-                }
-                .into(),
-            ),
-        ],
-    };
+    let c = weir_tests::servers::word_count_sink(url, table, exactly_once, &[]);
     let ctx = SinkContext {
         subtask: 0,
         parallelism: 1,

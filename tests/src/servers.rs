@@ -413,3 +413,33 @@ impl Kafka {
         out
     }
 }
+
+/// The SQL upsert sink's connector for a `(word, n)` table keyed by word,
+/// with `more` options.
+pub fn word_count_sink(
+    url: &str,
+    table: &str,
+    exactly_once: bool,
+    more: &[(&str, &str)],
+) -> weir_core::plan::Connector {
+    let guarantee = if exactly_once {
+        "exactly-once"
+    } else {
+        "at-least-once"
+    };
+    let options: Vec<(String, String)> = [
+        ("url", url),
+        ("table-name", table),
+        ("columns", "word,n"),
+        ("primary-key", "word"),
+        ("sink.delivery-guarantee", guarantee),
+    ]
+    .iter()
+    .chain(more)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    weir_core::plan::Connector {
+        kind: "jdbc".into(),
+        options,
+    }
+}

@@ -323,25 +323,47 @@ impl Session {
             .map(|d| Self::tenant_dir(d, tenant))
     }
 
-    /// Guest limits for a job of `tenant`: the session's, narrowed by the
-    /// tenant's quota.
-    fn limits_for(&self, config: &Config, tenant: Option<&Tenant>) -> InstanceLimits {
-        let Some(t) = tenant else {
-            return InstanceLimits::from_config(config);
-        };
-        // A tenant's limits are the session's, narrowed by its quota.
-        let mut l = InstanceLimits::from_config(&self.inner.config);
+    /// What the session sets for every job of `tenant`, over anything the
+    /// job asks for: its folders and its quota.
+    fn tenant_layer(&self, t: &Tenant) -> ConfigLayer {
         let q = &t.quota;
-        if let Some(m) = q.memory_per_instance {
-            l.memory_bytes = m;
-        }
-        if let Some(c) = q.cpu_per_call {
-            l.call_timeout = c;
-        }
-        if let Some(f) = q.fuel_per_call {
-            l.fuel_per_call = f;
-        }
-        l
+        [
+            ("state.checkpoints.dir", self.tenant_checkpoints(t)),
+            ("state.savepoints.dir", self.tenant_savepoints(t)),
+            (
+                "weir.guest.memory-limit",
+                q.memory_per_instance.map(|b| b.to_string()),
+            ),
+            (
+                "weir.guest.call-timeout",
+                q.cpu_per_call.map(|d| format!("{}ms", d.as_millis())),
+            ),
+            (
+                "weir.guest.fuel-per-call",
+                q.fuel_per_call.map(|f| f.to_string()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+        .collect()
+    }
+
+    /// The session's configuration as it applies to the jobs of `tenant`
+    /// (plus the tenant's layer).
+    fn config_for(&self, tenant: Option<&Tenant>) -> ApiResult<Config> {
+        let Some(t) = tenant else {
+            return Ok(self.inner.config.clone());
+        };
+        let o = &self.inner.options;
+        let env = config::from_env(std::env::vars());
+        Config::from_layers(&[
+            &self.inner.session_defaults,
+            &o.file,
+            &env,
+            &o.flags,
+            &self.tenant_layer(t),
+        ])
+        .map_err(|e| ApiError::internal(format!("tenant {}'s configuration: {e}", t.name)))
     }
 
     /// Compiles (or finds) the module with `bytes`.
@@ -391,11 +413,10 @@ impl Session {
             check_module_policy(t, bytes)?;
         }
         let module = self.load_module(bytes)?;
-        let entries =
-            weir_wasm::job_entries(&module, InstanceLimits::from_config(&self.inner.config))
-                .map_err(|f| {
-                    ApiError::bad_request(format!("the job's entries() failed: {}", f.message))
-                })?;
+        let limits = InstanceLimits::from_config(&self.config_for(caller.tenant())?);
+        let entries = weir_wasm::job_entries(&module, limits).map_err(|f| {
+            ApiError::bad_request(format!("the job's entries() failed: {}", f.message))
+        })?;
         self.inner
             .ha
             .put_module(module.hash(), bytes)
@@ -482,12 +503,11 @@ impl Session {
         let job_id: JobId = record.job_id.parse().map_err(ApiError::bad_request)?;
         let tenant = self.tenant_of(&record.tenant)?;
         let module = self.module_by_hash(&record.module_hash)?;
-        let base = &self.inner.config;
         let plan = weir_wasm::plan_job(
             &module,
             record.entry.as_deref(),
             &record.args,
-            self.limits_for(base, tenant.as_deref()),
+            InstanceLimits::from_config(&self.config_for(tenant.as_deref())?),
         )
         .map_err(|f| {
             ApiError::bad_request(format!("the job could not build its plan: {}", f.message))
@@ -514,17 +534,12 @@ impl Session {
         if let Some(p) = record.parallelism {
             request.insert("parallelism.default".into(), p.to_string());
         }
-        // A tenant's jobs keep their state under the tenant's own folders,
-        // whatever the plan says.
-        let mut tenant_layer = ConfigLayer::new();
-        if let Some(t) = &tenant {
-            if let Some(d) = self.tenant_checkpoints(t) {
-                tenant_layer.insert("state.checkpoints.dir".into(), d);
-            }
-            if let Some(d) = self.tenant_savepoints(t) {
-                tenant_layer.insert("state.savepoints.dir".into(), d);
-            }
-        }
+        // A tenant's jobs keep their state under the tenant's own folders
+        // and run within its quota, whatever the plan says.
+        let tenant_layer = tenant
+            .as_deref()
+            .map(|t| self.tenant_layer(t))
+            .unwrap_or_default();
         let o = &self.inner.options;
         let config = Config::from_layers(&[
             &self.inner.session_defaults,
@@ -559,7 +574,7 @@ impl Session {
             record.entry.clone(),
             record.args.clone(),
             graph.clone(),
-            self.limits_for(&config, tenant.as_deref()),
+            InstanceLimits::from_config(&config),
         ));
         let exec = ExecutionGraph::build(&graph);
         let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);

@@ -92,7 +92,6 @@ impl CompileCache {
 /// A compiled, checked and linked job component.
 pub struct JobModule {
     pub(crate) engine: WasmEngine,
-    pub(crate) component: Component,
     pub(crate) pre: JobWorldPre<StoreData>,
     hash: String,
     size: usize,
@@ -143,7 +142,6 @@ impl JobModule {
         let pre = JobWorldPre::new(pre).map_err(|e| WasmError::WrongWorld(format!("{e:#}")))?;
         Ok(JobModule {
             engine: engine.clone(),
-            component,
             pre,
             hash,
             size: bytes.len(),
@@ -158,14 +156,6 @@ impl JobModule {
 
     pub fn size(&self) -> usize {
         self.size
-    }
-
-    /// Names of the component's imports (for capability policies).
-    pub fn imports(&self) -> Vec<String> {
-        let ty = self.component.component_type();
-        ty.imports(&self.engine.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect()
     }
 }
 
