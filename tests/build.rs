@@ -17,6 +17,7 @@ const GUESTS: &[&str] = &[
     "state-bench",
     "windows",
     "kafka-jobs",
+    "exactly-once",
 ];
 
 fn main() {

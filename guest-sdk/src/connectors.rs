@@ -4,8 +4,11 @@
 //! Options can be set or replaced from outside the job, without rebuilding
 //! it: `-D connector.<uid>.<option>=<value>` on the command line (e.g.
 //! `-D connector.words.properties.bootstrap.servers=kafka:9092`), and
-//! values may name environment variables as `${VAR}` — the way to pass
-//! credentials, which the host never prints.
+//! values may refer to secrets as `${NAME}` — the way to pass credentials,
+//! which the host never prints. `weir run --local` reads them from its
+//! environment; a session only from the secrets its operator configured
+//! (`weir.secrets.NAME`, or `weir.tenants.<tenant>.secrets.NAME`), never
+//! from its own environment.
 
 use crate::plan::Connector;
 use crate::stream::SinkHandle;
@@ -138,7 +141,9 @@ impl KafkaSourceBuilder {
     }
 
     /// A librdkafka client property (`security.protocol`, `sasl.username`,
-    /// ...); `${VAR}` takes a value from the environment.
+    /// ...); `${NAME}` refers to a secret (see the module's docs). A
+    /// tenant's job may set only harmless properties, and file-valued ones
+    /// only to files in its folder.
     pub fn property(mut self, key: &str, value: &str) -> Self {
         set(&mut self.options, &format!("properties.{key}"), value);
         self
@@ -247,7 +252,9 @@ impl KafkaSinkBuilder {
     }
 }
 
-/// An upsert sink for PostgreSQL or MySQL/MariaDB, as Flink's JDBC sink.
+/// A sink for PostgreSQL or MySQL/MariaDB, as Flink's JDBC sink: upserts
+/// by a key ([`JdbcSink::upsert`]) or appends every row
+/// ([`JdbcSink::insert`]).
 ///
 /// ```
 /// use weir_sdk::connectors::*;
@@ -278,6 +285,14 @@ impl JdbcSink {
         set(&mut options, "primary-key", key.join(","));
         JdbcSinkBuilder { options }
     }
+
+    /// Appends every row of `columns` to `table` (a plain `INSERT`).
+    pub fn insert(table: &str, columns: &[&str]) -> JdbcSinkBuilder {
+        let mut options = Vec::new();
+        set(&mut options, "table-name", table);
+        set(&mut options, "columns", columns.join(","));
+        JdbcSinkBuilder { options }
+    }
 }
 
 impl JdbcSinkBuilder {
@@ -293,7 +308,9 @@ impl JdbcSinkBuilder {
         self
     }
 
-    /// The password; `${VAR}` reads it from the host's environment.
+    /// The password. `${NAME}` refers to a secret: in `weir run --local`
+    /// an environment variable, on a session a secret its operator
+    /// configured (`weir.secrets.NAME`, or the tenant's).
     pub fn password(mut self, password: &str) -> Self {
         set(&mut self.options, "password", password);
         self
@@ -315,7 +332,9 @@ impl JdbcSinkBuilder {
         self
     }
 
-    /// Names the sink's transactions; unique per job writing to a database.
+    /// Names the sink's transactions (by default they hold the job's id,
+    /// which makes them unique; a prefix set here must be unique to the
+    /// job, and a tenant's is kept within the tenant's namespace).
     pub fn transaction_prefix(mut self, prefix: &str) -> Self {
         set(&mut self.options, "sink.transaction-prefix", prefix);
         self

@@ -309,3 +309,93 @@ fn at_least_once_checkpoints_complete_and_restore() {
     let missing = expected.lines().filter(|l| !have.contains(l)).count();
     assert_eq!(missing, 0, "at-least-once lost {missing} updates");
 }
+
+/// The newest `chk-<n>` directory of a job's checkpoint directory.
+fn newest_checkpoint(job_dir: &Path) -> PathBuf {
+    std::fs::read_dir(job_dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n: u64 = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
+            e.path().join("_metadata").exists().then_some((n, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)
+        .expect("a completed checkpoint")
+}
+
+/// (state bytes, uploaded bytes) of the first checkpoint a run logged.
+fn first_checkpoint_sizes(job: &Running) -> (u64, u64) {
+    let line = job
+        .seen_err
+        .iter()
+        .find(|l| l.contains("completed file://") && l.contains("/chk-"))
+        .unwrap_or_else(|| panic!("no checkpoint completed: {}", job.stderr()));
+    let num = |before: &str| -> u64 {
+        let head = line.split(before).next().unwrap();
+        head.rsplit(['(', ' '])
+            .find(|w| !w.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (num(" bytes of state"), num(" bytes uploaded"))
+}
+
+#[test]
+fn claim_mode_takes_the_checkpoint_over_and_no_claim_leaves_it() {
+    for claim in [false, true] {
+        let (_dir, mut run, expected) = setup(200_000);
+        assert_eq!(
+            run.kill_after(2, 0, 2),
+            Some(false),
+            "the first run was not killed"
+        );
+        let chk = newest_checkpoint(&run.latest().unwrap());
+        if claim {
+            run.flags = vec!["--claimMode".into(), "CLAIM".into()];
+        }
+        let mut job = Running::start(&mut run.command(Some(&chk), 2));
+        assert!(job.wait(LIMIT), "{}", job.stderr());
+        assert!(restored(&job));
+        let (state, uploaded) = first_checkpoint_sizes(&job);
+        if claim {
+            assert!(
+                uploaded < state,
+                "the first checkpoint refers to the claimed files: {uploaded} of {state} bytes"
+            );
+            assert!(!chk.exists(), "the claimed checkpoint was not deleted");
+        } else {
+            assert_eq!(uploaded, state, "the first checkpoint is self-contained");
+            assert!(
+                chk.join("_metadata").exists(),
+                "NO_CLAIM deleted the snapshot"
+            );
+        }
+        assert!(std::fs::read_to_string(&run.output).unwrap() == expected);
+    }
+}
+
+#[test]
+fn a_corrupt_checkpoint_named_with_s_falls_back_to_an_older_one() {
+    let (_dir, mut run, expected) = setup(200_000);
+    run.flags = vec!["-D".into(), "execution.checkpointing.num-retained=3".into()];
+    assert_eq!(
+        run.kill_after(3, 0, 2),
+        Some(false),
+        "the first run was not killed"
+    );
+    let newest = newest_checkpoint(&run.latest().unwrap());
+    let meta = newest.join("_metadata");
+    let bytes = std::fs::read(&meta).unwrap();
+    std::fs::write(&meta, &bytes[..bytes.len() / 2]).unwrap();
+    let mut job = Running::start(&mut run.command(Some(&newest), 2));
+    assert!(job.wait(LIMIT), "{}", job.stderr());
+    assert!(
+        job.stderr().contains(&newest.display().to_string()),
+        "the corrupt checkpoint is named: {}",
+        job.stderr()
+    );
+    assert!(restored(&job), "nothing was restored");
+    assert!(std::fs::read_to_string(&run.output).unwrap() == expected);
+}

@@ -3,6 +3,8 @@
 mod checkpoints;
 mod cluster;
 mod errors;
+mod exactly_once;
+mod hostile;
 mod kafka;
 mod languages;
 mod savepoints;

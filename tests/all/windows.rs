@@ -458,7 +458,8 @@ fn stop_and_restore(spec: Spec, n: u64, p1: u32, p2: u32) {
     let sp_dir = dir.path().join("savepoints");
     let command = |p: u32, restore: Option<&str>| {
         let mut c = weir();
-        c.args(["run", "--local", "-p", &p.to_string()])
+        c.env("WEIR_LOG", "warn,weir=info")
+            .args(["run", "--local", "-p", &p.to_string()])
             .args(EXACT)
             .args(["-D", "execution.checkpointing.interval=300ms"])
             .arg("-D")
@@ -483,10 +484,27 @@ fn stop_and_restore(spec: Spec, n: u64, p1: u32, p2: u32) {
     job.signal("TERM");
     assert!(job.wait(LIMIT), "stop with savepoint: {}", job.stderr());
     let sp = job.savepoint_path();
-    let mut job = Running::start(&mut command(p2, Some(&sp)));
-    assert!(job.wait(LIMIT), "restored run: {}", job.stderr());
+    assert!(
+        job.stderr().contains("has been stopped"),
+        "{spec:?}: the first run ended before it was stopped: {}",
+        job.stderr()
+    );
     let events: Vec<Event> = (0..n).map(|i| event(i, 5, true)).collect();
     let (want, _) = model(&events, spec);
+    let before = if out.exists() { lines(&out).len() } else { 0 };
+    assert!(
+        before < want.len(),
+        "{spec:?}: every window fired before the savepoint; nothing was left to restore"
+    );
+    let mut job = Running::start(&mut command(p2, Some(&sp)));
+    assert!(job.wait(LIMIT), "restored run: {}", job.stderr());
+    assert!(
+        job.seen_err
+            .iter()
+            .any(|l| l.contains("restoring from") && l.contains(&sp)),
+        "{spec:?}: the second run did not restore the savepoint: {}",
+        job.stderr()
+    );
     let got = lines(&out);
     assert_eq!(got.len(), want.len(), "{spec:?}: results after a restore");
     assert!(got == want, "{spec:?}: results after a restore differ");

@@ -314,7 +314,8 @@ fn bench_memory_image() {
     let limits = InstanceLimits::default();
     let plan = weir_wasm::plan_job(&module, Some("memory"), &args, limits).unwrap();
     let graph = JobGraph::from_plan(plan, &Config::default()).unwrap();
-    let job = WasmJob::new(module, Some("memory".into()), args, graph, limits);
+    let output = weir_wasm::JobOutput::new("bench", 100);
+    let job = WasmJob::new(module, Some("memory".into()), args, graph, limits, output);
     let mut guest = job.instantiate("bench", None).unwrap();
     let before = guest.memory_bytes();
 

@@ -192,13 +192,7 @@ fn upsert_rate(url: &str, table: &str, exactly_once: bool) -> f64 {
     const ROWS: usize = 200_000;
     const KEYS: usize = 50_000;
     let c = weir_tests::servers::word_count_sink(url, table, exactly_once, &[]);
-    let ctx = SinkContext {
-        subtask: 0,
-        parallelism: 1,
-        checkpointing: true,
-        uid: format!("bench-{exactly_once}"),
-        work_dir: std::env::temp_dir(),
-    };
+    let ctx = SinkContext::new(0, 1, &format!("bench-{exactly_once}"), std::env::temp_dir());
     let mut s = weir_sql::open_sink(&c, &ctx).unwrap();
     s.restore(&[], &SinkFiles::new()).unwrap();
     let started = Instant::now();

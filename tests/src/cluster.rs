@@ -17,8 +17,20 @@ impl SessionProcess {
     /// Starts `weir session` with its data in `data_dir`; `extra` are more
     /// arguments (`-D key=value`).
     pub fn start(weir: &Path, data_dir: &Path, slots: u32, extra: &[&str]) -> SessionProcess {
+        Self::start_with_env(weir, data_dir, slots, extra, &[])
+    }
+
+    /// As [`SessionProcess::start`], with more environment variables.
+    pub fn start_with_env(
+        weir: &Path,
+        data_dir: &Path,
+        slots: u32,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> SessionProcess {
         let mut cmd = Command::new(weir);
-        cmd.env("WEIR_LOG", "warn,weir=info")
+        cmd.envs(env.iter().copied())
+            .env("WEIR_LOG", "warn,weir=info")
             .arg("session")
             .arg("--data-dir")
             .arg(data_dir)

@@ -26,6 +26,9 @@ pub const CLICK_EVENT_COUNT_WASM: &str = env!("WEIR_WASM_CLICK_EVENT_COUNT");
 pub const KAFKA_WORDCOUNT_WASM: &str = env!("WEIR_WASM_KAFKA_WORDCOUNT_MYSQL");
 /// Kafka-to-Kafka jobs (see `tests/fixtures/kafka-jobs`).
 pub const KAFKA_JOBS_WASM: &str = env!("WEIR_WASM_KAFKA_JOBS");
+/// A streaming count whose sinks show every loss and duplicate (see
+/// `tests/fixtures/exactly-once`).
+pub const EXACTLY_ONCE_WASM: &str = env!("WEIR_WASM_EXACTLY_ONCE");
 /// Misbehaving jobs (see `tests/fixtures/hostile`).
 pub const HOSTILE_WASM: &str = env!("WEIR_WASM_HOSTILE");
 /// A component that is not a Weir job.

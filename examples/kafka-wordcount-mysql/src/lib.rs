@@ -10,7 +10,7 @@
 //!   offsets that are the latest at start);
 //! - `--db-url` [mysql://root@localhost:3306/weir], `--table`
 //!   [word_counts] with columns `word` (primary key) and `count`,
-//!   `--db-user`, `--db-password` (`${VAR}` reads the environment),
+//!   `--db-user`, `--db-password` (`${NAME}` names a secret: an environment variable in a local run, a configured secret on a session),
 //!   `--at-least-once` (no two-phase commit);
 //! - `--output PATH`: write the final counts to a file instead;
 //! - `--checkpoint-interval-ms` [5000];

@@ -41,6 +41,8 @@ pub struct S3Options {
     pub secret_key: Option<String>,
     pub path_style: bool,
     pub allow_http: bool,
+    /// Skip syncing local files and directories (`weir.io.fsync: false`).
+    pub no_fsync: bool,
 }
 
 impl S3Options {
@@ -52,6 +54,7 @@ impl S3Options {
             secret_key: c.s3_secret_key.as_ref().map(|s| s.0.clone()),
             path_style: c.s3_path_style,
             allow_http: c.s3_allow_http,
+            no_fsync: !c.fsync,
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct Storage {
     url: String,
     /// The directory of a local storage (empty directories are removed).
     local: Option<std::path::PathBuf>,
+    /// Local writes are synced, with the directories that name them.
+    fsync: bool,
 }
 
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
@@ -147,6 +152,7 @@ impl Storage {
                 prefix: prefix.to_owned(),
                 url: url.to_owned(),
                 local: None,
+                fsync: false,
             });
         }
         if let Some(name) = url.strip_prefix("memory://") {
@@ -162,6 +168,7 @@ impl Storage {
                 prefix: prefix.to_owned(),
                 url: url.to_owned(),
                 local: None,
+                fsync: false,
             });
         }
         let path = url.strip_prefix("file://").unwrap_or(url);
@@ -181,6 +188,7 @@ impl Storage {
             prefix: String::new(),
             url: format!("file://{}", abs.display()),
             local: Some(abs),
+            fsync: !s3.no_fsync,
         })
     }
 
@@ -217,7 +225,19 @@ impl Storage {
     }
 
     /// Writes an object (atomically: readers see all of it or nothing).
+    /// On local storage the file and every directory naming it are synced
+    /// before this returns, so that a power loss cannot lose a checkpoint
+    /// a sink has committed.
     pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<(), StorageError> {
+        if let (Some(root), true) = (&self.local, self.fsync) {
+            let root = root.clone();
+            let rel = rel.to_owned();
+            let url = self.url_of(&rel);
+            return tokio::task::spawn_blocking(move || durable_put(&root, &rel, &bytes))
+                .await
+                .map_err(|e| StorageError::new(format!("cannot write {url}: {e}")))?
+                .map_err(|e| StorageError::new(format!("cannot write {url}: {e}")));
+        }
         self.store
             .put(&self.path(rel), PutPayload::from(bytes))
             .await
@@ -264,6 +284,17 @@ impl Storage {
             .collect())
     }
 
+    /// Bytes of every object under `rel`.
+    pub async fn size_of(&self, rel: &str) -> Result<u64, StorageError> {
+        let items: Vec<_> = self
+            .store
+            .list(Some(&self.path(rel)))
+            .try_collect()
+            .await
+            .map_err(|e| self.err("list", rel, e))?;
+        Ok(items.iter().map(|m| m.size).sum())
+    }
+
     /// Deletes every object under `rel`.
     pub async fn delete_dir(&self, rel: &str) -> Result<(), StorageError> {
         for p in self.list(rel).await? {
@@ -292,6 +323,34 @@ impl Storage {
             Err(e) => Err(self.err("check", rel, e)),
         }
     }
+}
+
+/// Writes `root/rel` durably: into a synced temporary file renamed into
+/// place, with the directories it creates and the one holding it synced.
+fn durable_put(root: &std::path::Path, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let path = root.join(rel);
+    if !path.starts_with(root) || rel.split('/').any(|p| p == "..") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path leaves the storage directory",
+        ));
+    }
+    let dir = path.parent().unwrap_or(root);
+    // The directories this write creates, outermost first.
+    let mut created = Vec::new();
+    let mut d = dir;
+    while !d.exists() && d.starts_with(root) && d != root {
+        created.push(d.to_owned());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    for c in created.iter().rev() {
+        weir_core::fs::sync_parent(c)?;
+    }
+    weir_core::fs::write_atomic(&path, bytes, true)
 }
 
 /// Splits a user-given snapshot location (a `chk-<n>` or savepoint
@@ -356,6 +415,23 @@ mod tests {
                 assert!(e.message.contains("chk-1/_metadata"), "{e}");
             });
         }
+    }
+
+    #[test]
+    fn local_writes_are_synced_and_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        durable_put(dir.path(), "job/chk-1/_metadata", b"m").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("job/chk-1/_metadata")).unwrap(),
+            b"m"
+        );
+        assert!(durable_put(dir.path(), "../escape", b"x").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("job/chk-1"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "no temporary file stays: {left:?}");
     }
 
     #[test]

@@ -76,6 +76,16 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Compiles the component on standard input into a compile cache (a
+    /// session runs this in a child process for every upload).
+    #[command(hide = true)]
+    CompileModule {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        /// For an engine that meters fuel.
+        #[arg(long)]
+        fuel: bool,
+    },
 }
 
 /// Runs the command line with the process's arguments.
@@ -103,6 +113,7 @@ pub fn main() -> ExitCode {
             _ => savepoint::run(&sources, args),
         },
         Command::Session(args) => session::run(&sources, args),
+        Command::CompileModule { cache_dir, fuel } => compile_module(&cache_dir, fuel),
         Command::Token { tenant } => {
             let token = format!(
                 "{}{}",
@@ -132,13 +143,39 @@ pub fn main() -> ExitCode {
     }
 }
 
+fn compile_module(cache_dir: &std::path::Path, fuel: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin().read_to_end(&mut bytes)?;
+    let engine = weir_wasm::WasmEngine::new(weir_wasm::EngineOptions { fuel })?;
+    weir_wasm::compile_to_cache(&engine, &bytes, &weir_wasm::CompileCache::new(cache_dir))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Standard error with every secret a job resolved masked: a log line
+/// never shows one, whatever printed it.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let shown = weir_core::secrets::redact(&text);
+        std::io::stderr().write_all(shown.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("warn,weir=info"));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .with_target(false);
     // WEIR_LOG_FORMAT=json: one JSON object per line, for log collectors.
     if std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {

@@ -70,6 +70,16 @@ pub struct RunArgs {
         value_name = "PATH"
     )]
     pub savepoint: Option<String>,
+    /// Who owns the snapshot given with -s: NO_CLAIM (the default: it is
+    /// never deleted, and the first checkpoint is self-contained) or CLAIM
+    /// (the job takes it over and deletes it once newer checkpoints
+    /// subsume it), as Flink's --claimMode.
+    #[arg(
+        long = "claimMode",
+        visible_aliases = ["claim-mode", "restoreMode"],
+        value_name = "MODE"
+    )]
+    pub claim_mode: Option<String>,
     /// Where savepoints of this run go (default: state.savepoints.dir).
     #[arg(long, value_name = "DIR")]
     pub savepoint_dir: Option<String>,
@@ -129,12 +139,26 @@ pub fn load_job(
         .resolve(Some(&plan), flags)
         .context("in the job's configuration")?;
     let graph = JobGraph::from_plan(plan, &config)?;
+    if config.memory_snapshots {
+        module
+            .check_memory_snapshots()
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let output = weir_wasm::JobOutput::new(
+        if graph.name.is_empty() {
+            "job"
+        } else {
+            graph.name.as_str()
+        },
+        config.guest_output_lines,
+    );
     let factory = Arc::new(WasmJob::new(
         module,
         entry.map(str::to_owned),
         args.to_vec(),
         graph,
         limits(&config),
+        output,
     ));
     Ok(LoadedJob { factory, config })
 }
@@ -168,6 +192,9 @@ pub fn submit(
     if let Some(d) = &args.savepoint_dir {
         config.push(("state.savepoints.dir".into(), d.clone()));
     }
+    if let Some(m) = &args.claim_mode {
+        config.push(("execution.state-recovery.claim-mode".into(), m.clone()));
+    }
     crate::client::run(
         client,
         crate::client::Submission {
@@ -188,6 +215,9 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
     if let Some(d) = &args.savepoint_dir {
         flags.push(("state.savepoints.dir", d.clone()));
     }
+    if let Some(m) = &args.claim_mode {
+        flags.push(("execution.state-recovery.claim-mode", m.clone()));
+    }
     let opts = &args.job_options;
     if opts.allow_non_restored && args.savepoint.is_none() {
         bail!("-n/--allowNonRestoredState only applies with -s/--fromSavepoint");
@@ -206,6 +236,7 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
         config: job.config.clone(),
         factory: job.factory,
         work_dir: work_dir.clone(),
+        lineage: args.savepoint.clone(),
         restore: args.savepoint.map(|location| RestoreRequest {
             location,
             allow_non_restored: opts.allow_non_restored,

@@ -39,6 +39,8 @@ pub fn run(sources: &Sources, args: SessionArgs) -> Result<ExitCode> {
     let session = Session::open(SessionOptions {
         file: sources.file_keys()?,
         flags,
+        // Uploads compile in a child process of this same program.
+        compiler: std::env::current_exe().ok(),
     })?;
     let c = session.config().clone();
     let rt = tokio::runtime::Builder::new_multi_thread()

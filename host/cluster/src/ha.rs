@@ -149,16 +149,15 @@ impl HaStore {
         self.delete(&format!("jobs/{id}.json"))
     }
 
-    /// Records the job's latest completed checkpoint (logged, not fatal,
-    /// when the store cannot be written: the job keeps running and a
-    /// restarted session falls back to the checkpoint directory).
-    pub fn set_latest_checkpoint(&self, id: JobId, location: &str) {
-        if let Err(e) = self.put(
+    /// Records the job's latest completed checkpoint. An error keeps the
+    /// job's sinks from committing that checkpoint (see
+    /// `JobListener::checkpoint_completed`).
+    pub fn set_latest_checkpoint(&self, id: JobId, location: &str) -> Result<()> {
+        self.put(
             &format!("jobs/{id}.checkpoint"),
             location.as_bytes().to_vec(),
-        ) {
-            tracing::warn!(job = %id, "cannot record the latest checkpoint in the HA store: {e}");
-        }
+        )
+        .context("recording the latest checkpoint in the HA store")
     }
 
     pub fn latest_checkpoint(&self, id: JobId) -> Result<Option<String>> {

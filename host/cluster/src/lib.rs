@@ -13,6 +13,7 @@ mod metrics;
 pub mod rest;
 mod session;
 mod status;
+mod storage_use;
 pub mod tenancy;
 mod views;
 

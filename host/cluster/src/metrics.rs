@@ -66,8 +66,22 @@ impl Family {
 #[derive(Debug)]
 struct SessionCollector(Session, crate::Caller);
 
+/// Longest label value (operator names come from jobs).
+const MAX_LABEL: usize = 128;
+/// Operators of one job with series of their own; a job's further
+/// operators are left out, so that one job cannot blow up a scrape.
+const MAX_OPERATOR_SERIES: usize = 200;
+
 fn label(k: &str, v: impl ToString) -> (String, String) {
-    (k.to_owned(), v.to_string())
+    let mut v = v.to_string();
+    if v.len() > MAX_LABEL {
+        let mut cut = MAX_LABEL;
+        while !v.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        v.truncate(cut);
+    }
+    (k.to_owned(), v)
 }
 
 impl Collector for SessionCollector {
@@ -141,6 +155,7 @@ impl Collector for SessionCollector {
         for job in s.jobs(&self.1) {
             let jl = || vec![label("job_id", job.id), label("job_name", &job.name)];
             let st = job.status.lock();
+            let ended = st.state.is_terminal();
             for js in JobState::ALL {
                 let mut l = jl();
                 l.push(label("state", js.name()));
@@ -155,7 +170,10 @@ impl Collector for SessionCollector {
             cp_duration.add(jl(), get(&m.last_checkpoint_duration_ms) / 1000.0);
             cp_size.add(jl(), get(&m.last_checkpoint_size));
             cp_uploaded.add(jl(), get(&m.last_checkpoint_uploaded));
-            for (op, om) in job.graph.operators.iter().zip(&m.operators) {
+            // Ended jobs keep their job-level series only (and the job
+            // store bounds how many ended jobs there are).
+            let operators = if ended { 0 } else { MAX_OPERATOR_SERIES };
+            for (op, om) in job.graph.operators.iter().zip(&m.operators).take(operators) {
                 let ol = || {
                     let mut l = jl();
                     l.push(label("operator_uid", op.uid.as_str()));

@@ -222,18 +222,45 @@ async fn upload(
     Extension(caller): Extension<Caller>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
-    let limit = s.config().rest_max_content_length;
+    let rest_limit = s.config().rest_max_content_length;
+    // A tenant's module-size quota is checked as the bytes arrive.
+    let (limit, limit_key) = match caller.tenant().and_then(|t| {
+        t.quota
+            .max_module_size
+            .filter(|m| *m < rest_limit)
+            .map(|m| (m, t.key("max-module-size")))
+    }) {
+        Some((m, key)) => (m, key),
+        None => (rest_limit, "rest.server.max-content-length".to_owned()),
+    };
     let mut multipart = multipart.map_err(|e| {
         ApiError::bad_request(format!(
             "expected a multipart/form-data upload with the job's .wasm as field `jarfile`: {e}"
         ))
     })?;
+    let _slot = match s.upload_slot(&caller) {
+        Ok(slot) => slot,
+        Err(e) => {
+            // Read (and drop) a bounded part of the request, so that the
+            // client sees the answer rather than a reset connection.
+            let mut left = limit.saturating_add(DRAIN_LIMIT);
+            while let Ok(Some(mut field)) = multipart.next_field().await {
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    left = left.saturating_sub(chunk.len() as u64);
+                    if left == 0 {
+                        return Err(e);
+                    }
+                }
+            }
+            return Err(e);
+        }
+    };
     let mut file: Option<(String, Bytes)> = None;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(multipart_error(e, limit)),
+            Err(e) => return Err(multipart_error(e, rest_limit)),
         };
         if field.file_name().is_none() && field.name() != Some("jarfile") {
             continue;
@@ -245,23 +272,26 @@ async fn upload(
         let mut field = field;
         let mut buf = bytes::BytesMut::new();
         let mut total = 0u64;
-        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| multipart_error(e, rest_limit))?
+        {
             total += chunk.len() as u64;
             if total <= limit {
                 buf.extend_from_slice(&chunk);
-            } else if total > DRAIN_LIMIT {
+            } else if total > limit.saturating_add(DRAIN_LIMIT) {
                 break;
             }
         }
         if total > limit {
-            // The rest of the request was read (up to a bound), so that the
-            // client sees this answer rather than a reset connection.
+            // A bounded rest of the request was read, so that the client
+            // sees this answer rather than a reset connection.
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
-                    "the upload ({total} bytes or more) is larger than \
-                     rest.server.max-content-length ({limit} bytes); raise that setting or \
-                     upload a smaller module"
+                    "the upload ({total} bytes or more) is larger than {limit_key} ({limit} \
+                     bytes); upload a smaller module"
                 ),
             ));
         }
@@ -282,9 +312,9 @@ async fn upload(
     })))
 }
 
-/// How much of an oversized upload is read before the connection is
-/// dropped.
-const DRAIN_LIMIT: u64 = 1 << 30;
+/// How much of an oversized upload is read beyond the limit before the
+/// connection is dropped.
+const DRAIN_LIMIT: u64 = 8 << 20;
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -326,6 +356,7 @@ struct RunBody {
     flink_configuration: Option<BTreeMap<String, Value>>,
     job_id: Option<String>,
     restore_mode: Option<String>,
+    claim_mode: Option<String>,
 }
 
 /// Parses an optional JSON body, with a message naming the problem.
@@ -351,12 +382,24 @@ async fn run_jar(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let b: RunBody = json_body(&body, "run")?;
-    if b.job_id.is_some() || b.restore_mode.is_some() {
+    if b.job_id.is_some() {
         return Err(ApiError::bad_request(
-            "jobId and restoreMode are not supported: a job gets a new id, and restores claim \
-             nothing from the savepoint",
+            "jobId is not supported: a job gets a new id",
         ));
     }
+    // Flink's claimMode (and restoreMode before it): CLAIM or NO_CLAIM.
+    let claim = match b.claim_mode.or(b.restore_mode).as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(m) => match m.to_ascii_uppercase().replace('-', "_").as_str() {
+            "CLAIM" => Some("CLAIM"),
+            "NO_CLAIM" | "LEGACY" => Some("NO_CLAIM"),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "claimMode '{m}' is not known; use CLAIM or NO_CLAIM"
+                )));
+            }
+        },
+    };
     let parallelism = match b.parallelism {
         None => None,
         Some(p) if (1..=i64::from(u16::MAX)).contains(&p) => Some(p as u32),
@@ -382,6 +425,12 @@ async fn run_jar(
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| (k, config_value(v)))
+            .chain(claim.map(|m| {
+                (
+                    "execution.state-recovery.claim-mode".to_owned(),
+                    m.to_owned(),
+                )
+            }))
             .collect(),
     };
     let job = blocking(move || s.run_jar(&id, req, &caller)).await?;

@@ -2,14 +2,15 @@
 
 use crate::ha::{HaStore, JarInfo, JobRecord};
 use crate::status::{ExceptionEntry, JobState, StatusCell, now_ms};
-use crate::tenancy::{Caller, Tenancy, Tenant, url_within, within};
+use crate::storage_use::{StorageQuota, StorageUse};
+use crate::tenancy::{Caller, Tenancy, Tenant, url_within};
 use crate::{ApiError, ApiResult};
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use weir_checkpoint::S3Options;
-use weir_core::config::{self, ConfigLayer};
+use weir_core::config::{self, ConfigLayer, JobOwner};
 use weir_core::{Config, JobGraph, JobId};
 use weir_runtime::{
     CommandSender, ExecutionGraph, JobCommand, JobMetrics, JobOutcome, JobSpec, RestoreRequest,
@@ -23,6 +24,10 @@ pub struct SessionOptions {
     pub file: ConfigLayer,
     /// From `-D` flags and the command line.
     pub flags: ConfigLayer,
+    /// A program with the `compile-module` command (this one, for `weir
+    /// session`): uploads compile in a child process of it, stopped after
+    /// `weir.compile.timeout`. Without one they compile in this process.
+    pub compiler: Option<PathBuf>,
 }
 
 /// A job the session runs or ran.
@@ -77,6 +82,46 @@ pub(crate) struct Inner {
     /// Serializes submissions, so that slot accounting is exact.
     submit: Mutex<()>,
     pub tenancy: Tenancy,
+    /// Bounds how many modules compile at once.
+    compiling: Semaphore,
+    /// Uploads in progress, by owner.
+    uploading: Mutex<HashMap<String, u32>>,
+    /// What each tenant keeps in checkpoint and savepoint storage.
+    pub storage: Arc<StorageUse>,
+}
+
+/// A counting semaphore for blocking threads.
+#[derive(Debug)]
+pub(crate) struct Semaphore {
+    free: Mutex<u32>,
+    cv: std::sync::Condvar,
+}
+
+impl Semaphore {
+    fn new(n: u32) -> Self {
+        Semaphore {
+            free: Mutex::new(n),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> SemaphoreGuard<'_> {
+        let mut free = self.free.lock().expect("semaphore");
+        while *free == 0 {
+            free = self.cv.wait(free).expect("semaphore");
+        }
+        *free -= 1;
+        SemaphoreGuard(self)
+    }
+}
+
+pub(crate) struct SemaphoreGuard<'a>(&'a Semaphore);
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("semaphore") += 1;
+        self.0.cv.notify_one();
+    }
 }
 
 /// The session cluster.
@@ -171,8 +216,12 @@ impl Session {
             .into_iter()
             .map(|j| (j.id.clone(), j))
             .collect();
+        let compiling = Semaphore::new(config.compile_max_concurrent);
         let session = Session {
             inner: Arc::new(Inner {
+                compiling,
+                uploading: Mutex::default(),
+                storage: Arc::default(),
                 options,
                 session_defaults,
                 config,
@@ -234,6 +283,7 @@ impl Session {
 
     /// The jobs `caller` may see.
     pub fn jobs(&self, caller: &Caller) -> Vec<Arc<JobEntry>> {
+        self.prune_ended_jobs();
         self.all_jobs()
             .into_iter()
             .filter(|j| caller.sees(&j.record.tenant))
@@ -366,11 +416,31 @@ impl Session {
         .map_err(|e| ApiError::internal(format!("tenant {}'s configuration: {e}", t.name)))
     }
 
-    /// Compiles (or finds) the module with `bytes`.
+    /// Compiles (or finds) the module with `bytes`: at most
+    /// `weir.compile.max-concurrent` at once, each in a child process
+    /// stopped after `weir.compile.timeout`.
     fn load_module(&self, bytes: &[u8]) -> ApiResult<Arc<JobModule>> {
         let hash = weir_wasm::module_hash(bytes);
         if let Some(m) = self.inner.modules.lock().expect("modules lock").get(&hash) {
             return Ok(m.clone());
+        }
+        let inner = &self.inner;
+        let _permit = inner.compiling.acquire();
+        if let Some(exe) = &inner.options.compiler
+            && !inner.cache.contains(bytes, &inner.engine)
+            && weir_wasm::classify(bytes) == weir_wasm::WasmKind::Component
+        {
+            weir_wasm::compile_isolated(
+                &inner.engine,
+                bytes,
+                &inner.cache,
+                exe,
+                inner.config.compile_timeout,
+            )
+            .map_err(|e| match e {
+                weir_wasm::WasmError::Engine(_) => ApiError::internal(anyhow::anyhow!(e)),
+                e => ApiError::bad_request(e.to_string()),
+            })?;
         }
         let module = JobModule::load(&self.inner.engine, bytes, Some(&self.inner.cache))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -399,6 +469,34 @@ impl Session {
                 ))
             })?;
         self.load_module(&bytes)
+    }
+
+    /// A place among the uploads in progress: at most
+    /// [`UPLOADS_PER_OWNER`] per tenant (and as many for the others
+    /// together), so that an upload flood cannot take the session's memory.
+    pub fn upload_slot(&self, caller: &Caller) -> ApiResult<UploadSlot> {
+        let owner = caller.owner().to_owned();
+        let mut u = self.inner.uploading.lock().expect("uploads lock");
+        let n = u.entry(owner.clone()).or_default();
+        if *n >= UPLOADS_PER_OWNER {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} uploads are in progress for {}; wait for one to finish",
+                    n,
+                    if owner.is_empty() {
+                        "this session".to_owned()
+                    } else {
+                        format!("tenant {owner}")
+                    }
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(UploadSlot {
+            session: self.clone(),
+            owner,
+        })
     }
 
     /// Stores an uploaded module (blocking: compiles it).
@@ -492,6 +590,7 @@ impl Session {
     /// Plans `record`'s job and starts it, restoring from `resume` (a
     /// checkpoint of the same job) or else from its savepoint.
     fn submit(&self, mut record: JobRecord, resume: Option<String>) -> ApiResult<JobId> {
+        self.prune_ended_jobs();
         if record.parallelism == Some(0) {
             return Err(ApiError::bad_request("parallelism must be at least 1"));
         }
@@ -541,7 +640,7 @@ impl Session {
             .map(|t| self.tenant_layer(t))
             .unwrap_or_default();
         let o = &self.inner.options;
-        let config = Config::from_layers(&[
+        let mut config = Config::from_layers(&[
             &self.inner.session_defaults,
             &o.file,
             &plan_layer,
@@ -551,10 +650,42 @@ impl Session {
             &tenant_layer,
         ])
         .map_err(|e| ApiError::bad_request(format!("in the job's configuration: {e}")))?;
+        config.owner = match &tenant {
+            Some(t) => JobOwner {
+                tenant: Some(t.name.clone()),
+                secrets: t.secrets(),
+                restricted: true,
+                files: t.files.clone(),
+            },
+            // A session never reads its own environment for a job.
+            None => JobOwner {
+                tenant: None,
+                secrets: self.inner.tenancy.session_secrets(),
+                restricted: false,
+                files: None,
+            },
+        };
+        if let (Some(t), Some(interval)) = (&tenant, config.checkpoint_interval) {
+            let min = t
+                .quota
+                .checkpoint_min_interval
+                .unwrap_or(DEFAULT_TENANT_CHECKPOINT_MIN_INTERVAL);
+            if interval < min {
+                return Err(ApiError::bad_request(format!(
+                    "execution.checkpointing.interval is {interval:?}, below tenant {}'s minimum \
+                     of {min:?} ({}); checkpoint less often",
+                    t.name,
+                    t.key("checkpoint-min-interval")
+                )));
+            }
+        }
         let graph = JobGraph::from_plan(plan, &config)
             .map_err(|e| ApiError::bad_request(format!("the job's plan is not valid: {e}")))?;
-        if let Some(t) = &tenant {
-            check_connectors(t, &graph, &config)?;
+        check_connectors(tenant.as_deref(), &graph, &config)?;
+        if config.memory_snapshots {
+            module
+                .check_memory_snapshots()
+                .map_err(ApiError::bad_request)?;
         }
         if !graph.name.is_empty() {
             record.name = graph.name.clone();
@@ -575,6 +706,7 @@ impl Session {
             record.args.clone(),
             graph.clone(),
             InstanceLimits::from_config(&config),
+            weir_wasm::JobOutput::new(job_id.to_string(), config.guest_output_lines),
         ));
         let exec = ExecutionGraph::build(&graph);
         let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
@@ -595,12 +727,17 @@ impl Session {
             .ha
             .put_job(&record)
             .map_err(|e| ApiError::internal(e.context("writing the job to the HA store")))?;
-        let status = Arc::new(StatusCell::new(job_id, self.inner.ha.clone()));
+        let mut status = StatusCell::new(job_id, self.inner.ha.clone());
+        if let Some(q) = tenant.as_deref().and_then(|t| self.storage_quota(t)) {
+            status = status.with_quota(q, self.inner.storage.clone());
+        }
+        let status = Arc::new(status);
         let handle = weir_runtime::start(JobSpec {
             job_id,
             config: config.clone(),
             factory,
             work_dir: self.inner.data_dir.join("work"),
+            lineage: record.savepoint_path.clone(),
             restore: restore_from.map(|location| RestoreRequest {
                 location,
                 allow_non_restored: record.allow_non_restored,
@@ -627,6 +764,7 @@ impl Session {
             .expect("jobs lock")
             .insert(job_id, entry.clone());
         let ha = self.inner.ha.clone();
+        let session = self.clone();
         std::thread::Builder::new()
             .name(format!("wait-{}", job_id.short()))
             .spawn(move || {
@@ -653,10 +791,53 @@ impl Session {
                 if let Err(e) = ha.remove_job(entry.id) {
                     tracing::warn!(job = %entry.id, "cannot remove the job from the HA store: {e}");
                 }
+                session
+                    .inner
+                    .storage
+                    .job_ended(&entry.record.tenant, entry.id);
+                session.prune_ended_jobs();
             })
             .map_err(|e| ApiError::internal(anyhow::anyhow!("cannot start a thread: {e}")))?;
         tracing::info!(job = %job_id, "submitted {name}");
         Ok(job_id)
+    }
+
+    /// A tenant's storage quota, if it has one.
+    fn storage_quota(&self, t: &Tenant) -> Option<StorageQuota> {
+        let bytes = t.quota.storage?;
+        let config = self.config_for(Some(t)).ok()?;
+        Some(StorageQuota {
+            tenant: t.name.clone(),
+            bytes,
+            savepoints_dir: self.tenant_savepoints(t),
+            s3: S3Options::from_config(&config),
+        })
+    }
+
+    /// Forgets ended jobs past `jobstore.expiration-time`, and the oldest
+    /// beyond `jobstore.max-capacity` (Flink's job store), so that the job
+    /// table and the metrics do not grow with every job ever run.
+    pub fn prune_ended_jobs(&self) {
+        let c = &self.inner.config;
+        let now = now_ms();
+        let expiry = c.jobstore_expiration.as_millis() as u64;
+        let mut jobs = self.inner.jobs.write().expect("jobs lock");
+        let mut ended: Vec<(u64, JobId)> = jobs
+            .values()
+            .filter_map(|j| {
+                let s = j.status.lock();
+                s.state
+                    .is_terminal()
+                    .then(|| (s.end_ms.unwrap_or(now), j.id))
+            })
+            .collect();
+        ended.sort();
+        let over = ended.len().saturating_sub(c.jobstore_max_capacity);
+        for (i, (end, id)) in ended.into_iter().enumerate() {
+            if i < over || now.saturating_sub(end) > expiry {
+                jobs.remove(&id);
+            }
+        }
     }
 
     /// Starts the jobs the HA store holds, from their latest checkpoints.
@@ -680,9 +861,7 @@ impl Session {
                     None
                 }
             };
-            // Without a pointer, the job's checkpoint directory (its latest
-            // usable checkpoint), if it has one.
-            let resume = pointer.or_else(|| self.checkpoint_dir_of(&record, job_id));
+            let resume = self.resume_location(&record, job_id, pointer);
             tracing::info!(
                 job = %id,
                 "resuming {} from {}",
@@ -695,13 +874,44 @@ impl Session {
         }
     }
 
+    /// Where a resumed job restores from: its checkpoint directory (its
+    /// newest usable checkpoint, older ones behind it), which holds the
+    /// pointer's checkpoint and any the pointer missed; the pointer itself
+    /// when it names a savepoint that stopped the job, or when the job has
+    /// no checkpoint directory.
+    fn resume_location(
+        &self,
+        record: &JobRecord,
+        id: JobId,
+        pointer: Option<String>,
+    ) -> Option<String> {
+        let names_checkpoint = pointer.as_deref().is_some_and(|p| {
+            p.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .and_then(weir_checkpoint::paths::parse_checkpoint_dir)
+                .is_some()
+        });
+        if pointer.is_some() && !names_checkpoint {
+            return pointer;
+        }
+        self.checkpoint_dir_of(record, id).or(pointer)
+    }
+
+    /// The job's checkpoint directory, if it holds a checkpoint: under the
+    /// tenant's folder for a tenant's job.
     fn checkpoint_dir_of(&self, record: &JobRecord, id: JobId) -> Option<String> {
-        let dir = record
-            .config
-            .get("state.checkpoints.dir")
-            .cloned()
-            .or_else(|| self.inner.config.checkpoints_dir.clone())?;
-        let s3 = S3Options::from_config(&self.inner.config);
+        let tenant = self.tenant_of(&record.tenant).ok()?;
+        let config = self.config_for(tenant.as_deref()).ok()?;
+        let dir = match tenant {
+            Some(_) => config.checkpoints_dir.clone(),
+            None => record
+                .config
+                .get("state.checkpoints.dir")
+                .cloned()
+                .or_else(|| config.checkpoints_dir.clone()),
+        }?;
+        let s3 = S3Options::from_config(&config);
         let url = weir_checkpoint::Storage::open(&dir, &s3)
             .ok()?
             .url_of(&id.to_string());
@@ -730,6 +940,15 @@ impl Session {
                     t.name
                 )));
             }
+        }
+        if let Some(q) = self
+            .tenant_of(&job.record.tenant)?
+            .and_then(|t| self.storage_quota(&t))
+        {
+            self.inner
+                .storage
+                .savepoint_allowed(&q)
+                .map_err(ApiError::conflict)?;
         }
         let state = job.state();
         if state != JobState::Running {
@@ -914,6 +1133,29 @@ pub struct TenantUsage {
     pub quota: Option<crate::tenancy::Quota>,
 }
 
+/// Uploads one owner may have in progress.
+const UPLOADS_PER_OWNER: u32 = 2;
+
+/// An upload in progress (see [`Session::upload_slot`]).
+pub struct UploadSlot {
+    session: Session,
+    owner: String,
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut u = self.session.inner.uploading.lock().expect("uploads lock");
+        if let Some(n) = u.get_mut(&self.owner) {
+            *n -= 1;
+        }
+    }
+}
+
+/// The shortest checkpoint interval of a tenant's jobs, unless its quota
+/// says otherwise.
+const DEFAULT_TENANT_CHECKPOINT_MIN_INTERVAL: std::time::Duration =
+    std::time::Duration::from_millis(100);
+
 /// Keys only the session sets for a tenant's jobs: storage, credentials,
 /// guest limits and the session's own settings.
 fn session_key(k: &str) -> bool {
@@ -924,6 +1166,10 @@ fn session_key(k: &str) -> bool {
         "weir.guest.",
         "weir.compile-cache.",
         "weir.data-dir",
+        "state.backend.rocksdb.localdir",
+        "weir.io.",
+        "weir.compile.",
+        "jobstore.",
         "taskmanager.",
         "rest.",
         "s3.",
@@ -977,12 +1223,16 @@ fn check_module_policy(t: &Tenant, bytes: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
-/// A tenant's jobs use only its connectors, and files only in its folder.
-fn check_connectors(t: &Tenant, graph: &JobGraph, config: &Config) -> ApiResult<()> {
+/// A tenant's jobs use only its connectors, with options it may set
+/// (allow-listed client properties, URLs that reach the network, files only
+/// in its folder); every job's secrets must exist.
+fn check_connectors(tenant: Option<&Tenant>, graph: &JobGraph, config: &Config) -> ApiResult<()> {
     for op in &graph.operators {
         let Some(c) = op.connector() else { continue };
         let c = config.connector_for(op.uid.as_str(), c);
-        if !t.connectors.iter().any(|k| k == &c.kind) {
+        if let Some(t) = tenant
+            && !t.connectors.iter().any(|k| k == &c.kind)
+        {
             return Err(ApiError::forbidden(format!(
                 "operator '{}' uses the {} connector, which tenant {} may not use ({} = {})",
                 op.name,
@@ -992,35 +1242,17 @@ fn check_connectors(t: &Tenant, graph: &JobGraph, config: &Config) -> ApiResult<
                 t.connectors.join(", ")
             )));
         }
-        if c.kind == "file" {
-            let path = c
-                .options
-                .iter()
-                .find(|(k, _)| k == "path")
-                .map(|(_, v)| v.as_str())
-                .unwrap_or_default();
-            let ok = t
-                .files
-                .as_deref()
-                .is_some_and(|root| within(std::path::Path::new(path), root));
-            if !ok {
-                return Err(ApiError::forbidden(match &t.files {
-                    Some(root) => format!(
-                        "operator '{}' uses the file {path}, outside tenant {}'s folder {} ({})",
-                        op.name,
-                        t.name,
-                        root.display(),
-                        t.key("files")
-                    ),
-                    None => format!(
-                        "operator '{}' uses a file, but tenant {} has no folder for files; set {}",
-                        op.name,
-                        t.name,
-                        t.key("files")
-                    ),
-                }));
+        weir_runtime::check_connector(&c, &config.owner).map_err(|f| {
+            let msg = format!(
+                "operator '{}' ({} connector): {}",
+                op.name, c.kind, f.message
+            );
+            if tenant.is_some() {
+                ApiError::forbidden(msg)
+            } else {
+                ApiError::bad_request(msg)
             }
-        }
+        })?;
     }
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! up to date by the job's coordinator through [`JobListener`].
 
 use crate::ha::HaStore;
+use crate::storage_use::{StorageQuota, StorageUse};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_core::{CheckpointId, Failure, JobId};
 use weir_runtime::{CheckpointReport, JobListener};
@@ -194,6 +195,8 @@ pub struct StatusCell {
     pub job_id: JobId,
     pub inner: Mutex<Status>,
     ha: HaStore,
+    /// The owning tenant's storage quota and use.
+    quota: Option<(StorageQuota, Arc<StorageUse>)>,
 }
 
 impl StatusCell {
@@ -202,7 +205,14 @@ impl StatusCell {
             job_id,
             inner: Mutex::new(Status::new()),
             ha,
+            quota: None,
         }
+    }
+
+    /// Holds the job's checkpoints to its tenant's storage quota.
+    pub(crate) fn with_quota(mut self, q: StorageQuota, used: Arc<StorageUse>) -> Self {
+        self.quota = Some((q, used));
+        self
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -249,19 +259,33 @@ impl JobListener for StatusCell {
         s.checkpoints.truncate(HISTORY);
     }
 
-    fn checkpoint_completed(&self, r: &CheckpointReport) {
+    fn checkpoint_completed(&self, r: &CheckpointReport) -> Result<(), Failure> {
+        if let Some((q, used)) = &self.quota
+            && !r.savepoint
+        {
+            used.checkpoint(q, self.job_id, r.state_size)?;
+        }
         // The pointer is written before the tasks learn that the
         // checkpoint is complete (and commit their transactions), so a
         // restarted session never resumes from an older checkpoint than
-        // the sinks committed.
-        if !r.savepoint {
-            self.ha.set_latest_checkpoint(self.job_id, &r.location);
+        // the sinks committed; when it cannot be written, they do not
+        // commit. (A savepoint that stops the job commits too, so it
+        // becomes the pointer.)
+        if r.commits
+            && let Err(e) = self.ha.set_latest_checkpoint(self.job_id, &r.location)
+        {
+            tracing::error!(job = %self.job_id, "{e:#}");
+            return Err(Failure::external(format!(
+                "checkpoint {} is complete, but the HA store cannot record it ({e:#}); its \
+                 data is committed with a later checkpoint",
+                r.id
+            )));
         }
         let mut s = self.lock();
         let now = now_ms();
         let entry = match s.checkpoint_mut(r.id) {
             Some(e) => e,
-            None => return,
+            None => return Ok(()),
         };
         entry.status = "COMPLETED";
         entry.latest_ack_timestamp = Some(now);
@@ -277,6 +301,7 @@ impl JobListener for StatusCell {
         } else {
             s.latest_completed = Some(e);
         }
+        Ok(())
     }
 
     fn checkpoint_failed(&self, id: CheckpointId, reason: &str) {

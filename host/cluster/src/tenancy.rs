@@ -15,8 +15,18 @@
 //! weir.tenants.acme.fuel-per-call: 1000000000   # deterministic metering (optional)
 //! weir.tenants.acme.imports: "weir:*, wasi:io/*, wasi:clocks/*, ..."
 //! weir.tenants.acme.connectors: "datagen, kafka, jdbc, print, blackhole, file"
-//! weir.tenants.acme.files: /srv/weir/acme       # the only folder `file` connectors may use
+//! weir.tenants.acme.files: /srv/weir/acme       # the only folder file-valued options may name
+//! weir.tenants.acme.checkpoint-min-interval: 10s # shortest checkpoint interval its jobs may ask for
+//! weir.tenants.acme.storage-quota: 10gb         # checkpoints and savepoints it may keep
+//! weir.tenants.acme.secrets.db-password: s3cr3t # `${db-password}` in its connector options
+//! weir.secrets.warehouse: ${WAREHOUSE_PASSWORD} # for jobs outside tenancy
 //! ```
+//!
+//! A secret's configured value may itself be `${VAR}`, read from the
+//! session's environment when the session starts (the operator's choice,
+//! never a job's). Secrets are never shown: not in `/jobmanager/config`,
+//! not in a job's configuration, and any value resolved is masked in
+//! messages and logs.
 //!
 //! `weir token` prints a new token and its hash. Tenancy is on as soon as
 //! one token is configured; every API call must then carry
@@ -25,11 +35,12 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use weir_core::config::ConfigLayer;
+use weir_core::config::{ConfigLayer, Secret};
 use weir_core::options::{self, from_options};
+use weir_core::secrets::Secrets;
 
 /// Imports a tenant's modules may have unless its policy says otherwise:
 /// the job contract and the WASI interfaces the sandbox provides inertly
@@ -61,6 +72,10 @@ struct TenantKeys {
     imports: Option<String>,
     connectors: Option<String>,
     files: Option<String>,
+    #[serde(default, with = "weir_core::options::human_opt")]
+    checkpoint_min_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_bytes")]
+    storage_quota: Option<u64>,
 }
 
 fn opt_parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -85,6 +100,10 @@ pub struct Quota {
     pub memory_per_instance: Option<u64>,
     pub cpu_per_call: Option<Duration>,
     pub fuel_per_call: Option<u64>,
+    /// The shortest checkpoint interval its jobs may ask for.
+    pub checkpoint_min_interval: Option<Duration>,
+    /// Bytes of checkpoints and savepoints it may keep.
+    pub storage: Option<u64>,
 }
 
 /// One tenant.
@@ -96,14 +115,21 @@ pub struct Tenant {
     /// Import patterns (`wasi:io/*`, `weir:*`, exact names).
     pub imports: Vec<String>,
     pub connectors: Vec<String>,
-    /// The folder `file` connectors may read and write.
+    /// The folder file-valued connector options may name.
     pub files: Option<PathBuf>,
+    /// Secrets its jobs may refer to as `${name}`.
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 impl Tenant {
     /// The key of a setting of this tenant, for messages.
     pub fn key(&self, setting: &str) -> String {
         format!("weir.tenants.{}.{setting}", self.name)
+    }
+
+    /// How `${name}` resolves in this tenant's jobs.
+    pub fn secrets(&self) -> Secrets {
+        Secrets::named(self.key("secrets"), self.secrets.clone())
     }
 
     /// The imports of a module that this tenant's policy does not allow.
@@ -170,6 +196,36 @@ impl Caller {
 pub struct Tenancy {
     admin: Vec<[u8; 32]>,
     tenants: BTreeMap<String, Arc<Tenant>>,
+    /// Secrets of jobs outside tenancy (`weir.secrets.<name>`).
+    secrets: BTreeMap<String, Secret>,
+}
+
+/// Compares two hashes in time independent of where they differ.
+fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Whether `h` is among `hashes`, looking at every one of them.
+fn any_hash(hashes: &[[u8; 32]], h: &[u8; 32]) -> bool {
+    hashes
+        .iter()
+        .fold(false, |found, x| found | same_hash(x, h))
+}
+
+/// A secret's configured value: `${VAR}` reads the session's environment
+/// (when the session starts), anything else is the value itself.
+fn secret_value(key: &str, v: &str) -> Result<Secret, String> {
+    let t = v.trim();
+    if let Some(var) = t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        return std::env::var(var)
+            .map(Secret)
+            .map_err(|_| format!("{key} reads the environment variable {var}, which is not set"));
+    }
+    Ok(Secret(v.to_owned()))
 }
 
 /// SHA-256 of a token.
@@ -216,7 +272,11 @@ impl Tenancy {
         for layer in layers.iter_mut() {
             let taken: Vec<String> = layer
                 .keys()
-                .filter(|k| k.starts_with("weir.admin.") || k.starts_with("weir.tenants."))
+                .filter(|k| {
+                    k.starts_with("weir.admin.")
+                        || k.starts_with("weir.tenants.")
+                        || k.starts_with("weir.secrets.")
+                })
                 .cloned()
                 .collect();
             for k in taken {
@@ -226,8 +286,12 @@ impl Tenancy {
         }
         let mut t = Tenancy::default();
         let mut per_tenant: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut tenant_secrets: BTreeMap<String, BTreeMap<String, Secret>> = BTreeMap::new();
         for (k, v) in &keys {
-            if let Some(rest) = k.strip_prefix("weir.admin.") {
+            if let Some(name) = k.strip_prefix("weir.secrets.") {
+                check_secret_name(k, name)?;
+                t.secrets.insert(name.to_owned(), secret_value(k, v)?);
+            } else if let Some(rest) = k.strip_prefix("weir.admin.") {
                 if rest != "token-sha256" {
                     return Err(format!(
                         "unknown key {k}; the admin has only weir.admin.token-sha256"
@@ -249,6 +313,15 @@ impl Tenancy {
                         "tenant name '{name}' in {k}: use letters, digits, - and _"
                     ));
                 }
+                if let Some(secret) = setting.strip_prefix("secrets.") {
+                    check_secret_name(k, secret)?;
+                    tenant_secrets
+                        .entry(name.to_owned())
+                        .or_default()
+                        .insert(secret.to_owned(), secret_value(k, v)?);
+                    per_tenant.entry(name.to_owned()).or_default();
+                    continue;
+                }
                 per_tenant
                     .entry(name.to_owned())
                     .or_default()
@@ -256,6 +329,7 @@ impl Tenancy {
             }
         }
         for (name, settings) in per_tenant {
+            let key_name = name.clone();
             let k: TenantKeys = from_options(&format!("weir.tenants.{name}"), &settings)?;
             let key = format!("weir.tenants.{name}.token-sha256");
             let tokens = match &k.token_sha256 {
@@ -274,14 +348,29 @@ impl Tenancy {
                         memory_per_instance: k.memory_per_instance,
                         cpu_per_call: k.cpu_per_call,
                         fuel_per_call: k.fuel_per_call,
+                        checkpoint_min_interval: k.checkpoint_min_interval,
+                        storage: k.storage_quota,
                     },
                     imports: list(k.imports.as_deref().unwrap_or(DEFAULT_IMPORTS)),
                     connectors: list(k.connectors.as_deref().unwrap_or(DEFAULT_CONNECTORS)),
-                    files: k.files.map(PathBuf::from),
+                    files: match k.files {
+                        Some(f) if !Path::new(&f).is_absolute() => {
+                            return Err(format!(
+                                "weir.tenants.{key_name}.files must be an absolute path, not {f}"
+                            ));
+                        }
+                        f => f.map(PathBuf::from),
+                    },
+                    secrets: tenant_secrets.remove(&key_name).unwrap_or_default(),
                 }),
             );
         }
         Ok(t)
+    }
+
+    /// How `${name}` resolves in jobs outside tenancy.
+    pub fn session_secrets(&self) -> Secrets {
+        Secrets::named("weir.secrets", self.secrets.clone())
     }
 
     /// Whether API calls need a token.
@@ -307,49 +396,49 @@ impl Tenancy {
     /// The caller a bearer token identifies.
     pub fn identify(&self, token: &str) -> Option<Caller> {
         let h = hash_token(token);
-        if self.admin.contains(&h) {
+        // Every hash is compared in full, so that timing reveals nothing
+        // about which bytes of a guess were right.
+        let admin = any_hash(&self.admin, &h);
+        let mut found = None;
+        for t in self.tenants.values() {
+            if any_hash(&t.tokens, &h) && found.is_none() {
+                found = Some(t.clone());
+            }
+        }
+        if admin {
             return Some(Caller::Admin);
         }
-        self.tenants
-            .values()
-            .find(|t| t.tokens.contains(&h))
-            .map(|t| Caller::Tenant(t.clone()))
+        found.map(Caller::Tenant)
     }
 }
 
-/// Whether `path` lies inside `root` (lexically, after resolving `.` and
-/// `..`; both absolute).
+fn check_secret_name(key: &str, name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "secret name '{name}' in {key}: use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `path` lies inside `root`, with `.`, `..` and symbolic links
+/// resolved (both absolute).
 pub fn within(path: &Path, root: &Path) -> bool {
-    fn normal(p: &Path) -> Option<PathBuf> {
-        let mut out = PathBuf::new();
-        for c in p.components() {
-            match c {
-                Component::RootDir | Component::Prefix(_) => out.push(c),
-                Component::CurDir => {}
-                Component::ParentDir => {
-                    if !out.pop() {
-                        return None;
-                    }
-                }
-                Component::Normal(n) => out.push(n),
-            }
-        }
-        Some(out)
-    }
-    if !path.is_absolute() || !root.is_absolute() {
-        return false;
-    }
-    match (normal(path), normal(root)) {
-        (Some(p), Some(r)) => p.starts_with(r),
-        _ => false,
-    }
+    weir_core::fs::within(path, root)
 }
 
 /// Whether the storage URL `url` lies inside the storage URL `root`.
 pub fn url_within(url: &str, root: &str) -> bool {
     let (Some(u), Some(r)) = (url.strip_prefix("file://"), root.strip_prefix("file://")) else {
         let root = root.trim_end_matches('/');
-        return !url.contains("/../") && (url == root || url.starts_with(&format!("{root}/")));
+        let climbs = url
+            .split(['/', '\\'])
+            .any(|p| p == ".." || p == "." || p.eq_ignore_ascii_case("%2e%2e"));
+        return !climbs && (url == root || url.starts_with(&format!("{root}/")));
     };
     within(Path::new(u), Path::new(r))
 }
@@ -395,6 +484,34 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_taken_out_and_never_shown() {
+        let h = hex::encode(hash_token("x"));
+        // SAFETY: the variable is only read by this test.
+        unsafe { std::env::set_var("WEIR_TEST_TENANT_SECRET", "from-env-1234") };
+        let mut file = layer(&[
+            ("weir.tenants.a.token-sha256", &h),
+            ("weir.tenants.a.secrets.db", "hunter2-pass"),
+            ("weir.tenants.a.secrets.env", "${WEIR_TEST_TENANT_SECRET}"),
+            ("weir.secrets.shared", "shared-pass"),
+        ]);
+        let t = Tenancy::take(&mut [&mut file]).unwrap();
+        assert!(file.is_empty());
+        let a = t.tenant("a").unwrap();
+        assert_eq!(a.secrets().expand("${db}").unwrap(), "hunter2-pass");
+        assert_eq!(a.secrets().expand("${env}").unwrap(), "from-env-1234");
+        assert!(
+            a.secrets().expand("${shared}").is_err(),
+            "not the session's"
+        );
+        assert!(a.secrets().expand("${WEIR_TEST_TENANT_SECRET}").is_err());
+        assert_eq!(
+            t.session_secrets().expand("${shared}").unwrap(),
+            "shared-pass"
+        );
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let e = Tenancy::take(&mut [&mut layer(&[("weir.tenants.a.slots", "2")])]).unwrap_err();
         assert!(e.contains("weir.tenants.a.token-sha256"), "{e}");
@@ -431,6 +548,7 @@ mod tests {
             imports: list(DEFAULT_IMPORTS),
             connectors: vec![],
             files: None,
+            secrets: BTreeMap::new(),
         };
         let bad = t.forbidden_imports(&[
             "wasi:io/streams@0.2.6".into(),
@@ -442,16 +560,11 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_their_root() {
-        let root = Path::new("/srv/a");
-        assert!(within(Path::new("/srv/a/out.txt"), root));
-        assert!(within(Path::new("/srv/a/./x/../y"), root));
-        assert!(!within(Path::new("/srv/a/../b/out.txt"), root));
-        assert!(!within(Path::new("/srv/ab"), root));
-        assert!(!within(Path::new("relative"), root));
         assert!(url_within("file:///d/sp/a/x", "file:///d/sp/a"));
         assert!(!url_within("file:///d/sp/b/x", "file:///d/sp/a"));
         assert!(url_within("s3://bucket/sp/a/x", "s3://bucket/sp/a"));
         assert!(!url_within("s3://bucket/sp/ab", "s3://bucket/sp/a"));
         assert!(!url_within("s3://bucket/sp/a/../b", "s3://bucket/sp/a"));
+        assert!(!url_within("s3://bucket/sp/a/..", "s3://bucket/sp/a"));
     }
 }

@@ -36,6 +36,7 @@ impl std::fmt::Debug for FileSource {
 impl FileSource {
     pub fn open(o: FileSourceOptions, ctx: &SourceContext) -> Result<Self, Failure> {
         let path = PathBuf::from(o.path);
+        crate::confine(&ctx.owner, "path", &path)?;
         let file = File::open(&path).map_err(|e| {
             Failure::user(format!("cannot open input file {}: {e}", path.display()))
         })?;

@@ -14,14 +14,21 @@
 //!
 //! With one subtask the path is the output file itself; with several it is
 //! a directory of `part-<subtask>-<n>` files, a new one per checkpoint.
+//!
+//! Durability (`weir.io.fsync`, on by default): what a checkpoint refers to
+//! — the in-progress file's bytes and the names of in-progress and pending
+//! files — is synced before the checkpoint is acknowledged, and committed
+//! names are synced after the renames; so neither a crash nor a power loss
+//! loses or duplicates committed lines.
 
 use crate::{SinkContext, SinkFiles, SinkWriter};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use weir_core::fs::sync_dir;
 use weir_core::options::parsed;
-use weir_core::{CheckpointId, Failure};
+use weir_core::{CheckpointId, Failure, SubtaskState};
 use weir_frame::Reader;
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +59,8 @@ struct Open {
     path: PathBuf,
     out: BufWriter<File>,
     len: u64,
+    /// Whether the file's name is synced in its directory.
+    named: bool,
 }
 
 /// The exactly-once file sink of one subtask.
@@ -68,6 +77,9 @@ pub struct FileSink {
     pending: Vec<(Option<CheckpointId>, Pending)>,
     /// Commit at end of input (no checkpoints run).
     commit_on_finish: bool,
+    fsync: bool,
+    /// Pending files created since the directory was last synced.
+    unsynced_names: bool,
 }
 
 impl std::fmt::Debug for FileSink {
@@ -107,6 +119,7 @@ fn hidden(path: &Path, suffix: &str) -> PathBuf {
 impl FileSink {
     pub fn open(o: FileSinkOptions, ctx: &SinkContext) -> Result<Self, Failure> {
         let base = PathBuf::from(&o.path);
+        crate::confine(&ctx.owner, "path", &base)?;
         let single_file = ctx.parallelism == 1;
         let dir = if single_file {
             base.parent().map(Path::to_owned).unwrap_or_default()
@@ -131,7 +144,32 @@ impl FileSink {
             next_part: 0,
             pending: Vec::new(),
             commit_on_finish: !ctx.checkpointing,
+            fsync: ctx.fsync,
+            unsynced_names: false,
         })
+    }
+
+    fn dir(&self) -> PathBuf {
+        if self.single_file {
+            self.base.parent().map(Path::to_owned).unwrap_or_default()
+        } else {
+            self.base.clone()
+        }
+    }
+
+    /// Syncs the output directory, so that file names created or renamed
+    /// in it survive a power loss.
+    fn sync_names(&mut self) -> Result<(), Failure> {
+        if !self.fsync {
+            return Ok(());
+        }
+        let dir = self.dir();
+        sync_dir(&dir).map_err(|e| io("sync", &dir, e))?;
+        self.unsynced_names = false;
+        if let Some(o) = &mut self.open {
+            o.named = true;
+        }
+        Ok(())
     }
 
     /// The final path of part `n`.
@@ -155,13 +193,17 @@ impl FileSink {
                 path,
                 out: BufWriter::with_capacity(1 << 20, f),
                 len: 0,
+                named: false,
             });
         }
         Ok(self.open.as_mut().expect("opened above"))
     }
 
-    fn sync(open: &mut Open) -> Result<(), Failure> {
+    fn sync(open: &mut Open, fsync: bool) -> Result<(), Failure> {
         open.out.flush().map_err(|e| io("write", &open.path, e))?;
+        if !fsync {
+            return Ok(());
+        }
         open.out
             .get_ref()
             .sync_data()
@@ -173,20 +215,23 @@ impl FileSink {
         let Some(mut open) = self.open.take() else {
             return Ok(());
         };
-        Self::sync(&mut open)?;
+        Self::sync(&mut open, self.fsync)?;
         drop(open.out);
         let target = self.target(self.next_part);
         self.next_part += 1;
         let pending = hidden(&target, "pending");
         remove_if_present(&pending)?;
         if self.sort {
-            sort_file(&open.path, &pending)?;
+            sort_file(&open.path, &pending, self.fsync)?;
         } else if std::fs::hard_link(&open.path, &pending).is_err() {
             std::fs::copy(&open.path, &pending).map_err(|e| io("copy", &open.path, e))?;
-            File::open(&pending)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io("sync", &pending, e))?;
+            if self.fsync {
+                File::open(&pending)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io("sync", &pending, e))?;
+            }
         }
+        self.unsynced_names = true;
         self.pending.push((None, Pending { pending, target }));
         Ok(())
     }
@@ -200,10 +245,13 @@ impl FileSink {
                 (None, Some(_)) => false,
             });
         self.pending = later;
-        for (_, p) in now {
-            commit(&p)?;
+        if now.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        for (_, p) in &now {
+            commit(p)?;
+        }
+        self.sync_names()
     }
 }
 
@@ -228,7 +276,7 @@ fn remove_if_present(path: &Path) -> Result<(), Failure> {
 }
 
 /// Writes the lines of `from`, sorted, to `to`.
-fn sort_file(from: &Path, to: &Path) -> Result<(), Failure> {
+fn sort_file(from: &Path, to: &Path, fsync: bool) -> Result<(), Failure> {
     let mut text = Vec::new();
     File::open(from)
         .and_then(|mut f| f.read_to_end(&mut text))
@@ -245,7 +293,10 @@ fn sort_file(from: &Path, to: &Path) -> Result<(), Failure> {
             .map_err(|e| io("write", to, e))?;
     }
     out.flush().map_err(|e| io("write", to, e))?;
-    out.get_ref().sync_data().map_err(|e| io("sync", to, e))
+    if fsync {
+        out.get_ref().sync_data().map_err(|e| io("sync", to, e))?;
+    }
+    Ok(())
 }
 
 impl SinkWriter for FileSink {
@@ -278,13 +329,20 @@ impl SinkWriter for FileSink {
         if !self.single_file && self.open.as_ref().is_some_and(|o| o.len > 0) {
             self.roll()?; // one part per checkpoint
         }
+        let fsync = self.fsync;
         let in_progress = match &mut self.open {
             Some(open) => {
-                Self::sync(open)?;
+                Self::sync(open, fsync)?;
+                if !open.named {
+                    self.unsynced_names = true;
+                }
                 Some((open.path.clone(), open.len))
             }
             None => None,
         };
+        if self.unsynced_names {
+            self.sync_names()?;
+        }
         for (c, _) in &mut self.pending {
             c.get_or_insert(id);
         }
@@ -300,54 +358,81 @@ impl SinkWriter for FileSink {
         self.commit_covered(Some(id))
     }
 
-    fn restore(&mut self, states: &[serde_json::Value], _files: &SinkFiles) -> Result<(), Failure> {
-        // Old subtask j is recovered by new subtask j % parallelism.
-        for (j, v) in states.iter().enumerate() {
-            if j as u32 % self.parallelism != self.subtask {
+    fn restore(&mut self, states: &[SubtaskState], _files: &SinkFiles) -> Result<(), Failure> {
+        let rescaled = states.iter().any(|s| s.parallelism != self.parallelism);
+        if rescaled
+            && states
+                .iter()
+                .any(|s| (s.parallelism == 1) != self.single_file)
+        {
+            return Err(Failure::user(format!(
+                "the file sink wrote {} at parallelism 1 and a directory of parts otherwise; it \
+                 cannot restore across a change between the two (restore at parallelism {})",
+                self.base.display(),
+                states[0].parallelism
+            )));
+        }
+        let mut parsed = Vec::with_capacity(states.len());
+        for st in states {
+            let s: SinkState = serde_json::from_value(st.value.clone())
+                .map_err(|e| Failure::internal(format!("file sink state: {e}")))?;
+            // After a rescale, part numbers continue after every old
+            // subtask's, so that no new part reuses an old name.
+            if rescaled || st.belongs_to(self.subtask, self.parallelism) {
+                self.next_part = self.next_part.max(s.next_part);
+            }
+            parsed.push((st, s));
+        }
+        for (st, s) in parsed {
+            if !st.belongs_to(self.subtask, self.parallelism) {
                 continue;
             }
-            let s: SinkState = serde_json::from_value(v.clone())
-                .map_err(|e| Failure::internal(format!("file sink state: {e}")))?;
             for p in &s.pending {
                 commit(p)?;
             }
-            if let Some((path, len)) = &s.in_progress {
-                // A part finished after the checkpoint is not pending in it;
-                // drop its pending file (it may share the in-progress data).
-                remove_if_present(&hidden(&visible(path), "pending"))?;
-                let f = match OpenOptions::new().write(true).open(path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && *len == 0 => continue,
-                    Err(e) => {
-                        return Err(Failure::external(format!(
-                            "file sink: cannot reopen the in-progress file {} of the checkpoint: \
-                             {e}; it was removed, or a later run already committed it",
-                            path.display()
-                        )));
-                    }
-                };
-                // Keep exactly what the checkpoint covered.
-                f.set_len(*len).map_err(|e| io("truncate", path, e))?;
-                if states.len() as u32 == self.parallelism {
-                    let mut out = BufWriter::with_capacity(1 << 20, f);
-                    out.seek(SeekFrom::End(0))
-                        .map_err(|e| io("seek", path, e))?;
-                    self.open = Some(Open {
-                        path: path.clone(),
-                        out,
-                        len: *len,
-                    });
-                } else {
-                    // Rescaled: the old file becomes a committed part of its own.
-                    commit(&Pending {
-                        pending: path.clone(),
-                        target: visible(path),
-                    })?;
+            let Some((path, len)) = &s.in_progress else {
+                continue;
+            };
+            // A part finished after the checkpoint is not pending in it;
+            // drop its pending file (it may share the in-progress data).
+            remove_if_present(&hidden(&visible(path), "pending"))?;
+            let f = match OpenOptions::new().write(true).open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && *len == 0 => continue,
+                Err(e) => {
+                    return Err(Failure::external(format!(
+                        "file sink: cannot reopen the in-progress file {} of the checkpoint: \
+                         {e}; it was removed, or a later run already committed it",
+                        path.display()
+                    )));
                 }
+            };
+            let path: &PathBuf = path;
+            // Keep exactly what the checkpoint covered.
+            f.set_len(*len).map_err(|e| io("truncate", path, e))?;
+            if !rescaled && st.subtask == self.subtask && self.open.is_none() {
+                let mut out = BufWriter::with_capacity(1 << 20, f);
+                out.seek(SeekFrom::End(0))
+                    .map_err(|e| io("seek", path, e))?;
+                self.open = Some(Open {
+                    path: path.clone(),
+                    out,
+                    len: *len,
+                    named: true,
+                });
+            } else {
+                if self.fsync {
+                    f.sync_data().map_err(|e| io("sync", path, e))?;
+                }
+                drop(f);
+                // Rescaled: the old file becomes a committed part of its own.
+                commit(&Pending {
+                    pending: path.clone(),
+                    target: visible(path),
+                })?;
             }
-            self.next_part = self.next_part.max(s.next_part);
         }
-        Ok(())
+        self.sync_names()
     }
 }
 
@@ -355,6 +440,14 @@ impl SinkWriter for FileSink {
 mod tests {
     use super::*;
     use weir_frame::{Record, Writer};
+
+    fn own(value: serde_json::Value, parallelism: u32) -> SubtaskState {
+        SubtaskState {
+            subtask: 0,
+            parallelism,
+            value,
+        }
+    }
 
     fn batch(lines: &[&str]) -> Vec<u8> {
         let mut w = Writer::new();
@@ -370,13 +463,7 @@ mod tests {
                 path: path.display().to_string(),
                 sort_lines: sort,
             },
-            &SinkContext {
-                subtask: sub,
-                parallelism: p,
-                checkpointing: true,
-                uid: "sink".into(),
-                work_dir: std::env::temp_dir(),
-            },
+            &SinkContext::new(sub, p, "sink", std::env::temp_dir()),
         )
         .unwrap()
     }
@@ -407,7 +494,7 @@ mod tests {
             .in_progress
             .unwrap();
         std::fs::write(&path, "b\na\nc\nEXTRA").unwrap();
-        r.restore(&[st], &SinkFiles::new()).unwrap();
+        r.restore(&[own(st, 1)], &SinkFiles::new()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
         r.write(&batch(&["d"])).unwrap();
         r.finish().unwrap();
@@ -431,7 +518,7 @@ mod tests {
             drop(s);
             assert!(!out.exists());
             let mut r = sink(&out, 1, 0, sort);
-            r.restore(&[st], &SinkFiles::new()).unwrap();
+            r.restore(&[own(st, 1)], &SinkFiles::new()).unwrap();
             r.write(&batch(&["d"])).unwrap();
             r.finish().unwrap();
             r.snapshot(CheckpointId(2)).unwrap();
@@ -471,6 +558,103 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(out.join("part-1-1")).unwrap(),
             "y\n"
+        );
+    }
+
+    fn committed(dir: &Path) -> Vec<String> {
+        let mut lines: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .flat_map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn every_subtask_restores_its_own_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("parts");
+        // Subtask 1 of 2 commits a part, snapshots another, and dies after
+        // writing more.
+        let mut s = sink(&out, 2, 1, false);
+        s.write(&batch(&["a"])).unwrap();
+        s.snapshot(CheckpointId(1)).unwrap();
+        s.commit(CheckpointId(1)).unwrap();
+        s.write(&batch(&["b"])).unwrap();
+        let st = s.snapshot(CheckpointId(2)).unwrap().unwrap();
+        s.write(&batch(&["lost"])).unwrap();
+        s.snapshot(CheckpointId(3)).unwrap();
+        drop(s);
+        // The restored subtask 1 gets its own state (and only it).
+        let mut r = sink(&out, 2, 1, false);
+        let own = SubtaskState {
+            subtask: 1,
+            parallelism: 2,
+            value: st,
+        };
+        r.restore(&[own], &SinkFiles::new()).unwrap();
+        r.write(&batch(&["c"])).unwrap();
+        r.snapshot(CheckpointId(3)).unwrap();
+        r.commit(CheckpointId(3)).unwrap();
+        assert_eq!(committed(&out), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn rescaling_never_reuses_a_part_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("parts");
+        // Three subtasks write two parts each.
+        let mut states = Vec::new();
+        for sub in 0..3 {
+            let mut s = sink(&out, 3, sub, false);
+            for (i, l) in ["x", "y"].iter().enumerate() {
+                s.write(&batch(&[&format!("{sub}{l}")])).unwrap();
+                let v = s.snapshot(CheckpointId(i as u64 + 1)).unwrap().unwrap();
+                s.commit(CheckpointId(i as u64 + 1)).unwrap();
+                if i == 1 {
+                    states.push(SubtaskState {
+                        subtask: sub,
+                        parallelism: 3,
+                        value: v,
+                    });
+                }
+            }
+        }
+        // Down to two, then up to three again: new subtask 2 must not write
+        // over the parts old subtask 2 committed.
+        let mut down = Vec::new();
+        for sub in 0..2 {
+            let mut s = sink(&out, 2, sub, false);
+            s.restore(&states, &SinkFiles::new()).unwrap();
+            s.write(&batch(&[&format!("down{sub}")])).unwrap();
+            let v = s.snapshot(CheckpointId(3)).unwrap().unwrap();
+            s.commit(CheckpointId(3)).unwrap();
+            down.push(SubtaskState {
+                subtask: sub,
+                parallelism: 2,
+                value: v,
+            });
+        }
+        for sub in 0..3 {
+            let mut s = sink(&out, 3, sub, false);
+            s.restore(&down, &SinkFiles::new()).unwrap();
+            s.write(&batch(&[&format!("up{sub}")])).unwrap();
+            s.snapshot(CheckpointId(4)).unwrap();
+            s.commit(CheckpointId(4)).unwrap();
+        }
+        assert_eq!(
+            committed(&out),
+            [
+                "0x", "0y", "1x", "1y", "2x", "2y", "down0", "down1", "up0", "up1", "up2"
+            ]
         );
     }
 }

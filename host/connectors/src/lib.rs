@@ -12,8 +12,9 @@ mod file_sink;
 mod print;
 mod socket;
 
+use weir_core::config::JobOwner;
 use weir_core::plan::Connector;
-use weir_core::{CheckpointId, Failure};
+use weir_core::{CheckpointId, Failure, JobId, SubtaskState};
 use weir_frame::Writer;
 
 pub use file::FileSource;
@@ -39,6 +40,9 @@ pub struct SourceContext {
     pub batch_size: usize,
     /// The source operator's uid (names consumer groups and the like).
     pub uid: String,
+    pub job_id: JobId,
+    /// Whose job this is: how secrets resolve, what options may say.
+    pub owner: JobOwner,
 }
 
 impl SourceContext {
@@ -49,6 +53,8 @@ impl SourceContext {
             parallelism,
             batch_size,
             uid: "source".into(),
+            job_id: JobId::random(),
+            owner: JobOwner::default(),
         }
     }
 }
@@ -116,6 +122,78 @@ pub struct SinkContext {
     pub uid: String,
     /// A local directory the sink may keep files in.
     pub work_dir: std::path::PathBuf,
+    pub job_id: JobId,
+    /// What the sink's transaction ids are unique to: the job's id, or, for
+    /// a job started from a snapshot, that snapshot — so that every run
+    /// started from one snapshot (a run killed before its first
+    /// checkpoint, and the one started after it) finds the transactions
+    /// the others left.
+    pub lineage: String,
+    /// Whose job this is: how secrets resolve, what options may say.
+    pub owner: JobOwner,
+    /// Sync files and directories where durability depends on it
+    /// (`weir.io.fsync`).
+    pub fsync: bool,
+}
+
+impl SinkContext {
+    /// A context for subtask `subtask` of `parallelism` (tests, tools).
+    pub fn new(subtask: u32, parallelism: u32, uid: &str, work_dir: std::path::PathBuf) -> Self {
+        SinkContext {
+            subtask,
+            parallelism,
+            checkpointing: true,
+            uid: uid.to_owned(),
+            work_dir,
+            job_id: JobId::random(),
+            lineage: String::new(),
+            owner: JobOwner::default(),
+            fsync: true,
+        }
+    }
+
+    /// The default prefix of the sink's transaction ids: unique to the job
+    /// and the operator, so that two jobs never touch each other's
+    /// transactions. At most 40 characters.
+    pub fn default_transaction_prefix(&self) -> String {
+        let uid: String = self
+            .uid
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let scope = if self.lineage.is_empty() {
+            self.job_id.to_string()[..16].to_owned()
+        } else {
+            format!(
+                "{:016x}",
+                xxhash_rust::xxh3::xxh3_64(self.lineage.as_bytes())
+            )
+        };
+        let prefix = format!("weir-{scope}-{uid}");
+        if prefix.len() <= 40 {
+            return prefix;
+        }
+        let h = xxhash_rust::xxh3::xxh3_64(self.uid.as_bytes());
+        format!("weir-{scope}-{h:016x}")
+    }
+
+    /// The transaction prefix a job set itself, confined to its tenant's
+    /// namespace (a tenant cannot name, and so fence or roll back, another
+    /// tenant's transactions).
+    pub fn own_transaction_prefix(&self, prefix: &str) -> String {
+        match &self.owner.tenant {
+            Some(t) if self.owner.restricted && !prefix.starts_with(&format!("{t}-")) => {
+                format!("{t}-{prefix}")
+            }
+            _ => prefix.to_owned(),
+        }
+    }
 }
 
 /// Files a sink keeps in a snapshot, by name, and where they are locally.
@@ -146,13 +224,12 @@ pub trait SinkWriter: Send {
     fn snapshot_files(&mut self) -> SinkFiles {
         SinkFiles::new()
     }
-    /// Recovers from the states the old subtasks snapshotted (in subtask
-    /// order) and the files they kept, before anything is written.
-    fn restore(
-        &mut self,
-        _states: &[serde_json::Value],
-        _files: &SinkFiles,
-    ) -> Result<(), Failure> {
+    /// Recovers from the states old subtasks snapshotted (its own
+    /// predecessor's at the same parallelism, every old subtask's after a
+    /// rescale: see [`SubtaskState::belongs_to`]) and the files they kept,
+    /// before anything is written. Also called, with no states, when a job
+    /// starts afresh.
+    fn restore(&mut self, _states: &[SubtaskState], _files: &SinkFiles) -> Result<(), Failure> {
         Ok(())
     }
 }
@@ -162,28 +239,26 @@ fn options<T: serde::de::DeserializeOwned>(c: &Connector) -> Result<T, Failure> 
         .map_err(Failure::user)
 }
 
-/// Expands `${VAR}` in a connector option from the environment, so that
-/// credentials need not be written into the job.
-pub fn expand_env(v: &str) -> Result<String, Failure> {
-    let mut out = String::new();
-    let mut rest = v;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find('}') else {
-            out.push_str(&rest[i..]);
-            return Ok(out);
-        };
-        let var = &rest[i + 2..i + j];
-        let val = std::env::var(var).map_err(|_| {
-            Failure::user(format!(
-                "a connector option refers to the environment variable {var}, which is not set"
-            ))
-        })?;
-        out.push_str(&val);
-        rest = &rest[i + j + 1..];
+/// A file-valued option of a restricted (tenant's) job must name a place
+/// inside the tenant's folder, with symbolic links resolved.
+pub fn confine(owner: &JobOwner, option: &str, path: &std::path::Path) -> Result<(), Failure> {
+    if !owner.restricted {
+        return Ok(());
     }
-    out.push_str(rest);
-    Ok(out)
+    let tenant = owner.tenant.as_deref().unwrap_or("this tenant");
+    match &owner.files {
+        Some(root) if weir_core::fs::within(path, root) => Ok(()),
+        Some(root) => Err(Failure::user(format!(
+            "option '{option}' names {}, outside tenant {tenant}'s folder {} \
+             (weir.tenants.{tenant}.files; links resolved); use a path inside it",
+            path.display(),
+            root.display()
+        ))),
+        None => Err(Failure::user(format!(
+            "option '{option}' names a file, but tenant {tenant} has no folder for files \
+             (weir.tenants.{tenant}.files)"
+        ))),
+    }
 }
 
 /// Opens a source subtask for `connector`.

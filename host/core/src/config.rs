@@ -8,7 +8,7 @@
 //! merges them and parses the result into typed fields, rejecting unknown
 //! keys with the list of known ones.
 
-use crate::options::{bytes, human, human_opt, parsed, upper};
+use crate::options::{bytes, human, human_opt, parsed, seconds, upper};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +48,14 @@ pub enum ExternalizedRetention {
     RetainOnCancellation,
     DeleteOnCancellation,
     NoExternalizedCheckpoints,
+}
+
+/// Who owns a snapshot a job is started from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClaimMode {
+    Claim,
+    NoClaim,
 }
 
 /// Restart strategy kind, as Flink's `restart-strategy.type`.
@@ -119,6 +127,16 @@ pub struct Config {
         deserialize_with = "parsed"
     )]
     pub incremental: bool,
+    /// What a job started from a snapshot does with it: NO_CLAIM (the
+    /// default: the job never deletes it and its first checkpoint is
+    /// self-contained) or CLAIM (the job owns it: later checkpoints build
+    /// on its files and delete it when it is no longer retained), as
+    /// Flink's `execution.state-recovery.claim-mode`.
+    #[serde(
+        rename = "execution.state-recovery.claim-mode",
+        deserialize_with = "upper"
+    )]
+    pub claim_mode: ClaimMode,
     #[serde(rename = "state.checkpoints.dir", default)]
     pub checkpoints_dir: Option<String>,
     #[serde(rename = "state.savepoints.dir", default)]
@@ -165,6 +183,13 @@ pub struct Config {
     /// Longest time one call into a guest may run before it is interrupted.
     #[serde(rename = "weir.guest.call-timeout", with = "human")]
     pub guest_call_timeout: Duration,
+    /// Lines of a job's standard output and error logged per second (the
+    /// rest are counted and dropped).
+    #[serde(
+        rename = "weir.guest.output-lines-per-second",
+        deserialize_with = "parsed"
+    )]
+    pub guest_output_lines: u32,
     /// Fuel per call into a guest (deterministic CPU metering); off when 0.
     #[serde(rename = "weir.guest.fuel-per-call", deserialize_with = "parsed")]
     pub guest_fuel_per_call: u64,
@@ -178,6 +203,29 @@ pub struct Config {
     /// Directory for compiled components.
     #[serde(rename = "weir.compile-cache.dir", default)]
     pub compile_cache_dir: Option<String>,
+    /// Longest a session spends compiling one uploaded module.
+    #[serde(rename = "weir.compile.timeout", with = "human")]
+    pub compile_timeout: Duration,
+    /// Modules a session compiles at once; more uploads wait.
+    #[serde(rename = "weir.compile.max-concurrent", deserialize_with = "parsed")]
+    pub compile_max_concurrent: u32,
+    /// Sync files and directories where durability depends on it (the file
+    /// sink, checkpoints and HA data on `file://`), so that a power loss
+    /// loses nothing a checkpoint or a commit covers.
+    #[serde(rename = "weir.io.fsync", deserialize_with = "parsed")]
+    pub fsync: bool,
+    /// Ended jobs a session keeps for `weir list -a` and the REST API
+    /// (Flink's key; the oldest go first).
+    #[serde(rename = "jobstore.max-capacity", deserialize_with = "parsed")]
+    pub jobstore_max_capacity: usize,
+    /// How long a session keeps an ended job (Flink's key: seconds, or a
+    /// duration such as 1h).
+    #[serde(
+        rename = "jobstore.expiration-time",
+        serialize_with = "human::serialize",
+        deserialize_with = "seconds"
+    )]
+    pub jobstore_expiration: Duration,
     /// Local working directory for RocksDB instances.
     #[serde(rename = "state.backend.rocksdb.localdir", default)]
     pub rocksdb_local_dir: Option<String>,
@@ -187,6 +235,11 @@ pub struct Config {
     /// bootstrap.servers`), replacing the job's own.
     #[serde(skip)]
     pub connector_overrides: BTreeMap<String, Vec<(String, String)>>,
+
+    /// Who the job belongs to and what its connectors may reach; set by
+    /// the session that runs it, never by the job or a flag.
+    #[serde(skip)]
+    pub owner: JobOwner,
 
     #[serde(rename = "s3.endpoint", default)]
     pub s3_endpoint: Option<String>,
@@ -214,6 +267,20 @@ pub struct Config {
     pub ha_storage_dir: Option<String>,
     #[serde(rename = "weir.data-dir", default)]
     pub data_dir: Option<String>,
+}
+
+/// Who a job belongs to, as far as its connectors are concerned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobOwner {
+    /// The tenant (None outside tenancy).
+    pub tenant: Option<String>,
+    /// How `${name}` in connector options resolves.
+    pub secrets: crate::secrets::Secrets,
+    /// Connector options are held to the tenants' allow-list, and
+    /// file-valued ones to `files`.
+    pub restricted: bool,
+    /// The one folder a restricted job's file-valued options may name.
+    pub files: Option<std::path::PathBuf>,
 }
 
 /// A value that is never printed (passwords, keys).
@@ -247,6 +314,7 @@ pub fn defaults() -> ConfigLayer {
             "RETAIN_ON_CANCELLATION",
         ),
         ("execution.checkpointing.incremental", "true"),
+        ("execution.state-recovery.claim-mode", "NO_CLAIM"),
         ("restart-strategy.type", "none"),
         ("restart-strategy.fixed-delay.attempts", "3"),
         ("restart-strategy.fixed-delay.delay", "1s"),
@@ -267,8 +335,14 @@ pub fn defaults() -> ConfigLayer {
         ("weir.guest.memory-limit", "1gb"),
         ("weir.guest.call-timeout", "10s"),
         ("weir.guest.fuel-per-call", "0"),
+        ("weir.guest.output-lines-per-second", "100"),
         ("weir.state.cached-keys", "100000"),
         ("weir.state.memory-snapshots", "false"),
+        ("weir.compile.timeout", "2min"),
+        ("weir.compile.max-concurrent", "1"),
+        ("weir.io.fsync", "true"),
+        ("jobstore.max-capacity", "1000"),
+        ("jobstore.expiration-time", "3600"),
         ("s3.path.style.access", "false"),
         ("s3.allow-http", "false"),
         ("rest.address", "127.0.0.1"),
@@ -364,6 +438,11 @@ impl Config {
         if self.num_retained == 0 {
             return Err(ConfigError(
                 "execution.checkpointing.num-retained must be at least 1".into(),
+            ));
+        }
+        if self.compile_max_concurrent == 0 {
+            return Err(ConfigError(
+                "weir.compile.max-concurrent must be at least 1".into(),
             ));
         }
         if self.max_concurrent_checkpoints == 0 {

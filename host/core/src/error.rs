@@ -37,10 +37,12 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(domain: ErrorDomain, message: impl Into<String>) -> Self {
-        Failure {
-            domain,
-            message: message.into(),
-        }
+        let message = message.into();
+        let message = match crate::secrets::redact(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(m) => m,
+        };
+        Failure { domain, message }
     }
 
     pub fn user(message: impl Into<String>) -> Self {
@@ -61,7 +63,7 @@ impl Failure {
 
     /// Prefixes the message with where the failure happened.
     pub fn context(mut self, what: impl fmt::Display) -> Self {
-        self.message = format!("{what}: {}", self.message);
+        self.message = crate::secrets::redact(&format!("{what}: {}", self.message)).into_owned();
         self
     }
 }

@@ -227,9 +227,15 @@ pub trait GuestFactory: Send + Sync {
         image: Option<&MemoryImage>,
     ) -> Result<Box<dyn Guest>, Failure>;
 
-    /// Content hash of the job's code; memory images only restore into the
-    /// identical code.
+    /// Content hash of the job's code.
     fn code_hash(&self) -> String;
+
+    /// Identifies the instances this factory makes: the code and the plan
+    /// they run. Memory images restore only into instances with the same
+    /// identity, since `plan` is not run again in a restored instance.
+    fn instance_hash(&self) -> String {
+        self.code_hash()
+    }
 
     /// The validated graph the instances were planned with.
     fn graph(&self) -> &JobGraph;

@@ -9,11 +9,14 @@
 
 pub mod config;
 pub mod error;
+pub mod fs;
 pub mod graph;
 pub mod guest;
 pub mod ids;
 pub mod keygroup;
 pub mod options;
+pub mod secrets;
+pub mod state;
 
 pub use config::Config;
 pub use error::{ErrorDomain, Failure};
@@ -21,4 +24,6 @@ pub use graph::{JobGraph, OperatorNode};
 pub use guest::{Guest, GuestFactory, GuestOutput, HostServices, LogLevel, TimeDomain};
 pub use ids::{CheckpointId, JobId, OperatorUid};
 pub use keygroup::{KeyGroup, KeyGroupRange};
+pub use secrets::Secrets;
+pub use state::SubtaskState;
 pub use weir_frame::plan;

@@ -70,6 +70,21 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
+/// A duration as Flink writes some: a plain number of seconds, or a
+/// duration such as `1h`.
+pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    humantime::parse_duration(t).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "'{s}' is not a number of seconds or a duration such as 1h: {e}"
+        ))
+    })
+}
+
 pub mod human {
     use super::*;
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

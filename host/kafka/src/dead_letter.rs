@@ -6,6 +6,7 @@ use crate::sink::{Deliveries, KafkaProducer, send};
 use std::time::Duration;
 use weir_connectors::DeadLetterSink;
 use weir_core::Failure;
+use weir_core::config::JobOwner;
 use weir_core::plan::Connector;
 use weir_frame::connectors::{KafkaMessage, KafkaRecord};
 
@@ -21,8 +22,8 @@ struct DeadLetter {
 }
 
 /// The dead-letter sink of a Kafka source connector.
-pub fn dead_letter(c: &Connector) -> Result<Box<dyn DeadLetterSink>, Failure> {
-    let options = Options::new(c, "source")?;
+pub fn dead_letter(c: &Connector, owner: &JobOwner) -> Result<Box<dyn DeadLetterSink>, Failure> {
+    let options = Options::new(c, "source", owner)?;
     let topic = c
         .options
         .iter()

@@ -24,6 +24,14 @@ pub use sink::open_sink;
 pub use source::open_source;
 
 use weir_core::Failure;
+use weir_core::config::JobOwner;
+use weir_core::plan::Connector;
+
+/// Checks a Kafka connector's options for its owner (secrets that exist,
+/// properties a tenant may set) without connecting anywhere.
+pub fn check_options(c: &Connector, owner: &JobOwner) -> Result<(), Failure> {
+    options::Options::new(c, "connector", owner).map(|_| ())
+}
 
 /// A Kafka error, with where and what to check.
 pub(crate) fn kafka_failure(what: &str, servers: &str, e: impl std::fmt::Display) -> Failure {

@@ -1,8 +1,111 @@
 //! Connector options: Flink's keys, `properties.*` passed to librdkafka.
+//!
+//! A tenant's job may set only the client properties in
+//! [`TENANT_PROPERTIES`]; file-valued ones ([`TENANT_FILE_PROPERTIES`]) must
+//! name files in the tenant's folder. The rest of librdkafka's properties
+//! load native code (`plugin.library.paths`), run commands
+//! (`sasl.kerberos.kinit.cmd`), read the session's files or reach
+//! elsewhere, and are refused, naming the key.
 
 use rdkafka::ClientConfig;
 use weir_core::Failure;
+use weir_core::config::JobOwner;
 use weir_core::plan::Connector;
+
+/// Client properties a tenant's job may set.
+pub const TENANT_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "group.instance.id",
+    "client.id",
+    "client.rack",
+    "auto.offset.reset",
+    "isolation.level",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "fetch.wait.max.ms",
+    "max.partition.fetch.bytes",
+    "fetch.message.max.bytes",
+    "partition.assignment.strategy",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.pem",
+    "ssl.certificate.pem",
+    "ssl.key.pem",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+    "enable.ssl.certificate.verification",
+    "acks",
+    "compression.type",
+    "compression.codec",
+    "linger.ms",
+    "batch.size",
+    "batch.num.messages",
+    "message.max.bytes",
+    "request.timeout.ms",
+    "socket.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "transaction.timeout.ms",
+    "retries",
+    "retry.backoff.ms",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "topic.metadata.refresh.interval.ms",
+    "allow.auto.create.topics",
+    "broker.address.family",
+    "client.dns.lookup",
+];
+
+/// File-valued client properties a tenant's job may set to files in its
+/// folder.
+pub const TENANT_FILE_PROPERTIES: &[&str] = &[
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.crl.location",
+];
+
+/// SASL mechanisms a tenant's job may use (GSSAPI runs a kinit command;
+/// OAUTHBEARER's OIDC fetches tokens from a URL).
+const TENANT_SASL: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// Checks a client property of a tenant's job.
+fn check_tenant_property(key: &str, value: &str, owner: &JobOwner) -> Result<(), Failure> {
+    if TENANT_FILE_PROPERTIES.contains(&key) {
+        return weir_connectors::confine(
+            owner,
+            &format!("properties.{key}"),
+            std::path::Path::new(value),
+        );
+    }
+    if !TENANT_PROPERTIES.contains(&key) {
+        return Err(Failure::user(format!(
+            "Kafka property 'properties.{key}' cannot be set by a tenant's job; it may set {} \
+             and, to files in its folder, {}",
+            TENANT_PROPERTIES.join(", "),
+            TENANT_FILE_PROPERTIES.join(", ")
+        )));
+    }
+    if matches!(key, "sasl.mechanism" | "sasl.mechanisms")
+        && !value
+            .split(',')
+            .all(|m| TENANT_SASL.contains(&m.trim().to_ascii_uppercase().as_str()))
+    {
+        return Err(Failure::user(format!(
+            "Kafka property 'properties.{key}' = '{value}': a tenant's job may use {}",
+            TENANT_SASL.join(", ")
+        )));
+    }
+    Ok(())
+}
 
 /// The options of a Kafka connector, split into its own keys and the
 /// client properties.
@@ -26,12 +129,18 @@ impl std::fmt::Debug for Options {
 }
 
 impl Options {
-    pub fn new(c: &Connector, what: &str) -> Result<Options, Failure> {
+    pub fn new(c: &Connector, what: &str, owner: &JobOwner) -> Result<Options, Failure> {
         let mut own = Vec::new();
         let mut properties = Vec::new();
         for (k, v) in &c.options {
             match k.strip_prefix("properties.") {
-                Some(p) => properties.push((p.to_owned(), weir_connectors::expand_env(v)?)),
+                Some(p) => {
+                    let v = owner.secrets.expand(v)?;
+                    if owner.restricted {
+                        check_tenant_property(p, &v, owner)?;
+                    }
+                    properties.push((p.to_owned(), v));
+                }
                 None => own.push((k.clone(), v.clone())),
             }
         }
@@ -159,6 +268,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tenants_set_only_harmless_properties() {
+        let dir = std::env::temp_dir();
+        let owner = JobOwner {
+            tenant: Some("a".into()),
+            restricted: true,
+            files: Some(dir.clone()),
+            ..JobOwner::default()
+        };
+        let with = |k: &str, v: &str| Connector {
+            kind: "kafka".into(),
+            options: vec![
+                ("properties.bootstrap.servers".into(), "b:9092".into()),
+                (format!("properties.{k}"), v.to_owned()),
+            ],
+        };
+        for (k, v) in [
+            ("plugin.library.paths", "/tmp/evil.so"),
+            ("sasl.kerberos.kinit.cmd", "touch /tmp/pwned"),
+            ("ssl.key.location", "/etc/shadow"),
+            ("sasl.mechanism", "GSSAPI"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "http://169.254.169.254/",
+            ),
+            ("debug", "all"),
+        ] {
+            let e = Options::new(&with(k, v), "source", &owner).unwrap_err();
+            assert!(e.message.contains(k), "{k}: {e}");
+        }
+        assert!(Options::new(&with("sasl.mechanism", "SCRAM-SHA-512"), "source", &owner).is_ok());
+        let inside = dir.join("ca.pem");
+        assert!(
+            Options::new(
+                &with("ssl.ca.location", &inside.display().to_string()),
+                "source",
+                &owner
+            )
+            .is_ok()
+        );
+        assert!(
+            Options::new(
+                &with("plugin.library.paths", "x.so"),
+                "source",
+                &JobOwner::default()
+            )
+            .is_ok(),
+            "the operator's own jobs are not restricted"
+        );
+    }
+
+    #[test]
     fn properties_expand_the_environment_and_are_not_shown() {
         // SAFETY: the variable is only read by this test.
         unsafe { std::env::set_var("WEIR_TEST_KAFKA_SECRET", "s3cret") };
@@ -173,7 +333,7 @@ mod tests {
                 ),
             ],
         };
-        let o = Options::new(&c, "source").unwrap();
+        let o = Options::new(&c, "source", &JobOwner::default()).unwrap();
         assert_eq!(o.property("sasl.password"), Some("s3cret"));
         assert!(!format!("{o:?}").contains("s3cret"));
         assert!(o.check("source", &["topic"]).is_ok());

@@ -5,7 +5,9 @@
 //! - `at-least-once` (the default): every checkpoint waits until every
 //!   record sent before it is acknowledged;
 //! - `exactly-once`: records go into a Kafka transaction of the subtask's
-//!   producer (transactional id `<prefix>-<subtask>`, stable across runs),
+//!   producer (transactional id `<prefix>-<subtask>`, stable across the
+//!   restarts of a job; the default prefix holds the job's id, so that one
+//!   job never fences another's producers),
 //!   committed when the checkpoint that covers them completes. Records
 //!   that arrive after a barrier, while its transaction waits for the
 //!   checkpoint to complete, wait in a local file and are sent in the next
@@ -30,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_connectors::{SinkContext, SinkFiles, SinkWriter};
 use weir_core::plan::Connector;
-use weir_core::{CheckpointId, Failure};
+use weir_core::{CheckpointId, Failure, SubtaskState};
 use weir_frame::Reader;
 use weir_frame::connectors::KafkaMessage;
 #[cfg(test)]
@@ -264,7 +266,7 @@ fn producer(
 
 impl KafkaSink {
     pub fn open(c: &Connector, ctx: &SinkContext) -> Result<Self, Failure> {
-        let options = Options::new(c, "sink")?;
+        let options = Options::new(c, "sink", &ctx.owner)?;
         options.check("sink", KNOWN)?;
         let topic = options
             .get("topic")
@@ -290,9 +292,10 @@ impl KafkaSink {
                  checkpointing (execution.checkpointing.interval)",
             ));
         }
-        let prefix = options
-            .get("sink.transactional-id-prefix")
-            .map_or_else(|| format!("weir-{}", ctx.uid), str::to_owned);
+        let prefix = match options.get("sink.transactional-id-prefix") {
+            Some(p) => ctx.own_transaction_prefix(p),
+            None => ctx.default_transaction_prefix(),
+        };
         let transactional_id =
             (guarantee == Guarantee::ExactlyOnce).then(|| format!("{prefix}-{}", ctx.subtask));
         let deliveries = Deliveries::default();
@@ -526,18 +529,17 @@ impl SinkWriter for KafkaSink {
         Ok(())
     }
 
-    fn restore(&mut self, states: &[serde_json::Value], files: &SinkFiles) -> Result<(), Failure> {
+    fn restore(&mut self, states: &[SubtaskState], files: &SinkFiles) -> Result<(), Failure> {
         if self.guarantee != Guarantee::ExactlyOnce {
             return Ok(());
         }
         let tid = self.transactional_id.clone().expect("exactly once");
         let mut resend: Vec<(Pending, PathBuf)> = Vec::new();
-        for (j, v) in states.iter().enumerate() {
-            // Old subtask j is recovered by new subtask j % parallelism.
-            if j as u32 % self.parallelism != self.subtask {
+        for st in states {
+            if !st.belongs_to(self.subtask, self.parallelism) {
                 continue;
             }
-            let s: SinkState = serde_json::from_value(v.clone())
+            let s: SinkState = serde_json::from_value(st.value.clone())
                 .map_err(|e| Failure::internal(format!("Kafka sink state: {e}")))?;
             let Some(old) = s.transactional_id else {
                 continue;

@@ -86,6 +86,9 @@ pub struct KafkaSource {
     last_discovery: Option<Instant>,
     splits: Vec<Split>,
     restored: HashMap<Tp, i64>,
+    /// The source started from a snapshot: partitions it has no offset
+    /// for appeared since, and start at the beginning (as Flink's).
+    from_snapshot: bool,
     next_split: usize,
     current: usize,
     /// Offsets as of the last snapshot, committed when it completes.
@@ -107,7 +110,7 @@ pub fn open_source(c: &Connector, ctx: &SourceContext) -> Result<Box<dyn SourceR
 
 impl KafkaSource {
     pub fn open(c: &Connector, ctx: &SourceContext) -> Result<Self, Failure> {
-        let options = Options::new(c, "source")?;
+        let options = Options::new(c, "source", &ctx.owner)?;
         options.check("source", KNOWN)?;
         let topics: Vec<String> = options
             .get("topic")
@@ -189,6 +192,7 @@ impl KafkaSource {
             last_discovery: None,
             splits: Vec::new(),
             restored: HashMap::new(),
+            from_snapshot: false,
             next_split: 0,
             current: 0,
             to_commit: std::sync::Mutex::new(None),
@@ -242,13 +246,14 @@ impl KafkaSource {
     }
 
     /// Where new partitions start: the checkpoint's offset, else the
-    /// startup mode (partitions found later start at the beginning).
+    /// startup mode (partitions found later, or after a restore, start at
+    /// the beginning: they appeared after the job started reading).
     fn start_offsets(&self, new: &[Tp], initial: bool) -> Result<Vec<i64>, Failure> {
         let servers = self.options.servers();
         let mut out = Vec::with_capacity(new.len());
         let mut group_offsets: HashMap<Tp, i64> = HashMap::new();
         let mut time_offsets: HashMap<Tp, i64> = HashMap::new();
-        let mode = if initial {
+        let mode = if initial && !self.from_snapshot {
             self.startup
         } else {
             Startup::Earliest
@@ -510,6 +515,7 @@ impl SourceReader for KafkaSource {
 
     fn restore(&mut self, positions: &[serde_json::Value]) -> Result<(), Failure> {
         // Every old subtask's offsets; this subtask takes its partitions'.
+        self.from_snapshot = true;
         for v in positions {
             let p: Position = serde_json::from_value(v.clone())
                 .map_err(|e| Failure::internal(format!("Kafka source position: {e}")))?;

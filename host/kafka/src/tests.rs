@@ -61,10 +61,8 @@ fn source(servers: &str, sub: u32, p: u32, extra: &[(&str, &str)]) -> KafkaSourc
     KafkaSource::open(
         &connector(&options),
         &SourceContext {
-            subtask: sub,
-            parallelism: p,
-            batch_size: 100,
             uid: "kafka-in".into(),
+            ..SourceContext::new(sub, p, 100)
         },
     )
     .unwrap()
@@ -164,14 +162,11 @@ fn source_errors_name_the_missing_topic() {
     );
 }
 
+/// The context of a sink subtask of one job (restarts keep the job's id).
 fn sink_ctx(dir: &std::path::Path, sub: u32) -> SinkContext {
-    SinkContext {
-        subtask: sub,
-        parallelism: 1,
-        checkpointing: true,
-        uid: "kafka-out".into(),
-        work_dir: dir.join(format!("sink-{sub}")),
-    }
+    let mut c = SinkContext::new(sub, 1, "kafka-out", dir.join(format!("sink-{sub}")));
+    c.job_id = "0123456789abcdef0123456789abcdef".parse().unwrap();
+    c
 }
 
 fn read_all(servers: &str, topic: &str) -> Vec<String> {
@@ -253,7 +248,12 @@ fn exactly_once_sink_commits_with_checkpoints_and_resends_after_a_failure() {
         .collect();
     drop(s);
     let mut r = crate::sink::KafkaSink::open(&c, &sink_ctx(dir.path(), 0)).unwrap();
-    r.restore(&[state], &kept).unwrap();
+    let own = weir_core::SubtaskState {
+        subtask: 0,
+        parallelism: 1,
+        value: state,
+    };
+    r.restore(&[own], &kept).unwrap();
     r.write(&framed(&messages(10..20))).unwrap();
     r.snapshot(CheckpointId(2)).unwrap();
     r.commit(CheckpointId(2)).unwrap();
@@ -279,7 +279,7 @@ fn dead_letters_carry_the_reason() {
         ("properties.bootstrap.servers", &servers),
         ("dead-letter.topic", "dlq"),
     ]);
-    let mut d = crate::dead_letter(&c).unwrap();
+    let mut d = crate::dead_letter(&c, &Default::default()).unwrap();
     let raw = postcard::to_allocvec(&KafkaRecord {
         topic: "in".into(),
         value: Some(b"not json".to_vec()),
@@ -353,4 +353,41 @@ fn startup_modes_and_partition_discovery() {
     }
     assert_eq!(n, 16, "records of the topic created later");
     assert_eq!(s.splits(), 3);
+}
+
+#[test]
+fn partitions_added_after_a_snapshot_start_at_the_beginning() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("grow-a", 1, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    produce(&servers, "grow-a", 50, 1);
+    let open = || {
+        KafkaSource::open(
+            &connector(&[
+                ("topic-pattern", "grow-.*"),
+                ("properties.bootstrap.servers", &servers),
+                ("scan.startup.mode", "latest-offset"),
+                ("scan.bounded.mode", "latest-offset"),
+            ]),
+            &SourceContext::new(0, 1, 100),
+        )
+        .unwrap()
+    };
+    // A run starts at the end of what is there, and checkpoints.
+    let mut s = open();
+    assert!(drain(&mut s, usize::MAX).is_empty());
+    let position = s.position().unwrap();
+    // A topic matching the pattern appears before the job restores: its
+    // records came after the job started reading, so none may be missed.
+    mock.create_topic("grow-b", 2, 1).unwrap();
+    produce(&servers, "grow-b", 40, 2);
+    let mut r = open();
+    r.restore(&[position]).unwrap();
+    let got = drain(&mut r, usize::MAX);
+    assert_eq!(
+        got.len(),
+        40,
+        "the new partitions are read from their start"
+    );
+    assert!(got.iter().all(|r| r.topic == "grow-b"));
 }

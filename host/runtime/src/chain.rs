@@ -777,7 +777,7 @@ impl ChainRunner {
     pub fn restore_steps(
         &mut self,
         uids: &[String],
-        states: &BTreeMap<String, Vec<serde_json::Value>>,
+        states: &BTreeMap<String, Vec<weir_core::SubtaskState>>,
         files: &BTreeMap<String, weir_connectors::SinkFiles>,
     ) -> Result<(), TaskError> {
         let none = weir_connectors::SinkFiles::new();
@@ -800,7 +800,9 @@ impl ChainRunner {
                 Step::Window(_) | Step::Process(_) => {
                     // The smallest of the old subtasks' watermarks.
                     for v in values {
-                        if let Some(w) = v.get("watermark").and_then(serde_json::Value::as_i64) {
+                        if let Some(w) =
+                            v.value.get("watermark").and_then(serde_json::Value::as_i64)
+                        {
                             watermark = Some(watermark.map_or(w, |m| m.min(w)));
                         }
                     }
@@ -808,7 +810,7 @@ impl ChainRunner {
                 Step::Watermarks(w) => {
                     let gens: Vec<GeneratorState> = values
                         .iter()
-                        .filter_map(|v| v.get("watermarks"))
+                        .filter_map(|v| v.value.get("watermarks"))
                         .map(|v| serde_json::from_value(v.clone()))
                         .collect::<Result<_, _>>()
                         .map_err(|e| Failure::internal(format!("watermark state: {e}")))?;

@@ -24,12 +24,33 @@ pub(crate) fn open_sink(c: &Connector, ctx: &SinkContext) -> Result<Box<dyn Sink
 
 /// Where a source sends records it cannot decode, under
 /// `'decode-errors' = 'dead-letter'`.
-pub(crate) fn dead_letter(c: &Connector) -> Result<Box<dyn DeadLetterSink>, Failure> {
+pub(crate) fn dead_letter(
+    c: &Connector,
+    owner: &weir_core::config::JobOwner,
+) -> Result<Box<dyn DeadLetterSink>, Failure> {
     match c.kind.as_str() {
-        "kafka" => weir_kafka::dead_letter(c),
+        "kafka" => weir_kafka::dead_letter(c, owner),
         other => Err(Failure::user(format!(
             "'decode-errors' = 'dead-letter' needs a Kafka source, not '{other}'; use \
              'fail' or 'skip'"
         ))),
+    }
+}
+
+/// Checks a connector's options for the job's owner before the job starts
+/// (secrets that exist, what a tenant may set, files in its folder), so
+/// that a submission is refused with the option named.
+pub fn check_connector(c: &Connector, owner: &weir_core::config::JobOwner) -> Result<(), Failure> {
+    match c.kind.as_str() {
+        "kafka" => weir_kafka::check_options(c, owner),
+        "jdbc" => weir_sql::check_options(c, owner),
+        _ => {
+            for (k, v) in &c.options {
+                if k == "path" {
+                    weir_connectors::confine(owner, k, std::path::Path::new(v))?;
+                }
+            }
+            Ok(())
+        }
     }
 }

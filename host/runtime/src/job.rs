@@ -25,6 +25,8 @@ use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobId};
 /// What a job's tasks share.
 pub(crate) struct JobContext {
     pub job_id: JobId,
+    /// See [`JobSpec::lineage`] (normalized; empty when none).
+    pub lineage: String,
     pub config: Config,
     pub factory: Arc<dyn GuestFactory>,
     pub metrics: Arc<JobMetrics>,
@@ -51,6 +53,10 @@ pub struct JobSpec {
     /// Local directory for the job's working files (RocksDB).
     pub work_dir: PathBuf,
     pub restore: Option<RestoreRequest>,
+    /// The snapshot the job was first started from, when it was (a
+    /// session resuming the job restores elsewhere but keeps this): what
+    /// the job's transaction ids are unique to, besides its id.
+    pub lineage: Option<String>,
     /// Told about state changes and checkpoints.
     pub listener: Option<Arc<dyn JobListener>>,
 }
@@ -94,6 +100,10 @@ pub struct CheckpointReport {
     /// Bytes it uploaded.
     pub uploaded: u64,
     pub location: String,
+    /// Whether sinks commit what it covers (checkpoints, and savepoints
+    /// that stop the job; an intermediate savepoint commits nothing, as
+    /// in Flink, since recovery never restores from it).
+    pub commits: bool,
 }
 
 /// What a job reports while it runs; the session cluster keeps job status,
@@ -110,8 +120,12 @@ pub trait JobListener: Send + Sync {
     fn restored(&self, _location: &str, _id: CheckpointId) {}
     fn checkpoint_triggered(&self, _id: CheckpointId, _savepoint: bool, _tasks: usize) {}
     /// Called after `_metadata` is written and before the tasks are told
-    /// (and commit their transactions).
-    fn checkpoint_completed(&self, _report: &CheckpointReport) {}
+    /// (and commit their transactions). An error (the HA store cannot
+    /// record the checkpoint) keeps the sinks from committing it: the
+    /// checkpoint counts as failed, and a later one commits its data.
+    fn checkpoint_completed(&self, _report: &CheckpointReport) -> Result<(), Failure> {
+        Ok(())
+    }
     fn checkpoint_failed(&self, _id: CheckpointId, _reason: &str) {}
 }
 
@@ -174,8 +188,18 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         tracing::warn!(job = %spec.job_id, "{w}");
     }
     let (tx, rx) = unbounded();
+    let lineage = spec
+        .lineage
+        .as_deref()
+        .map(|l| {
+            let l = l.trim_end_matches('/');
+            let l = l.strip_suffix("/_metadata").unwrap_or(l);
+            l.strip_prefix("file://").unwrap_or(l).to_owned()
+        })
+        .unwrap_or_default();
     let ctx = Arc::new(JobContext {
         job_id: spec.job_id,
+        lineage,
         batch_mode: is_batch(&spec.config, graph),
         config: spec.config,
         factory: spec.factory,
@@ -287,6 +311,7 @@ fn deploy(ctx: &Arc<JobContext>, restored: Option<&Restored>) -> Result<Deployme
                     .cloned()
                     .unwrap_or_default(),
                 files: r.files.clone(),
+                reusable_from: r.reusable.then(|| r.dir.clone()),
             });
             let setup = TaskSetup {
                 id,
@@ -326,9 +351,8 @@ enum AttemptEnd {
 /// Completed checkpoints of the job, across attempts.
 struct Completed {
     storage: Option<Storage>,
+    /// Retained checkpoints (oldest first) and the shared files they use.
     retention: Retention,
-    /// Retained checkpoints, oldest first.
-    ids: Vec<CheckpointId>,
     last: CheckpointId,
 }
 
@@ -368,7 +392,6 @@ impl Master {
             completed: Completed {
                 storage: None,
                 retention: Retention::new(keep),
-                ids: Vec::new(),
                 last: CheckpointId(0),
             },
             ctx,
@@ -421,11 +444,21 @@ impl Master {
         outcome
     }
 
-    /// Deletes the job's checkpoints.
-    fn discard_all(&self) {
-        if let Some(s) = &self.completed.storage {
+    /// Deletes the job's checkpoints, with those it claimed elsewhere.
+    fn discard_all(&mut self) {
+        if let Some(s) = self.completed.storage.clone() {
+            let owned = self.completed.retention.clear();
             let dir = self.ctx.job_id.to_string();
-            if let Err(e) = block_on(s.delete_dir(&dir)) {
+            let result = block_on(async {
+                for d in &owned.checkpoints {
+                    s.delete_dir(d).await?;
+                }
+                for f in &owned.shared_files {
+                    s.delete(f).await?;
+                }
+                s.delete_dir(&dir).await
+            });
+            if let Err(e) = result {
                 tracing::warn!(
                     "cannot delete the checkpoints of job {}: {e}",
                     self.ctx.job_id
@@ -460,11 +493,14 @@ impl Master {
                     allow,
                     &self.ctx.work_dir.join("restore"),
                 ) {
-                    Ok(r) => {
+                    Ok(mut r) => {
                         self.completed.last = self.completed.last.max(r.metadata.checkpoint_id);
                         self.ctx
                             .listener
                             .restored(&r.location, r.metadata.checkpoint_id);
+                        if let Err(f) = self.own_restored(&mut r) {
+                            return JobOutcome::Failed(f);
+                        }
                         Some(r)
                     }
                     Err(f) => return JobOutcome::Failed(f),
@@ -512,17 +548,82 @@ impl Master {
             if let Some(storage) = &self.completed.storage {
                 let mut newer: Vec<(Storage, String)> = self
                     .completed
-                    .ids
-                    .iter()
+                    .retention
+                    .retained()
                     .rev()
-                    .map(|id| (storage.clone(), paths::checkpoint_dir(self.ctx.job_id, *id)))
+                    .map(|dir| (storage.clone(), dir.to_owned()))
                     .collect();
-                if !newer.is_empty() {
-                    newer.append(&mut candidates);
-                    candidates = newer;
+                for c in candidates.drain(..) {
+                    if !newer.iter().any(|(s, d)| s.url() == c.0.url() && *d == c.1) {
+                        newer.push(c);
+                    }
                 }
+                candidates = newer;
             }
         }
+    }
+
+    /// Takes ownership of the checkpoint a job restored, where it owns it:
+    /// its own checkpoint (a restart, or a session resuming the job), or
+    /// any checkpoint in the checkpoint storage in CLAIM mode. The
+    /// checkpoint then joins the retained ones (deleted once subsumed),
+    /// and the tasks' first checkpoint refers to its files instead of
+    /// uploading them again. In NO_CLAIM mode the snapshot is left alone
+    /// and the first checkpoint is self-contained, as in Flink.
+    fn own_restored(&mut self, r: &mut restore::Restored) -> Result<(), Failure> {
+        use weir_checkpoint::metadata::Kind;
+        let Some(storage) = self.checkpoint_storage()? else {
+            return Ok(());
+        };
+        let own = r.dir.starts_with(&format!("{}/", self.ctx.job_id));
+        let claim = self.ctx.config.claim_mode == weir_core::config::ClaimMode::Claim;
+        if !(own || claim) || r.metadata.kind != Kind::Checkpoint {
+            if claim {
+                tracing::info!(
+                    job = %self.ctx.job_id,
+                    "CLAIM mode: {} is a savepoint; it is left as it is", r.location
+                );
+            }
+            return Ok(());
+        }
+        if r.storage.url() != storage.url() {
+            if claim {
+                tracing::info!(
+                    job = %self.ctx.job_id,
+                    "CLAIM mode: {} is outside state.checkpoints.dir; it is left as it is",
+                    r.location
+                );
+            }
+            return Ok(());
+        }
+        let shared: Vec<String> = r
+            .metadata
+            .files()
+            .filter(|f| f.path.starts_with("../"))
+            .filter_map(|f| paths::join(&r.dir, &f.path))
+            .collect();
+        let discard = self.completed.retention.add(r.dir.clone(), shared);
+        self.discard(&storage, discard);
+        r.reusable = true;
+        Ok(())
+    }
+
+    /// Deletes checkpoints no longer retained, and shared files no
+    /// retained checkpoint uses, in the background.
+    fn discard(&self, storage: &Storage, discard: weir_checkpoint::protocol::Discard) {
+        let storage = storage.clone();
+        weir_checkpoint::storage::io_runtime().spawn(async move {
+            for dir in discard.checkpoints {
+                if let Err(e) = storage.delete_dir(&dir).await {
+                    tracing::warn!("cannot delete checkpoint {dir}: {e}");
+                }
+            }
+            for f in discard.shared_files {
+                if let Err(e) = storage.delete(&f).await {
+                    tracing::warn!("cannot delete {f}: {e}");
+                }
+            }
+        });
     }
 
     fn target(&mut self, id: CheckpointId, kind: SnapshotKind) -> Result<SnapshotTarget, Failure> {
@@ -643,6 +744,10 @@ impl Master {
                                     self.ctx.listener.checkpoint_failed(id, &f.message);
                                     if let Some(r) = replies.remove(&id) {
                                         let _ = r.send(Err(f.clone()));
+                                    }
+                                    if f.domain == weir_core::ErrorDomain::Limit {
+                                        // A quota the job's state outgrew.
+                                        break AttemptEnd::Failed(f);
                                     }
                                     if let Err(e) = coord.failed(id, &f.message, now) {
                                         break AttemptEnd::Failed(too_many(e));
@@ -816,52 +921,43 @@ impl Master {
         let metadata_path = format!("{}/{}", target.dir, paths::METADATA);
         block_on(target.storage.put(&metadata_path, meta.encode().into()))
             .map_err(|e| Failure::external(e.message).context("writing checkpoint metadata"))?;
-        coord.completed(target.id);
+        let savepoint = matches!(target.kind, SnapshotKind::Savepoint { .. });
+        let commits = !matches!(target.kind, SnapshotKind::Savepoint { stop: false, .. });
         let location = target.storage.url_of(&target.dir);
+        let report = CheckpointReport {
+            id: target.id,
+            savepoint,
+            duration: took,
+            state_size: size,
+            uploaded,
+            location: location.clone(),
+            commits,
+        };
+        // The listener records the checkpoint (the HA pointer) before any
+        // sink commits it.
+        self.ctx.listener.checkpoint_completed(&report)?;
+        coord.completed(target.id);
         tracing::info!(
             job = %self.ctx.job_id,
             "completed {location} in {} ms ({size} bytes of state, {uploaded} bytes uploaded)",
             took.as_millis()
         );
-        if !matches!(target.kind, SnapshotKind::Savepoint { .. }) {
+        if !savepoint {
             self.completed.last = self.completed.last.max(target.id);
-            self.completed.ids.push(target.id);
             let shared: Vec<String> = meta
                 .files()
                 .filter(|f| f.path.starts_with("../"))
                 .filter_map(|f| paths::join(&target.dir, &f.path))
                 .collect();
-            let discard = self.completed.retention.add(target.id, shared);
-            self.completed
-                .ids
-                .retain(|id| !discard.checkpoints.contains(id));
-            let storage = target.storage.clone();
-            let job = self.ctx.job_id;
-            weir_checkpoint::storage::io_runtime().spawn(async move {
-                for id in discard.checkpoints {
-                    if let Err(e) = storage.delete_dir(&paths::checkpoint_dir(job, id)).await {
-                        tracing::warn!("cannot delete checkpoint {id}: {e}");
-                    }
-                }
-                for f in discard.shared_files {
-                    if let Err(e) = storage.delete(&f).await {
-                        tracing::warn!("cannot delete {f}: {e}");
-                    }
-                }
-            });
+            let discard = self.completed.retention.add(target.dir.clone(), shared);
+            self.discard(&target.storage, discard);
         }
         self.ctx
             .metrics
             .record_checkpoint(target.id, size, uploaded, took);
-        self.ctx.listener.checkpoint_completed(&CheckpointReport {
-            id: target.id,
-            savepoint: matches!(target.kind, SnapshotKind::Savepoint { .. }),
-            duration: took,
-            state_size: size,
-            uploaded,
-            location: location.clone(),
-        });
-        dep.send_all(|| TaskControl::Complete(target.id));
+        if commits {
+            dep.send_all(|| TaskControl::Complete(target.id));
+        }
         Ok(location)
     }
 }

@@ -25,6 +25,7 @@ mod watermark;
 mod window;
 
 pub use channel::{Barrier, Batch, Message};
+pub use connectors::check_connector;
 pub use execution::{Chain, ChainEdge, ExecutionGraph};
 pub use job::{
     CheckpointReport, CommandSender, JobCommand, JobHandle, JobListener, JobOutcome, JobSpec,

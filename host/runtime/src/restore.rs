@@ -17,9 +17,15 @@ use weir_core::{Failure, GuestFactory};
 pub(crate) struct Restored {
     /// Where the snapshot is.
     pub location: String,
+    pub storage: Storage,
+    /// Its directory in `storage`.
+    pub dir: String,
     pub metadata: SnapshotMetadata,
     pub plan: RestorePlan,
     pub files: Arc<Prefetched>,
+    /// The job owns the snapshot: its tasks' next checkpoints may refer to
+    /// its shared files rather than upload them again.
+    pub reusable: bool,
 }
 
 fn storage_failure(e: weir_checkpoint::StorageError) -> Failure {
@@ -33,9 +39,38 @@ pub fn candidates(location: &str, s3: &S3Options) -> Result<Vec<(Storage, String
     let storage = Storage::open(&root, s3).map_err(storage_failure)?;
     let metadata = format!("{rel}/{}", paths::METADATA);
     if block_on(storage.exists(&metadata)).map_err(storage_failure)? {
-        return Ok(vec![(storage, rel)]);
+        // A checkpoint named itself: should it be unusable, older retained
+        // checkpoints of the same job follow it.
+        let mut out = vec![(storage.clone(), rel.clone())];
+        if let Some((job_dir, name)) = rel.rsplit_once('/')
+            && let Some(id) = paths::parse_checkpoint_dir(name)
+        {
+            out.extend(
+                checkpoints_in(&storage, job_dir)?
+                    .into_iter()
+                    .filter(|(n, _)| *n < id.0)
+                    .map(|(_, d)| (storage.clone(), d)),
+            );
+        }
+        return Ok(out);
     }
-    let mut found: Vec<(u64, String)> = block_on(storage.list(&rel))
+    let found = checkpoints_in(&storage, &rel)?;
+    if found.is_empty() {
+        return Err(Failure::user(format!(
+            "no snapshot at {location}: give a chk-<n> or savepoint directory (with a \
+             _metadata file), or a job's checkpoint directory"
+        )));
+    }
+    Ok(found
+        .into_iter()
+        .map(|(_, d)| (storage.clone(), d))
+        .collect())
+}
+
+/// The checkpoints (with `_metadata`) in a job's checkpoint directory,
+/// newest first.
+fn checkpoints_in(storage: &Storage, rel: &str) -> Result<Vec<(u64, String)>, Failure> {
+    let mut found: Vec<(u64, String)> = block_on(storage.list(rel))
         .map_err(storage_failure)?
         .into_iter()
         .filter_map(|p| {
@@ -44,17 +79,9 @@ pub fn candidates(location: &str, s3: &S3Options) -> Result<Vec<(Storage, String
             paths::parse_checkpoint_dir(name).map(|id| (id.0, dir.to_owned()))
         })
         .collect();
-    if found.is_empty() {
-        return Err(Failure::user(format!(
-            "no snapshot at {location}: give a chk-<n> or savepoint directory (with a \
-             _metadata file), or a job's checkpoint directory"
-        )));
-    }
     found.sort_by_key(|f| std::cmp::Reverse(f.0));
-    Ok(found
-        .into_iter()
-        .map(|(_, d)| (storage.clone(), d))
-        .collect())
+    found.dedup();
+    Ok(found)
 }
 
 /// How the job being started looks to the restore matching.
@@ -63,6 +90,7 @@ pub fn target_job(factory: &dyn GuestFactory) -> TargetJob {
     let exec = ExecutionGraph::build(graph);
     TargetJob {
         module_hash: factory.code_hash(),
+        instance_hash: factory.instance_hash(),
         has_state_hooks: graph.has_state_hooks,
         max_parallelism: graph.max_parallelism,
         operators: graph
@@ -165,9 +193,12 @@ pub(crate) fn load(
                 tracing::info!(job = %ctx.job_id, "restoring from {url}");
                 return Ok(Restored {
                     location: url,
+                    storage: storage.clone(),
+                    dir: dir.clone(),
                     metadata,
                     plan,
                     files: Arc::new(files),
+                    reusable: false,
                 });
             }
             Err(corrupt) => {

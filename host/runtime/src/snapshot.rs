@@ -44,7 +44,7 @@ pub(crate) struct LocalTaskSnapshot {
 
 /// Where a file was uploaded (relative to the storage root), its size and
 /// its CRC-32C.
-type UploadedFile = (String, u64, u32);
+pub(crate) type UploadedFile = (String, u64, u32);
 
 /// Uploads the snapshots of one task, remembering which immutable files
 /// (SSTs) it already uploaded so that checkpoints are incremental.
@@ -77,6 +77,15 @@ impl Uploader {
             uploaded: Arc::default(),
             spare: Arc::default(),
         }
+    }
+
+    /// An uploader that knows `files` (name -> where, size, checksum) are
+    /// in the checkpoint storage already: a restored checkpoint's, when
+    /// the job owns it.
+    pub fn with_files(task_index: usize, files: Vec<(String, UploadedFile)>) -> Self {
+        let u = Uploader::new(task_index);
+        u.uploaded.lock().expect("lock").extend(files);
+        u
     }
 
     /// An uploaded memory image whose buffers can be reused.

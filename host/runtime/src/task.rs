@@ -63,6 +63,9 @@ pub enum TaskEvent {
 pub(crate) struct TaskStart {
     pub restore: TaskRestore,
     pub files: Arc<Prefetched>,
+    /// The restored checkpoint's directory, when the job owns it (its
+    /// files may be referred to by the next checkpoints).
+    pub reusable_from: Option<String>,
 }
 
 /// Everything a task needs to start.
@@ -128,15 +131,17 @@ impl Checkpointing {
             }
             s
         });
-        runner.broadcast(|| Message::Barrier(barrier.clone()))?;
-        let snapshot = match snapshot {
-            Ok(s) => s,
-            Err(TaskError::Failed(f)) => {
-                let _ = self.events.send(TaskEvent::Decline(self.id, target.id, f));
-                return Ok(());
+        // A failure while taking the snapshot fails the task, as in Flink:
+        // sinks hand their buffers to the snapshot as they take it, so
+        // carrying on would lose what they held. (A failed upload only
+        // declines the checkpoint: the state is still here.)
+        let snapshot = snapshot.map_err(|e| match e {
+            TaskError::Failed(f) => {
+                TaskError::Failed(f.context(format!("taking checkpoint {}", target.id)))
             }
-            Err(e) => return Err(e),
-        };
+            e => e,
+        })?;
+        runner.broadcast(|| Message::Barrier(barrier.clone()))?;
         let uploader = self.uploader.clone();
         let events = self.events.clone();
         let id = self.id;
@@ -185,9 +190,10 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         .join(format!("task-{}-{}", id.chain, id.subtask));
     let restore = start.as_ref().map(|s| &s.restore);
 
+    let keyed_range =
+        KeyGroupRange::for_subtask(graph.max_parallelism, chain.parallelism, id.subtask);
     let backend = if keyed {
-        let range =
-            KeyGroupRange::for_subtask(graph.max_parallelism, chain.parallelism, id.subtask);
+        let range = keyed_range;
         let dir = task_dir.join("db");
         Some(
             match start.as_ref().filter(|s| !s.restore.keyed.is_empty()) {
@@ -249,6 +255,10 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             checkpointing,
             uid: op.uid.0.clone(),
             work_dir: task_dir.join(format!("sink-{}", op.index)),
+            job_id: ctx.job_id,
+            lineage: ctx.lineage.clone(),
+            owner: ctx.config.owner.clone(),
+            fsync: ctx.config.fsync,
         };
         connectors::open_sink(c, &sink_ctx).map_err(|f| f.context(&op.name))
     };
@@ -262,20 +272,24 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
     let head = ops[0];
     let (source, decode_policy) = match &head.kind {
         OperatorKind::Source(spec) => {
-            let (connector, policy) =
-                source_connector(&ctx.config.connector_for(head.uid.as_str(), &spec.connector))?;
+            let (connector, policy) = source_connector(
+                &ctx.config.connector_for(head.uid.as_str(), &spec.connector),
+                &ctx.config.owner,
+            )?;
             let sctx = SourceContext {
                 subtask: id.subtask,
                 parallelism: chain.parallelism,
                 batch_size: ctx.config.batch_size,
                 uid: head.uid.0.clone(),
+                job_id: ctx.job_id,
+                owner: ctx.config.owner.clone(),
             };
             let mut reader =
                 connectors::open_source(&connector, &sctx).map_err(|f| f.context(&head.name))?;
             if let Some(states) = restore.and_then(|r| r.operator_state.get(head.uid.as_str())) {
                 let positions: Vec<serde_json::Value> = states
                     .iter()
-                    .filter_map(|s| s.get("position").cloned())
+                    .filter_map(|s| s.value.get("position").cloned())
                     .collect();
                 reader
                     .restore(&positions)
@@ -324,10 +338,13 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             local_dir: task_dir.join("snapshots"),
             memory_snapshots: ctx.config.memory_snapshots,
             has_state_hooks: graph.has_state_hooks,
-            module_hash: ctx.factory.code_hash(),
+            module_hash: ctx.factory.instance_hash(),
             job_version: graph.version.clone(),
         },
-        uploader: Uploader::new(index),
+        uploader: match start.as_ref().and_then(|s| reusable_keyed(s, keyed_range)) {
+            Some(files) => Uploader::with_files(index, files),
+            None => Uploader::new(index),
+        },
         events,
         enabled: checkpointing,
     };
@@ -338,9 +355,38 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
     }
 }
 
+/// The files of the restored keyed state the task's backend uses as they
+/// are (one handle covering exactly its key groups, restored without
+/// rewriting), where the job owns them: by name, where they are in the
+/// checkpoint storage, their size and checksum.
+fn reusable_keyed(
+    start: &TaskStart,
+    range: KeyGroupRange,
+) -> Option<Vec<(String, crate::snapshot::UploadedFile)>> {
+    let dir = start.reusable_from.as_ref()?;
+    let [handle] = start.restore.keyed.as_slice() else {
+        return None;
+    };
+    if handle.key_groups != range {
+        return None;
+    }
+    Some(
+        handle
+            .files
+            .iter()
+            .filter(|f| f.name.ends_with(".sst") || f.name.ends_with(".blob"))
+            .filter_map(|f| {
+                let path = weir_checkpoint::paths::join(dir, &f.path)?;
+                Some((f.name.clone(), (path, f.size, f.crc32c)))
+            })
+            .collect(),
+    )
+}
+
 /// Splits the runtime's own options off a source connector.
 fn source_connector(
     c: &weir_core::plan::Connector,
+    owner: &weir_core::config::JobOwner,
 ) -> Result<(weir_core::plan::Connector, DecodePolicy), Failure> {
     let mut policy = DecodePolicy::Fail;
     let mut options = Vec::new();
@@ -349,7 +395,7 @@ fn source_connector(
             policy = match v.as_str() {
                 "fail" => DecodePolicy::Fail,
                 "skip" => DecodePolicy::Skip,
-                "dead-letter" => DecodePolicy::DeadLetter(connectors::dead_letter(c)?),
+                "dead-letter" => DecodePolicy::DeadLetter(connectors::dead_letter(c, owner)?),
                 other => {
                     return Err(Failure::user(format!(
                         "source option 'decode-errors' is '{other}'; use 'fail', 'skip' or \

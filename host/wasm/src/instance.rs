@@ -2,6 +2,7 @@
 //! [`Guest`] trait; and the factory that makes them for a job.
 
 use crate::bindings::{JobWorld, wit};
+use crate::console::{Console, OutputBudget};
 use crate::convert;
 use crate::memory::{self, MemoryHandle};
 use crate::module::JobModule;
@@ -10,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use weir_core::guest::{MemoryImage, NoServices, ProcessContext, Services};
 use weir_core::plan::Plan;
 use weir_core::{Failure, Guest, GuestFactory, GuestOutput, JobGraph, TimeDomain};
@@ -59,8 +59,25 @@ impl Default for InstanceLimits {
     }
 }
 
-/// Bytes the guest may write to stdout/stderr per instance (kept for error reports).
-const OUTPUT_CAPACITY: usize = 64 * 1024;
+/// Where the instances of one job send their standard output and error:
+/// the host's log, naming the job, within the job's line budget.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    job: String,
+    budget: Arc<OutputBudget>,
+}
+
+impl JobOutput {
+    /// Output of job `job`, at most `lines_per_second` lines a second
+    /// (`weir.guest.output-lines-per-second`).
+    pub fn new(job: impl Into<String>, lines_per_second: u32) -> Self {
+        let job = job.into();
+        JobOutput {
+            budget: OutputBudget::new(&job, lines_per_second),
+            job,
+        }
+    }
+}
 
 /// A component instance in its own Store.
 pub struct WasmGuest {
@@ -68,7 +85,8 @@ pub struct WasmGuest {
     bindings: JobWorld,
     memories: Vec<Arc<MemoryHandle>>,
     limits: InstanceLimits,
-    stderr: MemoryOutputPipe,
+    stdout: Console,
+    stderr: Console,
     poisoned: bool,
 }
 
@@ -98,10 +116,12 @@ impl WasmGuest {
         task: &str,
         limits: InstanceLimits,
         image: Option<&MemoryImage>,
+        output: &JobOutput,
     ) -> Result<WasmGuest, Failure> {
-        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stdout = Console::new(&output.job, task, "stdout", output.budget.clone());
+        let stderr = Console::new(&output.job, task, "stderr", output.budget.clone());
         let wasi = WasiCtxBuilder::new()
-            .stdout(stderr.clone())
+            .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
@@ -110,11 +130,7 @@ impl WasmGuest {
         let data = StoreData {
             wasi,
             table: wasmtime_wasi::ResourceTable::new(),
-            limiter: Limiter {
-                memory_limit: limits.memory_bytes,
-                denied: None,
-                peak: 0,
-            },
+            limiter: Limiter::new(limits.memory_bytes),
             host: HostSlot::default(),
             task: task.to_owned(),
             last_error: None,
@@ -140,8 +156,9 @@ impl WasmGuest {
             let mut g_err = Failure::user(format!("cannot instantiate the job: {e:#}"));
             if let Some((desired, limit)) = store.data().limiter.denied {
                 g_err = Failure::limit(format!(
-                    "the job needs {} of memory to start, above its limit of {} (weir.guest.memory-limit)",
-                    fmt_bytes(desired as u64),
+                    "the job needs {} of memory and tables to start, above its limit of {} \
+                     (weir.guest.memory-limit)",
+                    fmt_bytes(desired),
                     fmt_bytes(limit)
                 ));
             }
@@ -152,6 +169,7 @@ impl WasmGuest {
             bindings,
             memories,
             limits,
+            stdout,
             stderr,
             poisoned: false,
         };
@@ -226,10 +244,11 @@ impl WasmGuest {
         let data = self.store.data();
         if let Some((desired, limit)) = data.limiter.denied {
             return Failure::limit(format!(
-                "the job's memory reached its limit of {} (weir.guest.memory-limit) in {what}: \
-                 growing to {} was refused",
+                "the job's memory reached its limit of {} (weir.guest.memory-limit, for all its \
+                 memories, tables and snapshot copy together) in {what}: growing to {} was \
+                 refused",
                 fmt_bytes(limit),
-                fmt_bytes(desired as u64)
+                fmt_bytes(desired)
             ));
         }
         match e.downcast_ref::<Trap>() {
@@ -257,7 +276,8 @@ impl WasmGuest {
             Some(logged) => format!("{what} failed: {logged}"),
             None => format!("{what} trapped: {e:#}"),
         };
-        let out = self.stderr.contents();
+        let mut out = self.stdout.tail();
+        out.extend(self.stderr.tail());
         if data.last_error.is_none() && !out.is_empty() {
             let tail = &out[out.len().saturating_sub(1024)..];
             msg.push_str(&format!(
@@ -268,8 +288,8 @@ impl WasmGuest {
         Failure::user(msg)
     }
 
-    /// Peak linear memory the instance asked for.
-    pub fn peak_memory(&self) -> usize {
+    /// Most memory (memories, tables, snapshot copy) the instance used.
+    pub fn peak_memory(&self) -> u64 {
         self.store.data().limiter.peak
     }
 }
@@ -412,6 +432,23 @@ impl Guest for WasmGuest {
         if self.poisoned {
             return Err(Failure::internal("cannot snapshot a failed instance"));
         }
+        // The copy the task keeps counts toward the instance's limit.
+        let size: u64 = self.memories.iter().map(|m| m.len() as u64).sum();
+        let limiter = &mut self.store.data_mut().limiter;
+        let total = limiter.memories + limiter.tables + size;
+        if total > limiter.memory_limit {
+            return Err(Failure::limit(format!(
+                "the job's memory ({}) and the copy a memory snapshot keeps ({}) reach {}, above \
+                 its limit of {} (weir.guest.memory-limit); raise the limit or turn off \
+                 weir.state.memory-snapshots",
+                fmt_bytes(limiter.memories + limiter.tables),
+                fmt_bytes(size),
+                fmt_bytes(total),
+                fmt_bytes(limiter.memory_limit)
+            )));
+        }
+        limiter.image = size;
+        limiter.peak = limiter.peak.max(total);
         let mut buffers = reuse.map(|r| r.memories).unwrap_or_default().into_iter();
         let memories = self
             .memories
@@ -427,7 +464,7 @@ impl Guest for WasmGuest {
     }
 
     fn memory_bytes(&self) -> u64 {
-        self.memories.iter().map(|m| m.len() as u64).sum()
+        self.store.data().limiter.used()
     }
 }
 
@@ -446,6 +483,7 @@ pub struct WasmJob {
     args: Vec<String>,
     graph: JobGraph,
     limits: InstanceLimits,
+    output: JobOutput,
 }
 
 impl std::fmt::Debug for WasmJob {
@@ -464,6 +502,7 @@ impl WasmJob {
         args: Vec<String>,
         graph: JobGraph,
         limits: InstanceLimits,
+        output: JobOutput,
     ) -> Self {
         WasmJob {
             module,
@@ -471,6 +510,7 @@ impl WasmJob {
             args,
             graph,
             limits,
+            output,
         }
     }
 
@@ -482,7 +522,8 @@ impl WasmJob {
 /// Plans a job: instantiates the module once and calls `plan`.
 /// The names of the jobs a component holds (its entries).
 pub fn job_entries(module: &JobModule, limits: InstanceLimits) -> Result<Vec<String>, Failure> {
-    let mut g = WasmGuest::new(module, "entries", limits, None)?;
+    let output = JobOutput::new("upload", 100);
+    let mut g = WasmGuest::new(module, "entries", limits, None, &output)?;
     g.call(None, "listing the job's entries", |b, s| {
         b.weir_stream_job().call_entries(s).map(Ok)
     })
@@ -494,7 +535,8 @@ pub fn plan_job(
     args: &[String],
     limits: InstanceLimits,
 ) -> Result<Plan, Failure> {
-    let mut g = WasmGuest::new(module, "plan", limits, None)?;
+    let output = JobOutput::new("plan", 100);
+    let mut g = WasmGuest::new(module, "plan", limits, None, &output)?;
     g.plan(entry, args)
 }
 
@@ -504,7 +546,7 @@ impl GuestFactory for WasmJob {
         task: &str,
         image: Option<&MemoryImage>,
     ) -> Result<Box<dyn Guest>, Failure> {
-        let mut g = WasmGuest::new(&self.module, task, self.limits, image)?;
+        let mut g = WasmGuest::new(&self.module, task, self.limits, image, &self.output)?;
         if image.is_none() {
             g.plan(self.entry.as_deref(), &self.args)?;
         }
@@ -513,6 +555,29 @@ impl GuestFactory for WasmJob {
 
     fn code_hash(&self) -> String {
         self.module.hash().to_owned()
+    }
+
+    /// The module and the plan its instances run, connectors aside (where
+    /// records come from and go is the host's business, so a job restored
+    /// on another port or broker keeps its memory image); arguments that
+    /// change the operators, their functions or their state change it.
+    fn instance_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        use weir_core::plan::OperatorKind;
+        let mut graph = self.graph.clone();
+        for op in &mut graph.operators {
+            match &mut op.kind {
+                OperatorKind::Source(spec) => spec.connector.options.clear(),
+                OperatorKind::Sink(c) => c.options.clear(),
+                _ => {}
+            }
+        }
+        graph.warnings.clear();
+        let mut h = Sha256::new();
+        h.update(self.module.hash().as_bytes());
+        h.update(self.entry.as_deref().unwrap_or_default().as_bytes());
+        h.update(serde_json::to_vec(&graph).unwrap_or_default());
+        hex::encode(h.finalize())
     }
 
     fn graph(&self) -> &JobGraph {

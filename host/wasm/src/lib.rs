@@ -12,17 +12,20 @@
 //! them between calls at no cost to guest code.
 
 mod bindings;
+mod console;
 mod convert;
 mod engine;
 mod instance;
 mod memory;
 mod module;
+mod outside_memory;
 mod store;
 
 pub use engine::{EPOCH_TICK, EngineOptions, WasmEngine};
-pub use instance::{InstanceLimits, WasmGuest, WasmJob, job_entries, plan_job};
+pub use instance::{InstanceLimits, JobOutput, WasmGuest, WasmJob, job_entries, plan_job};
 pub use module::{
-    CompileCache, JOB_INTERFACE, JobModule, WasmKind, classify, component_imports, module_hash,
+    CompileCache, JOB_INTERFACE, JobModule, WasmKind, classify, compile_isolated, compile_to_cache,
+    component_imports, module_hash,
 };
 
 /// Why a `.wasm` file cannot be used as a job.
@@ -55,4 +58,9 @@ pub enum WasmError {
     Link(String),
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    #[error(
+        "compiling the component took longer than {0:?} (weir.compile.timeout) and was \
+         stopped; a job this large or complex needs a longer timeout"
+    )]
+    CompileTimeout(std::time::Duration),
 }

@@ -87,6 +87,114 @@ impl CompileCache {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Whether `bytes` are compiled for `engine` in this cache.
+    pub fn contains(&self, bytes: &[u8], engine: &WasmEngine) -> bool {
+        self.path(&module_hash(bytes), engine).exists()
+    }
+}
+
+/// Compiles `bytes` for `engine` into `cache` (what `weir compile-module`
+/// does in a child process).
+pub fn compile_to_cache(
+    engine: &WasmEngine,
+    bytes: &[u8],
+    cache: &CompileCache,
+) -> Result<(), WasmError> {
+    match classify(bytes) {
+        WasmKind::NotWasm => return Err(WasmError::NotWasm),
+        WasmKind::CoreModule => return Err(WasmError::CoreModule),
+        WasmKind::Component => {}
+    }
+    let compiled = engine
+        .engine
+        .precompile_component(bytes)
+        .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
+    write_atomically(&cache.path(&module_hash(bytes), engine), &compiled)
+        .map_err(|e| WasmError::Compile(format!("cannot write the compiled module: {e}")))
+}
+
+/// Most address space a compiling child process may use.
+const COMPILE_ADDRESS_SPACE: u64 = 16 << 30;
+
+/// Compiles `bytes` into `cache` in a child process (`exe compile-module`),
+/// so that compiling a hostile module can be stopped after `timeout` and
+/// its memory is bounded, without touching this process.
+pub fn compile_isolated(
+    engine: &WasmEngine,
+    bytes: &[u8],
+    cache: &CompileCache,
+    exe: &Path,
+    timeout: std::time::Duration,
+) -> Result<(), WasmError> {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("compile-module")
+        .arg("--cache-dir")
+        .arg(cache.dir());
+    if engine.options.fuel {
+        cmd.arg("--fuel");
+    }
+    cmd.env("WEIR_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: COMPILE_ADDRESS_SPACE,
+                rlim_max: COMPILE_ADDRESS_SPACE,
+            };
+            libc::setrlimit(libc::RLIMIT_AS, &limit);
+            Ok(())
+        });
+    }
+    let spawn_err = |e: std::io::Error| {
+        WasmError::Engine(format!(
+            "cannot start {} compile-module: {e}",
+            exe.display()
+        ))
+    };
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_err)? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = writer.join();
+            return Err(WasmError::CompileTimeout(timeout));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let _ = writer.join();
+    let message = reader.join().unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    let message = message.trim();
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    Err(WasmError::Compile(if message.is_empty() {
+        format!("the compiler stopped ({status}); the module may need more memory than allowed")
+    } else {
+        message.to_owned()
+    }))
 }
 
 /// A compiled, checked and linked job component.
@@ -97,6 +205,9 @@ pub struct JobModule {
     size: usize,
     /// Whether the compiled code came from the cache.
     pub from_cache: bool,
+    /// What memory snapshots of the job would lose (see
+    /// [`crate::outside_memory`]).
+    outside_memory: Vec<String>,
 }
 
 impl std::fmt::Debug for JobModule {
@@ -126,6 +237,7 @@ impl JobModule {
             WasmKind::Component => {}
         }
         let hash = module_hash(bytes);
+        let outside_memory = crate::outside_memory::blockers(bytes).map_err(WasmError::Compile)?;
         let (component, from_cache) = compile(engine, bytes, &hash, cache)?;
         check_world(engine, &component)?;
         let mut linker: Linker<StoreData> = Linker::new(&engine.engine);
@@ -146,7 +258,22 @@ impl JobModule {
             hash,
             size: bytes.len(),
             from_cache,
+            outside_memory,
         })
+    }
+
+    /// Refuses memory snapshots of a job whose state is not all in linear
+    /// memory, saying what is in the way and what to do.
+    pub fn check_memory_snapshots(&self) -> Result<(), String> {
+        if self.outside_memory.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "weir.state.memory-snapshots is on, but the job keeps state a memory snapshot \
+             cannot capture: {}. Turn memory snapshots off and keep such state in keyed state \
+             or the save/restore hooks",
+            self.outside_memory.join("; ")
+        ))
     }
 
     /// Content hash (SHA-256, hex) of the module's bytes.

@@ -12,37 +12,86 @@ use weir_core::{Failure, HostServices, LogLevel};
 /// Largest log message kept from a guest.
 const MAX_LOG: usize = 4096;
 
-/// Memory and table limits of one instance, recording the first refusal so
-/// that the failure can name the limit and the size asked for.
+/// Bytes one table element takes in the host.
+const TABLE_ELEMENT: u64 = 16;
+/// Most elements of one table.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+/// The memory limit of one instance: all its linear memories and tables
+/// together, plus the copy of its memories a memory snapshot keeps, must
+/// stay within `memory_limit`. Records the first refusal so that the
+/// failure can name the limit and the size asked for.
 #[derive(Debug)]
 pub(crate) struct Limiter {
     pub memory_limit: u64,
-    pub denied: Option<(usize, u64)>,
-    pub peak: usize,
+    /// (bytes the instance would have used, the limit).
+    pub denied: Option<(u64, u64)>,
+    /// Bytes of linear memory, all memories together.
+    pub memories: u64,
+    /// Bytes of table elements, all tables together.
+    pub tables: u64,
+    /// Bytes of the last memory image the task keeps.
+    pub image: u64,
+    /// Most bytes used at once.
+    pub peak: u64,
+}
+
+impl Limiter {
+    pub fn new(memory_limit: u64) -> Self {
+        Limiter {
+            memory_limit,
+            denied: None,
+            memories: 0,
+            tables: 0,
+            image: 0,
+            peak: 0,
+        }
+    }
+
+    pub fn used(&self) -> u64 {
+        self.memories + self.tables + self.image
+    }
+
+    fn admit(&mut self, total: u64) -> bool {
+        if total > self.memory_limit {
+            self.denied.get_or_insert((total, self.memory_limit));
+            return false;
+        }
+        self.peak = self.peak.max(total);
+        true
+    }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_limit {
-            self.denied.get_or_insert((desired, self.memory_limit));
+        let grow = (desired as u64).saturating_sub(current as u64);
+        if !self.admit(self.used().saturating_add(grow)) {
             return Ok(false);
         }
-        self.peak = self.peak.max(desired);
+        self.memories += grow;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let grow = (desired.saturating_sub(current) as u64) * TABLE_ELEMENT;
+        if !self.admit(self.used().saturating_add(grow)) {
+            return Ok(false);
+        }
+        self.tables += grow;
+        Ok(true)
     }
 }
 
@@ -232,5 +281,36 @@ impl wit_host::Host for StoreData {
             .get()?
             .delete_timer(domain(d), &key, &namespace, timestamp)
             .map_err(trap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::{Engine, Instance, Module, Store};
+
+    fn instantiate(wat: &str, limit: u64) -> Result<Limiter, Limiter> {
+        let engine = Engine::default();
+        let module = Module::new(&engine, wat).unwrap();
+        let mut store = Store::new(&engine, Limiter::new(limit));
+        store.limiter(|l| l);
+        match Instance::new(&mut store, &module, &[]) {
+            Ok(_) => Ok(std::mem::replace(store.data_mut(), Limiter::new(0))),
+            Err(_) => Err(std::mem::replace(store.data_mut(), Limiter::new(0))),
+        }
+    }
+
+    #[test]
+    fn the_limit_holds_for_all_memories_and_tables_together() {
+        // Two memories of 40 MiB each: each fits a 64 MiB limit, both do not.
+        let two = "(module (memory 640) (memory 640))";
+        let denied = instantiate(two, 64 << 20).unwrap_err();
+        assert_eq!(denied.denied, Some((80 << 20, 64 << 20)));
+        let fits = instantiate(two, 100 << 20).unwrap();
+        assert_eq!(fits.memories, 80 << 20);
+        // A big table counts too.
+        let table = "(module (memory 640) (table 1000000 funcref))";
+        assert!(instantiate(table, 48 << 20).is_err());
+        assert!(instantiate(table, 64 << 20).is_ok());
     }
 }

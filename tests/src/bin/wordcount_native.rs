@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         factory: Arc::new(NativeJob::new(wordcount::WEIR_JOBS, None, args, graph)),
         work_dir: work.path().to_owned(),
         restore: None,
+        lineage: None,
         listener: None,
     })?;
     match handle.wait() {

@@ -29,6 +29,9 @@ pub struct TargetOperator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetJob {
     pub module_hash: String,
+    /// Identifies the job's instances: the module with the plan it runs
+    /// (memory images record it).
+    pub instance_hash: String,
     pub has_state_hooks: bool,
     pub max_parallelism: u32,
     pub operators: Vec<TargetOperator>,
@@ -71,8 +74,9 @@ pub struct TaskRestore {
     /// Files operators kept beside their state, per uid (as state).
     pub operator_files: BTreeMap<String, Vec<FileRef>>,
     /// Operator state per uid: the old subtasks' values (same subtask at
-    /// the same parallelism; all of them otherwise).
-    pub operator_state: BTreeMap<String, Vec<serde_json::Value>>,
+    /// the same parallelism; all of them otherwise), each with the subtask
+    /// that took it.
+    pub operator_state: BTreeMap<String, Vec<weir_core::SubtaskState>>,
 }
 
 /// The outcome of matching.
@@ -235,15 +239,15 @@ pub fn plan_restore(
         let old_p = values[0].1;
         for sub in 0..p {
             let tr = plan.tasks.get_mut(&(ci, sub)).expect("listed");
-            let mine: Vec<serde_json::Value> = if old_p == p {
-                values
-                    .iter()
-                    .filter(|(s, _, _)| *s == sub)
-                    .map(|(_, _, v)| (*v).clone())
-                    .collect()
-            } else {
-                values.iter().map(|(_, _, v)| (*v).clone()).collect()
-            };
+            let mine: Vec<weir_core::SubtaskState> = values
+                .iter()
+                .filter(|(s, _, _)| old_p != p || *s == sub)
+                .map(|(s, old, v)| weir_core::SubtaskState {
+                    subtask: *s,
+                    parallelism: *old,
+                    value: (*v).clone(),
+                })
+                .collect();
             tr.operator_state.insert(uid.to_owned(), mine);
             let files: Vec<FileRef> = snapshot
                 .tasks
@@ -266,7 +270,12 @@ pub fn plan_restore(
             .chains
             .iter()
             .position(|(uids, p)| *uids == t.operators && *p == t.parallelism);
-        let identical = snapshot.module_hash == target.module_hash;
+        // An image holds the function table `plan` built: it restores only
+        // into the same module with the same plan.
+        let identical = snapshot.module_hash == target.module_hash
+            && t.memory
+                .as_ref()
+                .is_none_or(|m| m.module_hash == target.instance_hash);
         // Where saved state migrates: the new task holding the old head.
         let host_chain = t.operators.iter().find_map(|u| chain_of(u));
         let what = if t.memory.is_some() {
@@ -301,7 +310,8 @@ pub fn plan_restore(
                 (None, _, _) => unclaimed(
                     allow_non_restored,
                     if !identical {
-                        "a memory image restores only into the identical module, and the \
+                        "a memory image restores only into the identical module with the same \
+                         plan (its operators and their functions; connectors aside), and the \
                          job saved no state for its restore hook"
                             .into()
                     } else {
@@ -421,6 +431,7 @@ mod tests {
         }
         TargetJob {
             module_hash: hash.into(),
+            instance_hash: hash.into(),
             has_state_hooks: hooks,
             max_parallelism: 128,
             operators,
@@ -438,9 +449,22 @@ mod tests {
         let t = &plan.tasks[&(1, 1)];
         assert_eq!(t.keyed.len(), 1);
         assert!(t.memory.is_some());
-        assert_eq!(
-            plan.tasks[&(0, 0)].operator_state["source"],
-            vec![serde_json::json!({"offset": 10})]
+        let source = &plan.tasks[&(0, 0)].operator_state["source"];
+        assert_eq!(source.len(), 1);
+        assert_eq!(source[0].value, serde_json::json!({"offset": 10}));
+        assert_eq!((source[0].subtask, source[0].parallelism), (0, 1));
+    }
+
+    #[test]
+    fn memory_images_need_the_same_plan_arguments() {
+        let mut t = target("v1", false, 2, None);
+        t.instance_hash = "v1 with another plan".into();
+        let plan = plan_restore(&snapshot(), &t, true);
+        assert!(plan.tasks.values().all(|t| t.memory.is_none()));
+        assert!(
+            plan.report
+                .iter()
+                .any(|l| matches!(&l.decision, Decision::Skipped(w) if w.contains("same plan")))
         );
     }
 
