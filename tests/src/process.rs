@@ -152,6 +152,7 @@ impl Running {
             }
             if start.elapsed() > limit {
                 let _ = self.child.kill();
+                self.drain_err();
                 panic!("weir did not exit within {limit:?}: {:#?}", self.seen_err);
             }
             std::thread::sleep(Duration::from_millis(20));

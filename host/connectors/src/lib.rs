@@ -134,6 +134,9 @@ pub struct SinkContext {
     /// Sync files and directories where durability depends on it
     /// (`weir.io.fsync`).
     pub fsync: bool,
+    /// Checkpoints that may be in progress at once
+    /// (`execution.checkpointing.max-concurrent-checkpoints`).
+    pub max_concurrent_checkpoints: u32,
 }
 
 impl SinkContext {
@@ -149,6 +152,7 @@ impl SinkContext {
             lineage: String::new(),
             owner: JobOwner::default(),
             fsync: true,
+            max_concurrent_checkpoints: 1,
         }
     }
 

@@ -674,6 +674,15 @@ impl Master {
         let mut initializing = tasks;
         let mut data_ended = 0usize;
         let mut final_id: Option<CheckpointId> = None;
+        // The final checkpoint, due once every task's data ended.
+        let mut final_due = false;
+        // Savepoints asked for while a checkpoint was in progress: one
+        // snapshot at a time, so that a transactional sink never takes a
+        // barrier while its previous transaction still waits to commit.
+        let mut queued: std::collections::VecDeque<(
+            SnapshotKind,
+            Sender<Result<String, Failure>>,
+        )> = std::collections::VecDeque::new();
         let mut stopping = false;
         let tick = Duration::from_millis(20);
         let end = loop {
@@ -694,10 +703,7 @@ impl Master {
                     Ok(TaskEvent::DataEnded(_)) => {
                         data_ended += 1;
                         if data_ended == tasks && self.settings.is_some() && final_id.is_none() {
-                            match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Final) {
-                                Ok(id) => final_id = Some(id),
-                                Err(f) => break AttemptEnd::Failed(f),
-                            }
+                            final_due = true;
                         }
                     }
                     Ok(TaskEvent::Finished(_)) => {
@@ -770,10 +776,8 @@ impl Master {
                         }
                         if final_id == Some(id) {
                             // Try the final checkpoint again.
-                            match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Final) {
-                                Ok(id) => final_id = Some(id),
-                                Err(f) => break AttemptEnd::Failed(f),
-                            }
+                            final_id = None;
+                            final_due = true;
                         }
                     }
                     Err(_) => break AttemptEnd::Failed(Failure::internal("all tasks vanished")),
@@ -794,15 +798,8 @@ impl Master {
                             )));
                             continue;
                         }
-                        match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Savepoint { dir, stop, drain: stop && drain }) {
-                            Ok(id) => {
-                                replies.insert(id, reply);
-                                stopping |= stop;
-                            }
-                            Err(f) => {
-                                let _ = reply.send(Err(f));
-                            }
-                        }
+                        stopping |= stop;
+                        queued.push_back((SnapshotKind::Savepoint { dir, stop, drain: stop && drain }, reply));
                     }
                 },
                 default(tick) => {}
@@ -821,12 +818,41 @@ impl Master {
                 if let Err(e) = coord.failed(id, &f.message, now) {
                     return self.stop_with(dep, AttemptEnd::Failed(too_many(e)));
                 }
+                if final_id == Some(id) {
+                    final_id = None;
+                    final_due = true;
+                }
+            }
+            // One snapshot at a time: what waits goes when none is in
+            // progress, savepoints first.
+            if coord.pending_ids().next().is_none() {
+                if let Some((kind, reply)) = queued.pop_front() {
+                    match self.trigger(&dep, &mut coord, &mut targets, kind) {
+                        Ok(id) => {
+                            replies.insert(id, reply);
+                        }
+                        Err(f) => {
+                            let _ = reply.send(Err(f));
+                        }
+                    }
+                    continue;
+                }
+                if final_due && !stopping {
+                    final_due = false;
+                    match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Final) {
+                        Ok(id) => final_id = Some(id),
+                        Err(f) => break AttemptEnd::Failed(f),
+                    }
+                    continue;
+                }
             }
             // Tasks whose input ended still take part in checkpoints (their
             // state and positions are final), until every task has ended.
             if self.settings.is_some()
                 && !stopping
                 && final_id.is_none()
+                && !final_due
+                && queued.is_empty()
                 && data_ended < tasks
                 && coord.periodic_due(now)
                 && let Err(f) =

@@ -259,6 +259,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             lineage: ctx.lineage.clone(),
             owner: ctx.config.owner.clone(),
             fsync: ctx.config.fsync,
+            max_concurrent_checkpoints: ctx.config.max_concurrent_checkpoints,
         };
         connectors::open_sink(c, &sink_ctx).map_err(|f| f.context(&op.name))
     };
@@ -614,6 +615,13 @@ fn run_inputs(
                 AlignAction::Continue
             }
             Message::Barrier(b) => {
+                // The completion of the checkpoint before this barrier was
+                // sent before it: take it (and the commits it brings)
+                // first, or a sink would snapshot while its previous
+                // transaction still holds the locks its new rows need.
+                while let Ok(ctl) = control.try_recv() {
+                    on_control(ctl, runner, None, cp)?;
+                }
                 let id = b.id();
                 if pending_barrier.as_ref().is_none_or(|p| p.id() < id) {
                     pending_barrier = Some(b);

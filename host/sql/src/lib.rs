@@ -233,6 +233,16 @@ impl SqlSink {
                  checkpointing (execution.checkpointing.interval)",
             ));
         }
+        if exactly_once && ctx.max_concurrent_checkpoints > 1 {
+            // Rows of the next transaction would wait for the locks of the
+            // one still prepared, which commits only after them.
+            return Err(Failure::user(format!(
+                "an exactly-once SQL sink needs one checkpoint at a time (its prepared \
+                 transaction holds its rows' locks until the checkpoint completes); set \
+                 execution.checkpointing.max-concurrent-checkpoints to 1, not {}",
+                ctx.max_concurrent_checkpoints
+            )));
+        }
         let prefix = match get("sink.transaction-prefix") {
             Some(p) => ctx.own_transaction_prefix(p),
             None => ctx.default_transaction_prefix(),
@@ -403,6 +413,7 @@ impl SqlSink {
             Dialect::Postgres => format!("COMMIT PREPARED '{gid}'"),
             Dialect::MySql => format!("XA COMMIT '{gid}'"),
         };
+        tracing::debug!("committing {gid} (checkpoint {checkpoint})");
         let r = match conn {
             Some(mut c) => {
                 let r = self.rt.block_on(c.exec(&sql));
@@ -566,7 +577,11 @@ impl SinkWriter for SqlSink {
                     }
                 }
             }
-            if self.buffer.len() >= self.max_rows {
+            // While a prepared transaction waits for its checkpoint to
+            // complete, it holds its rows' locks: rows wait here rather
+            // than block on them (they go out with the commit, or at the
+            // next barrier).
+            if self.buffer.len() >= self.max_rows && self.pending.is_empty() {
                 self.write_out()?;
             }
         }
@@ -587,6 +602,7 @@ impl SinkWriter for SqlSink {
             return Ok(None);
         }
         if let Some(gid) = self.open.take() {
+            tracing::debug!("preparing {gid} for checkpoint {id}");
             let e = self.endpoint.clone();
             let log = statements::log_row(
                 e.dialect,
@@ -643,7 +659,11 @@ impl SinkWriter for SqlSink {
         for (checkpoint, gid, conn) in due {
             self.commit_prepared(&prefix, checkpoint, &gid, conn)?;
         }
-        self.trim_log(id.0)
+        self.trim_log(id.0)?;
+        if self.pending.is_empty() && self.buffer.len() >= self.max_rows {
+            self.write_out()?;
+        }
+        Ok(())
     }
 
     fn restore(&mut self, states: &[SubtaskState], _files: &SinkFiles) -> Result<(), Failure> {
