@@ -4,7 +4,7 @@
 use crate::{run_local, stderr, weir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use weir_tests::process::{Running, S3Server, latest_checkpoints};
+use weir_tests::process::{Running, S3Server, latest_checkpoints, newest_checkpoint};
 use weir_tests::{HOSTILE_WASM, WORDCOUNT_WASM, count_words, file, temp_dir, write_corpus};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -139,8 +139,11 @@ fn checkpoint_at_parallelism_2_restores_at_3() {
     assert!(std::fs::read_to_string(&run.output).unwrap() == expected);
 }
 
-#[test]
-fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
+/// Kills a run after three checkpoints (three retained), truncates the
+/// newest one's `_metadata` and restores from the job's directory or, with
+/// `by_name`, from that checkpoint itself: an older one is used instead,
+/// and the corrupt one is named.
+fn corrupt_newest_falls_back(by_name: bool) {
     let (_dir, mut run, expected) = setup(200_000);
     run.flags = vec!["-D".into(), "execution.checkpointing.num-retained=3".into()];
     assert_eq!(
@@ -149,25 +152,22 @@ fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
         "the first run was not killed"
     );
     let job_dir = run.latest().expect("a checkpoint completed");
-    let mut chks: Vec<(u64, PathBuf)> = std::fs::read_dir(&job_dir)
+    let retained = std::fs::read_dir(&job_dir)
         .unwrap()
         .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
-            e.path().join("_metadata").exists().then_some((n, e.path()))
-        })
-        .collect();
-    chks.sort();
+        .filter(|e| e.path().join("_metadata").exists())
+        .count();
     assert!(
-        chks.len() >= 2,
-        "need two retained checkpoints, have {chks:?}"
+        retained >= 2,
+        "need two retained checkpoints, have {retained}"
     );
-    let newest = &chks.last().unwrap().1;
+    let newest = newest_checkpoint(&job_dir).expect("a checkpoint");
     let meta = newest.join("_metadata");
     let bytes = std::fs::read(&meta).unwrap();
     std::fs::write(&meta, &bytes[..bytes.len() / 2]).unwrap();
 
-    let mut job = Running::start(&mut run.command(Some(&job_dir), 2));
+    let from = if by_name { &newest } else { &job_dir };
+    let mut job = Running::start(&mut run.command(Some(from), 2));
     assert!(job.wait(LIMIT), "{}", job.stderr());
     let log = job.stderr();
     assert!(
@@ -178,7 +178,18 @@ fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
         log.contains(&newest.display().to_string()),
         "the corrupt path is named: {log}"
     );
+    assert!(restored(&job), "nothing was restored");
     assert!(std::fs::read_to_string(&run.output).unwrap() == expected);
+}
+
+#[test]
+fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
+    corrupt_newest_falls_back(false);
+}
+
+#[test]
+fn a_corrupt_checkpoint_named_with_s_falls_back_to_an_older_one() {
+    corrupt_newest_falls_back(true);
 }
 
 #[test]
@@ -310,20 +321,6 @@ fn at_least_once_checkpoints_complete_and_restore() {
     assert_eq!(missing, 0, "at-least-once lost {missing} updates");
 }
 
-/// The newest `chk-<n>` directory of a job's checkpoint directory.
-fn newest_checkpoint(job_dir: &Path) -> PathBuf {
-    std::fs::read_dir(job_dir)
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let n: u64 = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
-            e.path().join("_metadata").exists().then_some((n, e.path()))
-        })
-        .max()
-        .map(|(_, p)| p)
-        .expect("a completed checkpoint")
-}
-
 /// (state bytes, uploaded bytes) of the first checkpoint a run logged.
 fn first_checkpoint_sizes(job: &Running) -> (u64, u64) {
     let line = job
@@ -351,7 +348,7 @@ fn claim_mode_takes_the_checkpoint_over_and_no_claim_leaves_it() {
             Some(false),
             "the first run was not killed"
         );
-        let chk = newest_checkpoint(&run.latest().unwrap());
+        let chk = newest_checkpoint(&run.latest().unwrap()).expect("a checkpoint");
         if claim {
             run.flags = vec!["--claimMode".into(), "CLAIM".into()];
         }
@@ -374,28 +371,4 @@ fn claim_mode_takes_the_checkpoint_over_and_no_claim_leaves_it() {
         }
         assert!(std::fs::read_to_string(&run.output).unwrap() == expected);
     }
-}
-
-#[test]
-fn a_corrupt_checkpoint_named_with_s_falls_back_to_an_older_one() {
-    let (_dir, mut run, expected) = setup(200_000);
-    run.flags = vec!["-D".into(), "execution.checkpointing.num-retained=3".into()];
-    assert_eq!(
-        run.kill_after(3, 0, 2),
-        Some(false),
-        "the first run was not killed"
-    );
-    let newest = newest_checkpoint(&run.latest().unwrap());
-    let meta = newest.join("_metadata");
-    let bytes = std::fs::read(&meta).unwrap();
-    std::fs::write(&meta, &bytes[..bytes.len() / 2]).unwrap();
-    let mut job = Running::start(&mut run.command(Some(&newest), 2));
-    assert!(job.wait(LIMIT), "{}", job.stderr());
-    assert!(
-        job.stderr().contains(&newest.display().to_string()),
-        "the corrupt checkpoint is named: {}",
-        job.stderr()
-    );
-    assert!(restored(&job), "nothing was restored");
-    assert!(std::fs::read_to_string(&run.output).unwrap() == expected);
 }

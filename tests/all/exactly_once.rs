@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use weir_tests::process::{Running, latest_checkpoints};
+use weir_tests::process::{Running, latest_checkpoints, newest_checkpoint};
 use weir_tests::servers::{Kafka, MariaDb, Postgres};
 use weir_tests::{EXACTLY_ONCE_WASM, temp_dir};
 
@@ -169,16 +169,7 @@ impl CrashLoop<'_> {
     /// The newest checkpoint (`chk-<n>`) of the newest run that completed
     /// one.
     fn latest(&self) -> Option<PathBuf> {
-        let job = latest_checkpoints(&self.checkpoints)?;
-        std::fs::read_dir(&job)
-            .ok()?
-            .flatten()
-            .filter_map(|e| {
-                let n: u64 = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
-                e.path().join("_metadata").exists().then_some((n, e.path()))
-            })
-            .max()
-            .map(|(_, p)| p)
+        newest_checkpoint(&latest_checkpoints(&self.checkpoints)?)
     }
 
     /// Kills the job `kills` times at random points, each run restoring the
@@ -253,7 +244,7 @@ fn crash_loop<'a>(what: &str, exact: bool, make: impl Fn(u32, &Path) -> Sink<'a>
             sink: make(p, dir.path()),
             checkpoints: dir.path().join("checkpoints"),
             parallelism: p,
-            records: 30_000,
+            records: 45_000,
             rate: 5_000,
             keys: 37,
         };
@@ -305,6 +296,68 @@ fn mariadb_sink_holds_every_record_once_across_crashes() {
         }
     });
     assert_eq!(db.sql("XA RECOVER").trim(), "");
+}
+
+/// Restoring a snapshot that an earlier run already went on from (and
+/// committed past) would write that run's rows again: the sink refuses,
+/// says what to restore instead, and the newer checkpoint still gives
+/// exact output.
+#[test]
+fn restoring_a_snapshot_twice_past_a_commit_is_refused() {
+    let pg = Postgres::start();
+    pg.sql(
+        "DROP TABLE IF EXISTS counts; CREATE TABLE counts (k bigint NOT NULL, n bigint NOT NULL)",
+    );
+    let query = |s: &str| pg.sql(s);
+    let dir = temp_dir();
+    let l = CrashLoop {
+        sink: Sink::Sql {
+            url: pg.url(),
+            query: &query,
+        },
+        checkpoints: dir.path().join("checkpoints"),
+        parallelism: 2,
+        records: 20_000,
+        rate: 5_000,
+        keys: 13,
+    };
+    let mut first = Running::start(&mut l.command(None, 2));
+    first.wait_for_logs("completed file://", 2, LIMIT);
+    first.signal("KILL");
+    first.wait(LIMIT);
+    let snapshot = l.latest().expect("a checkpoint");
+
+    let mut second = Running::start(&mut l.command(Some(&snapshot), 2));
+    assert!(
+        second.wait_for_logs("completed file://", 4, LIMIT),
+        "{}",
+        second.stderr()
+    );
+    second.signal("KILL");
+    second.wait(LIMIT);
+    let newer = l.latest().expect("a checkpoint");
+    assert_ne!(newer, snapshot);
+    let before = l.sink.committed().len();
+
+    let mut again = Running::start(&mut l.command(Some(&snapshot), 2));
+    assert!(!again.wait(LIMIT), "the replay ran: {}", again.stderr());
+    assert!(
+        again
+            .stderr()
+            .contains("an earlier run restored from the same snapshot"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(
+        l.sink.committed().len(),
+        before,
+        "the refused run wrote rows"
+    );
+
+    let mut last = Running::start(&mut l.command(Some(&newer), 2));
+    assert!(last.wait(LIMIT), "{}", last.stderr());
+    let (lost, duplicated, _) = compare(&expected(l.records, l.keys), &l.sink.committed());
+    assert_eq!((lost, duplicated), (0, 0));
 }
 
 /// librdkafka's mock cluster accepts transactions without enforcing them

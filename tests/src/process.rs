@@ -310,18 +310,38 @@ impl S3Server {
 }
 
 /// The checkpoint directory of the newest job under `checkpoints` that
-/// completed a checkpoint (what `weir run -s` restarts from).
+/// completed a checkpoint (what `weir run -s` restarts from). Checkpoint
+/// numbers continue across restores, so the newest run is the one with
+/// the highest completed checkpoint (directory times are too coarse on
+/// some file systems to order runs a few hundred milliseconds apart).
 pub fn latest_checkpoints(checkpoints: &std::path::Path) -> Option<std::path::PathBuf> {
-    let mut jobs: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(checkpoints)
+    std::fs::read_dir(checkpoints)
         .ok()?
         .flatten()
-        .filter(|e| {
-            std::fs::read_dir(e.path())
-                .map(|d| d.flatten().any(|c| c.path().join("_metadata").exists()))
-                .unwrap_or(false)
+        .filter_map(|e| {
+            let (n, _) = completed_checkpoint(&e.path())?;
+            let modified = e.metadata().ok()?.modified().ok()?;
+            Some(((n, modified), e.path()))
         })
-        .map(|e| (e.metadata().unwrap().modified().unwrap(), e.path()))
-        .collect();
-    jobs.sort();
-    jobs.pop().map(|(_, p)| p)
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// The highest-numbered `chk-<n>` of a job's checkpoint directory that has
+/// its `_metadata`.
+fn completed_checkpoint(job_dir: &std::path::Path) -> Option<(u64, std::path::PathBuf)> {
+    std::fs::read_dir(job_dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let n: u64 = e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()?;
+            e.path().join("_metadata").exists().then_some((n, e.path()))
+        })
+        .max()
+}
+
+/// The newest `chk-<n>` directory (with its `_metadata`) of a job's
+/// checkpoint directory.
+pub fn newest_checkpoint(job_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    completed_checkpoint(job_dir).map(|(_, p)| p)
 }

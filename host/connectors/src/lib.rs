@@ -137,6 +137,10 @@ pub struct SinkContext {
     /// Checkpoints that may be in progress at once
     /// (`execution.checkpointing.max-concurrent-checkpoints`).
     pub max_concurrent_checkpoints: u32,
+    /// The checkpoint the job was restored from, if it was: checkpoints
+    /// after it that a sink finds committed were committed by an earlier
+    /// run, and restoring would write their output again.
+    pub restored: Option<weir_core::CheckpointId>,
 }
 
 impl SinkContext {
@@ -153,6 +157,7 @@ impl SinkContext {
             owner: JobOwner::default(),
             fsync: true,
             max_concurrent_checkpoints: 1,
+            restored: None,
         }
     }
 
@@ -160,17 +165,7 @@ impl SinkContext {
     /// and the operator, so that two jobs never touch each other's
     /// transactions. At most 40 characters.
     pub fn default_transaction_prefix(&self) -> String {
-        let uid: String = self
-            .uid
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let uid = weir_core::fs::safe_name(&self.uid);
         let scope = if self.lineage.is_empty() {
             self.job_id.to_string()[..16].to_owned()
         } else {

@@ -4,6 +4,20 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+/// `s` as a file name (and in ids): letters, digits and '-' kept, anything
+/// else '_'.
+pub fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Syncs a directory, so that the names created, renamed or removed in it
 /// survive a power loss.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {

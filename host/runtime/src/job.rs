@@ -312,6 +312,7 @@ fn deploy(ctx: &Arc<JobContext>, restored: Option<&Restored>) -> Result<Deployme
                     .unwrap_or_default(),
                 files: r.files.clone(),
                 reusable_from: r.reusable.then(|| r.dir.clone()),
+                checkpoint: r.metadata.checkpoint_id,
             });
             let setup = TaskSetup {
                 id,

@@ -206,16 +206,7 @@ impl Uploader {
         let mut operator_files = BTreeMap::new();
         for (uid, files) in &local.operator_files {
             let mut refs = Vec::new();
-            let dir: String = uid
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            let dir = weir_core::fs::safe_name(uid);
             for (name, src) in files {
                 let bytes = tokio::fs::read(src)
                     .await

@@ -66,6 +66,8 @@ pub(crate) struct TaskStart {
     /// The restored checkpoint's directory, when the job owns it (its
     /// files may be referred to by the next checkpoints).
     pub reusable_from: Option<String>,
+    /// The restored snapshot's checkpoint id.
+    pub checkpoint: CheckpointId,
 }
 
 /// Everything a task needs to start.
@@ -260,6 +262,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             owner: ctx.config.owner.clone(),
             fsync: ctx.config.fsync,
             max_concurrent_checkpoints: ctx.config.max_concurrent_checkpoints,
+            restored: start.as_ref().map(|s| s.checkpoint),
         };
         connectors::open_sink(c, &sink_ctx).map_err(|f| f.context(&op.name))
     };

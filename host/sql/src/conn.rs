@@ -191,6 +191,11 @@ async fn wait_for_quiet(c: &mut MySqlConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// A row with this key exists already.
+pub(crate) fn is_duplicate_key(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
 /// "No such prepared transaction": committed or rolled back before.
 pub(crate) fn is_unknown_xid(e: &sqlx::Error) -> bool {
     match e {

@@ -106,6 +106,8 @@ pub struct SqlSink {
     /// Commits and rolls back prepared transactions (PostgreSQL commits
     /// them outside the data connection's transaction).
     admin: Option<Conn>,
+    /// The checkpoint the job restored, if it did.
+    restored: Option<u64>,
     /// Commits since the log was last trimmed.
     since_trim: u32,
 }
@@ -277,6 +279,7 @@ impl SqlSink {
             pending: Vec::new(),
             admin: None,
             since_trim: 0,
+            restored: ctx.restored.map(|c| c.0),
         };
         // Fail early, with the endpoint, when the database is unreachable.
         sink.data = Some(sink.rt.block_on(Conn::connect(&sink.endpoint))?);
@@ -524,6 +527,36 @@ impl SqlSink {
         }
         Ok(())
     }
+
+    /// Refuses to start when an earlier run from the same snapshot
+    /// committed checkpoints after the restored one: restoring that
+    /// snapshot again would write their rows a second time.
+    fn refuse_replay(&mut self) -> Result<(), Failure> {
+        let Some(restored) = self.restored else {
+            return Ok(());
+        };
+        let e = self.endpoint.clone();
+        let sql = statements::count_after(e.dialect, &self.log_table, &self.prefix, restored);
+        self.admin()?;
+        let rt = &self.rt;
+        let admin = self.admin.as_mut().expect("connected");
+        let n = rt
+            .block_on(admin.count(&sql))
+            .map_err(|x| e.failure("read the transaction log", x))?;
+        if n == 0 {
+            return Ok(());
+        }
+        Err(Failure::user(format!(
+            "{} at {}: the job was restored from checkpoint {restored}, but an earlier run \
+             restored from the same snapshot went on and committed {n} later checkpoint(s) \
+             of the transactions '{}'; starting here would write their rows twice. Restore \
+             from the newest checkpoint of that run, or give the sink another \
+             sink.transaction-prefix to write the output again",
+            e.dialect.name(),
+            e.shown,
+            self.prefix
+        )))
+    }
 }
 
 /// Tells this process's connections from those of earlier runs.
@@ -612,9 +645,22 @@ impl SinkWriter for SqlSink {
                 &gid,
             );
             let conn = self.data.as_mut().expect("a transaction has a connection");
-            self.rt
-                .block_on(conn.exec(&log))
-                .map_err(|x| e.failure("write the transaction log", x))?;
+            self.rt.block_on(conn.exec(&log)).map_err(|x| {
+                if conn::is_duplicate_key(&x) {
+                    return Failure::user(format!(
+                        "{} at {}: checkpoint {id} of the transactions '{}' committed already, \
+                         in an earlier run started from the same snapshot: this run was restored \
+                         from an older checkpoint than the newest one committed, and going on \
+                         would write rows twice. Restore from the newest checkpoint of that \
+                         run, or give the sink another sink.transaction-prefix to write the \
+                         output again",
+                        e.dialect.name(),
+                        e.shown,
+                        self.prefix
+                    ));
+                }
+                e.failure("write the transaction log", x)
+            })?;
             match e.dialect {
                 Dialect::Postgres => {
                     self.rt
@@ -670,6 +716,9 @@ impl SinkWriter for SqlSink {
         if !self.exactly_once {
             return Ok(());
         }
+        // Before anything is rolled back: what the earlier run prepared
+        // may be all that is left of its newest checkpoint.
+        self.refuse_replay()?;
         let mut prefixes: BTreeSet<String> = [self.prefix.clone()].into();
         let mut restored: Vec<String> = Vec::new();
         for st in states {

@@ -125,6 +125,18 @@ pub(crate) fn find_row(d: Dialect, table: &str, sink: &str, gid: &str) -> String
     )
 }
 
+/// How many transactions of prefix `prefix` (any subtask) after
+/// checkpoint `after` committed.
+pub(crate) fn count_after(d: Dialect, table: &str, prefix: &str, after: u64) -> String {
+    let names = format!("{prefix}-");
+    format!(
+        "SELECT COUNT(*) FROM {} WHERE SUBSTR(sink, 1, {}) = {} AND checkpoint > {after}",
+        ident(d, table),
+        names.len(),
+        literal(&names)
+    )
+}
+
 /// Forgets a sink's rows older than `before` (kept for restores from
 /// older retained checkpoints).
 pub(crate) fn trim_log(d: Dialect, table: &str, sink: &str, before: u64) -> String {
