@@ -200,7 +200,9 @@ fn failing_task_restarts_from_the_latest_checkpoint() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis()
-        + 1500;
+        // Record 500 comes half a second after the job starts; starting
+        // (compiling the module) takes a while on a loaded machine.
+        + 4000;
     let o = run_local(
         Path::new(HOSTILE_WASM),
         &[
@@ -215,7 +217,7 @@ fn failing_task_restarts_from_the_latest_checkpoint() {
             "-D",
             "restart-strategy.fixed-delay.delay=300ms",
             "-D",
-            "restart-strategy.fixed-delay.attempts=20",
+            "restart-strategy.fixed-delay.attempts=40",
         ],
         &[
             "--output",
