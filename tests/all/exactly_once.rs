@@ -322,7 +322,11 @@ fn restoring_a_snapshot_twice_past_a_commit_is_refused() {
         keys: 13,
     };
     let mut first = Running::start(&mut l.command(None, 2));
-    first.wait_for_logs("completed file://", 2, LIMIT);
+    assert!(
+        first.wait_for_logs("completed file://", 2, LIMIT),
+        "{}",
+        first.stderr()
+    );
     first.signal("KILL");
     first.wait(LIMIT);
     let snapshot = l.latest().expect("a checkpoint");
@@ -335,6 +339,7 @@ fn restoring_a_snapshot_twice_past_a_commit_is_refused() {
     );
     second.signal("KILL");
     second.wait(LIMIT);
+    assert!(restored(&second), "the second run restored nothing");
     let newer = l.latest().expect("a checkpoint");
     assert_ne!(newer, snapshot);
     let before = l.sink.committed().len();
@@ -356,6 +361,7 @@ fn restoring_a_snapshot_twice_past_a_commit_is_refused() {
 
     let mut last = Running::start(&mut l.command(Some(&newer), 2));
     assert!(last.wait(LIMIT), "{}", last.stderr());
+    assert!(restored(&last), "the last run restored nothing");
     let (lost, duplicated, _) = compare(&expected(l.records, l.keys), &l.sink.committed());
     assert_eq!((lost, duplicated), (0, 0));
 }

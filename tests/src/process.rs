@@ -318,11 +318,7 @@ pub fn latest_checkpoints(checkpoints: &std::path::Path) -> Option<std::path::Pa
     std::fs::read_dir(checkpoints)
         .ok()?
         .flatten()
-        .filter_map(|e| {
-            let (n, _) = completed_checkpoint(&e.path())?;
-            let modified = e.metadata().ok()?.modified().ok()?;
-            Some(((n, modified), e.path()))
-        })
+        .filter_map(|e| Some((completed_checkpoint(&e.path())?.0, e.path())))
         .max()
         .map(|(_, p)| p)
 }

@@ -384,20 +384,37 @@ impl SqlSink {
 
     /// Whether the transaction log holds `gid` (it committed).
     fn logged(&mut self, prefix: &str, subtask: u32, gid: &str) -> Result<bool, Failure> {
-        let e = self.endpoint.clone();
         let sql = statements::find_row(
-            e.dialect,
+            self.endpoint.dialect,
             &self.log_table,
             &Self::log_name(prefix, subtask),
             gid,
         );
+        Ok(self.count_log(&sql)? > 0)
+    }
+
+    /// Runs a `SELECT COUNT(*)` on the transaction log.
+    fn count_log(&mut self, sql: &str) -> Result<i64, Failure> {
+        let e = self.endpoint.clone();
         self.admin()?;
         let rt = &self.rt;
         let admin = self.admin.as_mut().expect("connected");
-        let n = rt
-            .block_on(admin.count(&sql))
-            .map_err(|x| e.failure("read the transaction log", x))?;
-        Ok(n > 0)
+        rt.block_on(admin.count(sql))
+            .map_err(|x| e.failure("read the transaction log", x))
+    }
+
+    /// The failure of a run that would write again what an earlier run
+    /// from the same snapshot committed: `what` says how it was found.
+    fn replay(&self, what: &str) -> Failure {
+        Failure::user(format!(
+            "{} at {}: {what} of the transactions '{}' committed already, in an earlier run \
+             restored from the same snapshot; starting here would write their rows twice. \
+             Restore from the newest checkpoint of that run, or give the sink another \
+             sink.transaction-prefix to write the output again",
+            self.endpoint.dialect.name(),
+            self.endpoint.shown,
+            self.prefix
+        ))
     }
 
     /// Commits prepared transaction `gid` (held by `conn` for MySQL). One
@@ -535,27 +552,18 @@ impl SqlSink {
         let Some(restored) = self.restored else {
             return Ok(());
         };
-        let e = self.endpoint.clone();
-        let sql = statements::count_after(e.dialect, &self.log_table, &self.prefix, restored);
-        self.admin()?;
-        let rt = &self.rt;
-        let admin = self.admin.as_mut().expect("connected");
-        let n = rt
-            .block_on(admin.count(&sql))
-            .map_err(|x| e.failure("read the transaction log", x))?;
-        if n == 0 {
-            return Ok(());
+        let sql = statements::count_after(
+            self.endpoint.dialect,
+            &self.log_table,
+            &self.prefix,
+            restored,
+        );
+        match self.count_log(&sql)? {
+            0 => Ok(()),
+            n => Err(self.replay(&format!(
+                "the job was restored from checkpoint {restored}, but {n} later checkpoint(s)"
+            ))),
         }
-        Err(Failure::user(format!(
-            "{} at {}: the job was restored from checkpoint {restored}, but an earlier run \
-             restored from the same snapshot went on and committed {n} later checkpoint(s) \
-             of the transactions '{}'; starting here would write their rows twice. Restore \
-             from the newest checkpoint of that run, or give the sink another \
-             sink.transaction-prefix to write the output again",
-            e.dialect.name(),
-            e.shown,
-            self.prefix
-        )))
     }
 }
 
@@ -645,22 +653,13 @@ impl SinkWriter for SqlSink {
                 &gid,
             );
             let conn = self.data.as_mut().expect("a transaction has a connection");
-            self.rt.block_on(conn.exec(&log)).map_err(|x| {
-                if conn::is_duplicate_key(&x) {
-                    return Failure::user(format!(
-                        "{} at {}: checkpoint {id} of the transactions '{}' committed already, \
-                         in an earlier run started from the same snapshot: this run was restored \
-                         from an older checkpoint than the newest one committed, and going on \
-                         would write rows twice. Restore from the newest checkpoint of that \
-                         run, or give the sink another sink.transaction-prefix to write the \
-                         output again",
-                        e.dialect.name(),
-                        e.shown,
-                        self.prefix
-                    ));
-                }
-                e.failure("write the transaction log", x)
-            })?;
+            if let Err(x) = self.rt.block_on(conn.exec(&log)) {
+                return Err(if conn::is_duplicate_key(&x) {
+                    self.replay(&format!("checkpoint {id}"))
+                } else {
+                    e.failure("write the transaction log", x)
+                });
+            }
             match e.dialect {
                 Dialect::Postgres => {
                     self.rt
