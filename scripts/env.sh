@@ -89,3 +89,34 @@ install_guest_toolchains() {
     fi
     export WEIR_JS_BUILD="$PWD/guest-sdk/js/bin/weir-js.js"
 }
+
+# Flink's own clients, run against a real `weir session` by the tests:
+# Apache Flink 2.3's CLI (the apache-flink wheels from PyPI, unpacked beside
+# the build outputs, run with Debian's Java) and the flink-rest-client
+# package from PyPI.
+install_flink_clients() {
+    command -v java >/dev/null 2>&1 || {
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless
+    }
+    local tools="${WEIR_TOOLS_DIR:-$HOME/.cache/weir-tools}"
+    local flink="$tools/flink-2.3.0"
+    if [ ! -x "$flink/pyflink/bin/flink" ]; then
+        local dl="$tools/flink-wheels"
+        mkdir -p "$dl"
+        python3 -m pip download -q --disable-pip-version-check --no-deps -d "$dl" \
+            apache-flink==2.3.0 apache-flink-libraries==2.3.0
+        rm -rf "$flink.partial" && mkdir -p "$flink.partial"
+        for w in "$dl"/apache_flink-2.3.0-*.whl "$dl"/apache_flink_libraries-2.3.0-*.whl; do
+            (cd "$flink.partial" && python3 -m zipfile -e "$w" .)
+        done
+        chmod +x "$flink.partial"/pyflink/bin/*
+        rm -rf "$flink" && mv "$flink.partial" "$flink"
+        rm -rf "$dl"
+    fi
+    export WEIR_FLINK_CLI="$flink/pyflink/bin/flink"
+    local venv="$tools/venv"
+    "$venv/bin/python" -c 'import flink_rest_client' >/dev/null 2>&1 ||
+        "$venv/bin/pip" install -q --disable-pip-version-check 'flink-rest-client==1.0.8'
+    export WEIR_FLINK_REST_PYTHON="$venv/bin/python"
+}

@@ -7,6 +7,7 @@ source scripts/env.sh
 install_build_deps
 install_test_deps
 install_guest_toolchains
+install_flink_clients
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --no-fail-fast

@@ -4,6 +4,7 @@ mod checkpoints;
 mod cluster;
 mod errors;
 mod exactly_once;
+mod flink_clients;
 mod hostile;
 mod kafka;
 mod languages;

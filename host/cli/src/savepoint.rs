@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use weir_checkpoint::protocol::{Decision, plan_restore};
 use weir_checkpoint::storage::split_location;
-use weir_checkpoint::{S3Options, Storage, block_on, paths};
+use weir_checkpoint::{S3Options, Storage};
 use weir_core::GuestFactory;
 
 /// Arguments of `weir savepoint`.
@@ -67,24 +67,10 @@ pub fn run(sources: &Sources, args: SavepointArgs) -> Result<ExitCode> {
 }
 
 fn dispose(sources: &Sources, location: &str) -> Result<ExitCode> {
-    let (storage, dir) = open(location, sources)?;
-    let metadata = format!("{dir}/{}", paths::METADATA);
-    if !block_on(storage.exists(&metadata)).map_err(|e| anyhow::anyhow!(e.message))? {
-        bail!(
-            "{} is not a savepoint: it has no _metadata",
-            storage.url_of(&dir)
-        );
-    }
-    let meta =
-        weir_runtime::read_metadata(&storage, &dir).map_err(|f| anyhow::anyhow!(f.message))?;
-    if meta.kind != weir_checkpoint::metadata::Kind::Savepoint {
-        bail!(
-            "{} is a checkpoint, which its job manages; only savepoints are disposed",
-            storage.url_of(&dir)
-        );
-    }
-    block_on(storage.delete_dir(&dir)).map_err(|e| anyhow::anyhow!(e.message))?;
-    eprintln!("Savepoint '{}' disposed.", storage.url_of(&dir));
+    let config = sources.resolve(None, &[])?;
+    let url = weir_runtime::dispose_savepoint(location, &S3Options::from_config(&config))
+        .map_err(|f| anyhow::anyhow!(f.message))?;
+    eprintln!("Savepoint '{url}' disposed.");
     Ok(ExitCode::SUCCESS)
 }
 

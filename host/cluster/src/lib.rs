@@ -9,6 +9,7 @@
 //!   OpenAPI document, the web UI and Prometheus `/metrics`.
 
 pub mod ha;
+mod java;
 mod metrics;
 pub mod rest;
 mod session;

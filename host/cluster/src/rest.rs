@@ -51,13 +51,31 @@ fn api() -> Router<Session> {
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/jobs/{id}/savepoints", post(trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
-        .route("/jobs/{id}/checkpoints", get(checkpoints))
+        .route(
+            "/jobs/{id}/checkpoints",
+            get(checkpoints).post(trigger_checkpoint),
+        )
         .route("/jobs/{id}/checkpoints/config", get(checkpoint_config))
+        .route("/jobs/{id}/checkpoints/{trigger}", get(checkpoint_status))
         .route(
             "/jobs/{id}/checkpoints/details/{cid}",
             get(checkpoint_details),
         )
         .route("/jobs/{id}/exceptions", get(exceptions))
+        .route("/jobs/{id}/config", get(job_config))
+        .route("/jobs/{id}/plan", get(job_plan))
+        .route("/jobs/{id}/metrics", get(job_metrics))
+        .route("/jobs/{id}/vertices/{vid}", get(vertex))
+        .route("/jobs/{id}/vertices/{vid}/metrics", get(vertex_metrics))
+        .route("/jobs/{id}/vertices/{vid}/watermarks", get(vertex_watermarks))
+        .route(
+            "/jobs/{id}/vertices/{vid}/backpressure",
+            get(vertex_backpressure),
+        )
+        .route("/savepoint-disposal", post(dispose_savepoint))
+        .route("/savepoint-disposal/{trigger}", get(disposal_status))
+        .route("/jobmanager/metrics", get(jobmanager_metrics))
+        .route("/taskmanagers", get(taskmanagers))
         .route("/usage", get(usage))
 }
 
@@ -121,6 +139,7 @@ pub fn router(session: Session) -> Router {
         .route("/", get(|| async { Html(UI) }))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(session)
 }
@@ -130,6 +149,16 @@ async fn not_found(uri: Uri) -> ApiError {
         "no route {}; GET /openapi.json lists the routes",
         uri.path()
     ))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed on {}; GET /openapi.json lists each route's methods",
+            uri.path()
+        ),
+    )
 }
 
 async fn openapi() -> Response {
@@ -346,6 +375,7 @@ async fn delete_jar(
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RunBody {
+    #[serde(alias = "entry-class")]
     entry_class: Option<String>,
     program_args: Option<String>,
     program_args_list: Option<Vec<String>>,
@@ -375,13 +405,79 @@ fn config_value(v: Value) -> String {
     }
 }
 
+/// Flink's query parameters of `/jars/:id/run` (a value in the body wins).
+#[derive(Debug, Default, Deserialize)]
+struct RunQuery {
+    #[serde(rename = "entry-class")]
+    entry_class: Option<String>,
+    parallelism: Option<String>,
+    #[serde(rename = "programArg")]
+    program_arg: Option<String>,
+    #[serde(rename = "savepointPath")]
+    savepoint_path: Option<String>,
+    #[serde(rename = "allowNonRestoredState")]
+    allow_non_restored_state: Option<String>,
+}
+
+impl RunQuery {
+    /// Fills what the body leaves out.
+    fn under(self, mut b: RunBody) -> ApiResult<RunBody> {
+        if b.entry_class.as_deref().is_none_or(str::is_empty) {
+            b.entry_class = b.entry_class.filter(|e| !e.is_empty()).or(self.entry_class);
+        }
+        if b.parallelism.is_none()
+            && let Some(p) = self.parallelism
+        {
+            b.parallelism = Some(p.trim().parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "parallelism '{p}' is not a number; give a number from 1 to the job's max \
+                     parallelism"
+                ))
+            })?);
+        }
+        if b.program_args_list.is_none()
+            && b.program_args.is_none()
+            && let Some(a) = self.program_arg
+        {
+            b.program_args_list = Some(
+                a.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        }
+        if b.savepoint_path.as_deref().is_none_or(str::is_empty) {
+            b.savepoint_path = b
+                .savepoint_path
+                .filter(|p| !p.is_empty())
+                .or(self.savepoint_path);
+        }
+        if b.allow_non_restored_state.is_none()
+            && let Some(a) = self.allow_non_restored_state
+        {
+            b.allow_non_restored_state = Some(match a.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "allowNonRestoredState '{a}' is not true or false"
+                    )));
+                }
+            });
+        }
+        Ok(b)
+    }
+}
+
 async fn run_jar(
     State(s): State<Session>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let b: RunBody = json_body(&body, "run")?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let b: RunBody = q.under(json_body(&body, "run")?)?;
     if b.job_id.is_some() {
         return Err(ApiError::bad_request(
             "jobId is not supported: a job gets a new id",
@@ -574,12 +670,196 @@ async fn checkpoint_details(
     })
 }
 
+#[derive(Debug, Deserialize)]
+struct ExceptionsQuery {
+    #[serde(rename = "maxExceptions")]
+    max_exceptions: Option<usize>,
+}
+
 async fn exceptions(
     State(s): State<Session>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
+    query: Result<Query<ExceptionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(views::exceptions(&*s.job(&id, &caller)?)))
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let max = q.max_exceptions.unwrap_or(20);
+    Ok(Json(views::exceptions(&*s.job(&id, &caller)?, max)))
+}
+
+async fn job_config(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(views::job_config(&*s.job(&id, &caller)?)))
+}
+
+async fn job_plan(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"plan": views::plan(&*s.job(&id, &caller)?)})))
+}
+
+async fn job_metrics(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<Json<Value>> {
+    let values = views::job_metric_values(&*s.job(&id, &caller)?);
+    Ok(Json(views::metrics_answer(&values, q.get.as_deref())))
+}
+
+/// The job and the chain shown as vertex `vid`.
+fn vertex_of(
+    s: &Session,
+    id: &str,
+    vid: &str,
+    caller: &Caller,
+) -> ApiResult<(std::sync::Arc<crate::JobEntry>, usize)> {
+    let job = s.job(id, caller)?;
+    let chain = views::find_vertex(&job, vid)
+        .map(|c| c.id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "job {id} has no vertex {vid}; GET /jobs/{id} lists its vertices"
+            ))
+        })?;
+    Ok((job, chain))
+}
+
+async fn vertex(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path((id, vid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (job, c) = vertex_of(&s, &id, &vid, &caller)?;
+    Ok(Json(views::vertex_details(&job, &job.exec.chains[c])))
+}
+
+#[derive(Debug, Deserialize)]
+struct MetricsQuery {
+    get: Option<String>,
+}
+
+async fn vertex_metrics(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path((id, vid)): Path<(String, String)>,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<Json<Value>> {
+    let (job, c) = vertex_of(&s, &id, &vid, &caller)?;
+    let values = views::vertex_metric_values(&job, &job.exec.chains[c]);
+    Ok(Json(views::metrics_answer(&values, q.get.as_deref())))
+}
+
+async fn vertex_watermarks(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path((id, vid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (job, c) = vertex_of(&s, &id, &vid, &caller)?;
+    Ok(Json(views::vertex_watermarks(&job, &job.exec.chains[c])))
+}
+
+async fn vertex_backpressure(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path((id, vid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (job, c) = vertex_of(&s, &id, &vid, &caller)?;
+    Ok(Json(views::vertex_backpressure(&job, &job.exec.chains[c])))
+}
+
+async fn jobmanager_metrics(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<MetricsQuery>,
+) -> Json<Value> {
+    let values = views::jobmanager_metric_values(&s, &caller);
+    Json(views::metrics_answer(&values, q.get.as_deref()))
+}
+
+async fn taskmanagers(State(s): State<Session>, Extension(caller): Extension<Caller>) -> Json<Value> {
+    Json(views::taskmanagers(&s, &caller))
+}
+
+/// Flink's CheckpointTriggerRequestBody.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckpointBody {
+    checkpoint_type: Option<String>,
+    trigger_id: Option<String>,
+}
+
+async fn trigger_checkpoint(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let b: CheckpointBody = json_body(&body, "checkpoint")?;
+    let full = match b.checkpoint_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("CONFIGURED") => false,
+        Some("FULL") => true,
+        Some("INCREMENTAL") => {
+            return Err(ApiError::bad_request(
+                "an incremental checkpoint cannot be asked for explicitly; use CONFIGURED (the \
+                 job's execution.checkpointing.incremental) or FULL",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "checkpointType '{other}' is not known; use CONFIGURED or FULL"
+            )));
+        }
+    };
+    let trigger = blocking(move || s.checkpoint(&id, full, b.trigger_id, &caller)).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+async fn checkpoint_status(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let job = s.job(&id, &caller)?;
+    views::checkpoint_operation(&job, &trigger)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "there is no checkpoint operation {trigger} for job {id}; use the request-id \
+                 that triggering the checkpoint returned"
+            ))
+        })
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DisposalBody {
+    #[serde(rename = "savepoint-path")]
+    savepoint_path: Option<String>,
+}
+
+async fn dispose_savepoint(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let b: DisposalBody = json_body(&body, "savepoint disposal")?;
+    let path = b.savepoint_path.unwrap_or_default();
+    let trigger = blocking(move || s.dispose(&path, &caller)).await?;
+    Ok(Json(json!({ "request-id": trigger })))
+}
+
+async fn disposal_status(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(trigger): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(views::disposal(&s.disposal(&trigger, &caller)?)))
 }
 
 /// What each tenant the caller may see has used, for billing.

@@ -1,7 +1,7 @@
 //! The session: module store, job manager and task slots in one process.
 
 use crate::ha::{HaStore, JarInfo, JobRecord};
-use crate::status::{ExceptionEntry, JobState, StatusCell, now_ms};
+use crate::status::{ExceptionEntry, JobState, Operation, StatusCell, now_ms, remember};
 use crate::storage_use::{StorageQuota, StorageUse};
 use crate::tenancy::{Caller, Tenancy, Tenant, url_within};
 use crate::{ApiError, ApiResult};
@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     uploading: Mutex<HashMap<String, u32>>,
     /// What each tenant keeps in checkpoint and savepoint storage.
     pub storage: Arc<StorageUse>,
+    /// Savepoint disposals, with their owner.
+    disposals: Mutex<indexmap::IndexMap<String, (String, Operation)>>,
 }
 
 /// A counting semaphore for blocking threads.
@@ -235,6 +237,7 @@ impl Session {
                 started_ms: now_ms(),
                 submit: Mutex::new(()),
                 tenancy,
+                disposals: Mutex::default(),
             }),
         };
         session.resume_jobs();
@@ -972,23 +975,155 @@ impl Session {
         }) {
             return Err(ApiError::conflict(format!("job {id} has ended")));
         }
-        job.status
-            .lock()
-            .operations
-            .insert(trigger.clone(), crate::status::Operation::InProgress);
+        remember(
+            &mut job.status.lock().operations,
+            trigger.clone(),
+            Operation::InProgress,
+            Operation::ended,
+        );
         let t = trigger.clone();
         std::thread::spawn(move || {
             let result = rx.recv();
             let op = match result {
-                Ok(Ok(location)) => crate::status::Operation::Completed(location),
-                Ok(Err(f)) => crate::status::Operation::Failed(f.message),
-                Err(_) => crate::status::Operation::Failed(
-                    "the job ended before the savepoint completed".into(),
-                ),
+                Ok(Ok(location)) => Operation::Completed(location),
+                Ok(Err(f)) => Operation::Failed(f.message),
+                Err(_) => Operation::Failed("the job ended before the savepoint completed".into()),
             };
-            job.status.lock().operations.insert(t, op);
+            if let Some(o) = job.status.lock().operations.get_mut(&t) {
+                *o = op;
+            }
         });
         Ok(trigger)
+    }
+
+    /// Asks a job to take a checkpoint now (`full`: sharing no file with
+    /// earlier ones); returns the operation's trigger id. A trigger id the
+    /// client chose is kept, and asking again with it triggers nothing new.
+    pub fn checkpoint(
+        &self,
+        id: &str,
+        full: bool,
+        trigger: Option<String>,
+        caller: &Caller,
+    ) -> ApiResult<String> {
+        let job = self.job(id, caller)?;
+        let trigger = trigger_id(trigger)?;
+        {
+            let s = job.status.lock();
+            if s.checkpoint_operations.contains_key(&trigger) {
+                return Ok(trigger);
+            }
+            if let Some((t, _)) = s
+                .checkpoint_operations
+                .iter()
+                .find(|(_, o)| !o.ended())
+            {
+                return Err(ApiError::conflict(format!(
+                    "a checkpoint of job {id} asked for earlier (request-id {t}) is still in \
+                     progress; wait for it to complete"
+                )));
+            }
+        }
+        let state = job.state();
+        if state != JobState::Running {
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}; checkpoints are taken of RUNNING jobs",
+                state.name()
+            )));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !job.send(JobCommand::Checkpoint { full, reply: tx }) {
+            return Err(ApiError::conflict(format!("job {id} has ended")));
+        }
+        remember(
+            &mut job.status.lock().checkpoint_operations,
+            trigger.clone(),
+            Operation::InProgress,
+            Operation::ended,
+        );
+        let t = trigger.clone();
+        std::thread::spawn(move || {
+            let op = match rx.recv() {
+                Ok(Ok(id)) => Operation::Checkpointed(id.0),
+                Ok(Err(f)) => Operation::Failed(f.message),
+                Err(_) => Operation::Failed("the job ended before the checkpoint completed".into()),
+            };
+            if let Some(o) = job.status.lock().checkpoint_operations.get_mut(&t) {
+                *o = op;
+            }
+        });
+        Ok(trigger)
+    }
+
+    /// Starts deleting the savepoint at `path`; returns the operation's
+    /// trigger id. A tenant disposes only of savepoints in its own folder.
+    pub fn dispose(&self, path: &str, caller: &Caller) -> ApiResult<String> {
+        let path = path.trim();
+        if path.is_empty() {
+            return Err(ApiError::bad_request(
+                "give the savepoint to dispose of as savepoint-path",
+            ));
+        }
+        let tenant = caller.tenant().cloned();
+        if let Some(t) = &tenant {
+            let root = self.tenant_savepoints(t).unwrap_or_default();
+            if !url_within(&storage_url(path), &root) {
+                return Err(ApiError::forbidden(format!(
+                    "tenant {} disposes only of its own savepoints (under {root}); {path} is not \
+                     one of them",
+                    t.name
+                )));
+            }
+        }
+        let config = self.config_for(tenant.as_ref())?;
+        let trigger = trigger_id(None)?;
+        let owner = caller.owner().to_owned();
+        {
+            let mut d = self.inner.disposals.lock().expect("disposals");
+            if d.values().filter(|(o, op)| *o == owner && !op.ended()).count() >= 4 {
+                return Err(ApiError::conflict(
+                    "4 disposals of this caller are in progress; wait for one to complete",
+                ));
+            }
+            remember(
+                &mut d,
+                trigger.clone(),
+                (owner.clone(), Operation::InProgress),
+                |(_, op)| op.ended(),
+            );
+        }
+        let session = self.clone();
+        let t = trigger.clone();
+        let path = path.to_owned();
+        std::thread::spawn(move || {
+            let op = match weir_runtime::dispose_savepoint(&path, &S3Options::from_config(&config))
+            {
+                Ok(url) => Operation::Completed(url),
+                Err(f) => Operation::Failed(f.message),
+            };
+            if let Some(e) = session
+                .inner
+                .disposals
+                .lock()
+                .expect("disposals")
+                .get_mut(&t)
+            {
+                e.1 = op;
+            }
+        });
+        Ok(trigger)
+    }
+
+    /// A disposal the caller started.
+    pub fn disposal(&self, trigger: &str, caller: &Caller) -> ApiResult<Operation> {
+        let d = self.inner.disposals.lock().expect("disposals");
+        match d.get(trigger) {
+            Some((owner, op)) if caller.sees(owner) => Ok(op.clone()),
+            _ => Err(ApiError::not_found(format!(
+                "there is no savepoint disposal {trigger}; use the request-id that \
+                 POST /savepoint-disposal returned"
+            ))),
+        }
     }
 
     pub fn cancel(&self, id: &str, caller: &Caller) -> ApiResult<()> {
@@ -1179,6 +1314,19 @@ fn session_key(k: &str) -> bool {
 }
 
 /// A storage location as a URL (plain paths are local files).
+/// A trigger id the client chose (32 hex digits, as Flink's), or a new one.
+fn trigger_id(given: Option<String>) -> ApiResult<String> {
+    match given {
+        None => Ok(uuid::Uuid::new_v4().simple().to_string()),
+        Some(t) if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(t.to_ascii_lowercase())
+        }
+        Some(t) => Err(ApiError::bad_request(format!(
+            "triggerId '{t}' is not 32 hexadecimal digits; leave it out to get a new one"
+        ))),
+    }
+}
+
 fn storage_url(location: &str) -> String {
     if location.contains("://") {
         location.to_owned()

@@ -5,7 +5,7 @@
 use crate::ha::HaStore;
 use crate::storage_use::{StorageQuota, StorageUse};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_core::{CheckpointId, Failure, JobId};
@@ -102,12 +102,48 @@ pub struct CheckpointEntry {
     pub failure_timestamp: Option<u64>,
 }
 
-/// Where a savepoint operation stands.
+/// Where an operation asked for through the API stands (a savepoint, a
+/// checkpoint, a savepoint's disposal).
 #[derive(Debug, Clone)]
 pub enum Operation {
     InProgress,
+    /// A savepoint, at this location; or a disposal, of it.
     Completed(String),
+    /// A checkpoint, with its id.
+    Checkpointed(u64),
     Failed(String),
+}
+
+/// Operations remembered per job (and disposals per session); the oldest
+/// ended ones are forgotten first.
+pub const OPERATIONS_KEPT: usize = 200;
+
+/// Operations by trigger id, oldest first.
+pub type Operations = indexmap::IndexMap<String, Operation>;
+
+/// Records `op` under `trigger`, forgetting the oldest ended operations
+/// beyond [`OPERATIONS_KEPT`].
+pub fn remember<V>(
+    ops: &mut indexmap::IndexMap<String, V>,
+    trigger: String,
+    op: V,
+    ended: impl Fn(&V) -> bool,
+) {
+    ops.insert(trigger, op);
+    while ops.len() > OPERATIONS_KEPT {
+        match ops.values().position(&ended) {
+            Some(i) => {
+                ops.shift_remove_index(i);
+            }
+            None => break,
+        }
+    }
+}
+
+impl Operation {
+    pub fn ended(&self) -> bool {
+        !matches!(self, Operation::InProgress)
+    }
 }
 
 /// The mutable part of a job's status.
@@ -126,7 +162,10 @@ pub struct Status {
     pub latest_completed: Option<CheckpointEntry>,
     pub latest_savepoint: Option<CheckpointEntry>,
     pub latest_failed: Option<CheckpointEntry>,
-    pub operations: HashMap<String, Operation>,
+    /// Savepoints (and stops with a savepoint) by trigger id.
+    pub operations: Operations,
+    /// Checkpoints asked for through the API, by trigger id.
+    pub checkpoint_operations: Operations,
     /// Where the job stopped with a savepoint.
     pub stopped_at: Option<String>,
 }
@@ -148,7 +187,8 @@ impl Status {
             latest_completed: None,
             latest_savepoint: None,
             latest_failed: None,
-            operations: HashMap::new(),
+            operations: Default::default(),
+            checkpoint_operations: Default::default(),
             stopped_at: None,
         }
     }

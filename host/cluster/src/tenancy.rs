@@ -567,4 +567,40 @@ mod tests {
         assert!(!url_within("s3://bucket/sp/a/../b", "s3://bucket/sp/a"));
         assert!(!url_within("s3://bucket/sp/a/..", "s3://bucket/sp/a"));
     }
+
+    #[test]
+    fn every_tenant_setting_is_documented() {
+        let e = from_options::<TenantKeys>("weir.tenants.x", &[("?".into(), "1".into())])
+            .unwrap_err();
+        let fields: std::collections::BTreeSet<String> = e
+            .split("expected one of")
+            .nth(1)
+            .expect("serde lists the known fields")
+            .split(',')
+            .map(|f| f.trim().trim_matches('`').to_owned())
+            .collect();
+        let documented: std::collections::BTreeSet<String> = weir_core::reference::TENANT_KEYS
+            .iter()
+            .filter_map(|k| k.key.strip_prefix("weir.tenants.<t>."))
+            .filter(|k| !k.starts_with("secrets."))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(fields, documented);
+    }
+
+    #[test]
+    fn the_configuration_reference_in_docs_is_the_generated_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/configuration.md");
+        let generated = weir_core::reference::markdown();
+        if std::env::var_os("WEIR_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == generated,
+            "docs/configuration.md differs from the keys in the code; regenerate it with \
+             `WEIR_BLESS=1 cargo test -p weir-cluster configuration_reference`"
+        );
+    }
 }

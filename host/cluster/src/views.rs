@@ -88,6 +88,8 @@ pub fn job_overview(job: &JobEntry) -> Value {
         "duration": duration(s.start_ms, s.end_ms),
         "last-modification": last,
         "tasks": task_counts(job, s.state),
+        "pending-operators": 0,
+        "jobType": "STREAMING",
     })
 }
 
@@ -191,7 +193,7 @@ fn vertex_id(job: &JobEntry, chain: usize) -> String {
 }
 
 /// The job graph of vertices and their inputs (Flink's `plan`).
-fn plan(job: &JobEntry) -> Value {
+pub fn plan(job: &JobEntry) -> Value {
     let nodes: Vec<Value> = job
         .exec
         .chains
@@ -338,45 +340,378 @@ pub fn checkpoint_config(job: &JobEntry) -> Value {
     })
 }
 
-/// `GET /jobs/:id/exceptions`.
-pub fn exceptions(job: &JobEntry) -> Value {
+fn exception_json(e: &crate::status::ExceptionEntry) -> Value {
+    let mut v = json!({
+        "exceptionName": e.name,
+        "stacktrace": e.stacktrace,
+        "timestamp": e.timestamp,
+        "failureLabels": {"weir.domain": e.name},
+        "concurrentExceptions": [],
+    });
+    if let Some(task) = &e.task {
+        v["taskName"] = json!(task);
+        v["endpoint"] = json!(TASK_MANAGER);
+        v["taskManagerId"] = json!(TASK_MANAGER);
+    }
+    v
+}
+
+/// `GET /jobs/:id/exceptions` (`maxExceptions` entries, newest first).
+pub fn exceptions(job: &JobEntry, max: usize) -> Value {
     let s = job.status.lock();
     let root = s.root_exception.as_ref();
+    let entries: Vec<Value> = s.exceptions.iter().take(max).map(exception_json).collect();
     json!({
         "root-exception": root.map(|e| format!("{}: {}", e.name, e.stacktrace)),
         "timestamp": root.map(|e| e.timestamp),
-        "all-exceptions": s.exceptions.iter().map(|e| json!({
+        "all-exceptions": s.exceptions.iter().take(max).map(|e| json!({
             "exception": format!("{}: {}", e.name, e.stacktrace),
             "task": e.task,
-            "location": "localhost",
+            "location": TASK_MANAGER,
             "timestamp": e.timestamp,
         })).collect::<Vec<_>>(),
-        "truncated": false,
+        "truncated": s.exceptions.len() > max,
         "exceptionHistory": {
-            "entries": s.exceptions.iter().collect::<Vec<_>>(),
-            "truncated": false,
+            "entries": entries,
+            "truncated": s.exceptions.len() > max,
         },
+    })
+}
+
+/// The session's own task slots, as Flink's one task manager.
+pub const TASK_MANAGER: &str = "local";
+
+/// `GET /jobs/:id/config`.
+pub fn job_config(job: &JobEntry) -> Value {
+    let shown = job.config.to_display_map();
+    let user: serde_json::Map<String, Value> = job
+        .record
+        .config
+        .keys()
+        .filter_map(|k| shown.get(k).map(|v| (k.clone(), json!(v))))
+        .collect();
+    let c = &job.config;
+    let restart = match c.restart_strategy {
+        weir_core::config::RestartStrategyKind::None => "No restart".to_owned(),
+        weir_core::config::RestartStrategyKind::FixedDelay => format!(
+            "Restart with fixed delay ({:?}). #{} restart attempts.",
+            c.restart_delay, c.restart_attempts
+        ),
+        weir_core::config::RestartStrategyKind::ExponentialDelay => format!(
+            "Restart with exponential delay: initial backoff {:?}, max backoff {:?}, \
+             multiplier {}",
+            c.restart_initial_backoff, c.restart_max_backoff, c.restart_backoff_multiplier
+        ),
+    };
+    json!({
+        "jid": job.id.to_string(),
+        "name": job.name,
+        "execution-config": {
+            "restart-strategy": restart,
+            "job-parallelism": c.parallelism,
+            "object-reuse-mode": false,
+            "user-config": user,
+        },
+    })
+}
+
+/// The chain shown as vertex `vid`.
+pub fn find_vertex<'a>(job: &'a JobEntry, vid: &str) -> Option<&'a weir_runtime::Chain> {
+    job.exec
+        .chains
+        .iter()
+        .find(|c| vertex_id(job, c.id) == vid)
+}
+
+/// Per-subtask ratios of busy and backpressured time of a vertex since
+/// the job started (0..1).
+fn ratios(job: &JobEntry, c: &weir_runtime::Chain) -> (f64, f64) {
+    let s = job.status.lock();
+    let elapsed = duration(s.start_ms, s.end_ms).max(1) as f64;
+    drop(s);
+    let m = vertex_metrics(job, c);
+    let per = |ms: u64| (ms as f64 / elapsed / f64::from(c.parallelism.max(1))).min(1.0);
+    (per(m.busy_ms), per(m.backpressured_ms))
+}
+
+/// `GET /jobs/:id/vertices/:vid`: per-subtask I/O counters are not kept
+/// (the vertex's are, under `metrics`), so theirs say `-complete: false`.
+pub fn vertex_details(job: &JobEntry, c: &weir_runtime::Chain) -> Value {
+    let s = job.status.lock();
+    let status = match s.state {
+        JobState::Initializing | JobState::Restarting => "INITIALIZING",
+        JobState::Cancelling => "CANCELING",
+        other => other.name(),
+    };
+    let (start, end) = (s.start_ms, s.end_ms);
+    let running_since = s
+        .timestamps
+        .get(&JobState::Running)
+        .copied()
+        .unwrap_or(start);
+    drop(s);
+    let m = vertex_metrics(job, c);
+    let attempt = get(&job.metrics.restarts);
+    let subtasks: Vec<Value> = (0..c.parallelism)
+        .map(|i| {
+            json!({
+                "subtask": i,
+                "status": status,
+                "attempt": attempt,
+                "endpoint": TASK_MANAGER,
+                "start-time": start,
+                "start_time": start,
+                "end-time": end.map(|e| e as i64).unwrap_or(-1),
+                "duration": duration(start, end),
+                "metrics": {
+                    "read-bytes": 0, "read-bytes-complete": false,
+                    "write-bytes": 0, "write-bytes-complete": false,
+                    "read-records": 0, "read-records-complete": false,
+                    "write-records": 0, "write-records-complete": false,
+                    "accumulated-backpressured-time": 0,
+                    "accumulated-idle-time": 0,
+                    "accumulated-busy-time": 0.0,
+                },
+                "taskmanager-id": TASK_MANAGER,
+                "status-duration": {
+                    "CREATED": 0, "SCHEDULED": 0, "DEPLOYING": 0,
+                    "INITIALIZING": running_since.saturating_sub(start),
+                    "RUNNING": end.unwrap_or_else(now_ms).saturating_sub(running_since),
+                },
+            })
+        })
+        .collect();
+    json!({
+        "id": vertex_id(job, c.id),
+        "name": c.name,
+        "parallelism": c.parallelism,
+        "maxParallelism": job.graph.max_parallelism,
+        "now": now_ms(),
+        "subtasks": subtasks,
+        "metrics": {
+            "read-records": m.read_records,
+            "write-records": m.write_records,
+            "accumulated-busy-time": m.busy_ms,
+            "accumulated-backpressured-time": m.backpressured_ms,
+        },
+    })
+}
+
+/// The metrics of a vertex, by name (Flink's `?get=` routes).
+pub fn vertex_metric_values(job: &JobEntry, c: &weir_runtime::Chain) -> Vec<(&'static str, String)> {
+    let m = vertex_metrics(job, c);
+    let (busy, bp) = ratios(job, c);
+    let head = &job.metrics.operators[c.ops[0] as usize];
+    let wm = get(&head.watermark) as i64;
+    vec![
+        ("numRecordsIn", m.read_records.to_string()),
+        ("numRecordsOut", m.write_records.to_string()),
+        ("accumulatedBusyTimeMs", m.busy_ms.to_string()),
+        ("accumulatedBackPressuredTimeMs", m.backpressured_ms.to_string()),
+        ("busyTimeMsPerSecond", format!("{:.0}", busy * 1000.0)),
+        ("backPressuredTimeMsPerSecond", format!("{:.0}", bp * 1000.0)),
+        ("currentInputWatermark", wm.to_string()),
+    ]
+}
+
+/// `GET /jobs/:id/vertices/:vid/watermarks`.
+pub fn vertex_watermarks(job: &JobEntry, c: &weir_runtime::Chain) -> Value {
+    let head = &job.metrics.operators[c.ops[0] as usize];
+    let wm = get(&head.watermark) as i64;
+    json!([{"id": "currentInputWatermark", "value": wm.to_string()}])
+}
+
+fn level(ratio: f64) -> &'static str {
+    if ratio <= 0.1 {
+        "ok"
+    } else if ratio <= 0.5 {
+        "low"
+    } else {
+        "high"
+    }
+}
+
+/// `GET /jobs/:id/vertices/:vid/backpressure`: the share of time its
+/// subtasks waited for downstream channels since the job started.
+pub fn vertex_backpressure(job: &JobEntry, c: &weir_runtime::Chain) -> Value {
+    let (busy, bp) = ratios(job, c);
+    let idle = (1.0 - busy - bp).max(0.0);
+    let l = level(bp);
+    json!({
+        "status": "ok",
+        "backpressureLevel": l,
+        "backpressure-level": l,
+        "end-timestamp": now_ms(),
+        "subtasks": (0..c.parallelism).map(|i| json!({
+            "subtask": i,
+            "backpressureLevel": l,
+            "backpressure-level": l,
+            "ratio": bp,
+            "idleRatio": idle,
+            "busyRatio": busy,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The job's metrics, by name (`GET /jobs/:id/metrics`).
+pub fn job_metric_values(job: &JobEntry) -> Vec<(&'static str, String)> {
+    let m = &job.metrics;
+    let s = job.status.lock();
+    let up = match s.state {
+        JobState::Running => now_ms().saturating_sub(
+            s.timestamps.get(&JobState::Running).copied().unwrap_or(s.start_ms),
+        ),
+        _ => 0,
+    };
+    vec![
+        ("uptime", up.to_string()),
+        ("numRestarts", get(&m.restarts).to_string()),
+        ("numberOfCompletedCheckpoints", s.completed.to_string()),
+        ("numberOfFailedCheckpoints", s.failed.to_string()),
+        ("lastCheckpointDuration", get(&m.last_checkpoint_duration_ms).to_string()),
+        ("lastCheckpointSize", get(&m.last_checkpoint_size).to_string()),
+        ("lastCheckpointFullSize", get(&m.last_checkpoint_size).to_string()),
+        ("guestMemoryPeak", get(&m.guest_memory_peak).to_string()),
+    ]
+}
+
+/// The session's metrics, by name (`GET /jobmanager/metrics`).
+pub fn jobmanager_metric_values(session: &Session, caller: &crate::Caller) -> Vec<(&'static str, String)> {
+    let o = overview(session, caller);
+    let n = |k: &str| o[k].as_u64().unwrap_or(0).to_string();
+    vec![
+        ("numRunningJobs", n("jobs-running")),
+        ("numRegisteredTaskManagers", n("taskmanagers")),
+        ("taskSlotsTotal", n("slots-total")),
+        ("taskSlotsAvailable", n("slots-available")),
+        ("uptime", now_ms().saturating_sub(session.started_ms()).to_string()),
+    ]
+}
+
+/// Answers a metrics route: the names without `get`, else the values of
+/// the names asked for (unknown ones left out), as Flink does.
+pub fn metrics_answer(values: &[(&'static str, String)], get: Option<&str>) -> Value {
+    match get {
+        None => Value::Array(values.iter().map(|(k, _)| json!({"id": k})).collect()),
+        Some(names) => {
+            let wanted: Vec<&str> = names.split(',').map(str::trim).collect();
+            Value::Array(
+                values
+                    .iter()
+                    .filter(|(k, _)| wanted.contains(k))
+                    .map(|(k, v)| json!({"id": k, "value": v}))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// Total and available memory of the machine, from /proc/meminfo.
+fn machine_memory() -> (i64, i64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(-1)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
+}
+
+/// `GET /taskmanagers`: the session's own slots.
+pub fn taskmanagers(session: &Session, caller: &crate::Caller) -> Value {
+    let o = overview(session, caller);
+    let total = o["slots-total"].as_u64().unwrap_or(0);
+    let free = o["slots-available"].as_u64().unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (physical, available) = machine_memory();
+    let resource = |slots: u64| json!({
+        "cpuCores": slots as f64,
+        "taskHeapMemory": 0,
+        "taskOffHeapMemory": 0,
+        "managedMemory": 0,
+        "networkMemory": 0,
+        "extendedResources": {},
+    });
+    json!({
+        "taskmanagers": [{
+            "id": TASK_MANAGER,
+            "path": TASK_MANAGER,
+            "dataPort": -1,
+            "jmxPort": -1,
+            "timeSinceLastHeartbeat": now_ms(),
+            "slotsNumber": total,
+            "freeSlots": free,
+            "assignedTasks": total - free,
+            "totalResource": resource(total),
+            "freeResource": resource(free),
+            "hardware": {
+                "cpuCores": cores,
+                "physicalMemory": physical,
+                "freeMemory": available,
+                "managedMemory": 0,
+            },
+            "memoryConfiguration": {
+                "frameworkHeap": 0, "taskHeap": 0, "frameworkOffHeap": 0, "taskOffHeap": 0,
+                "networkMemory": 0, "managedMemory": 0, "jvmMetaspace": 0, "jvmOverhead": 0,
+                "totalFlinkMemory": 0, "totalProcessMemory": 0,
+            },
+        }],
+    })
+}
+
+fn in_progress() -> Value {
+    json!({"status": {"id": "IN_PROGRESS"}, "operation": null})
+}
+
+/// A completed operation that failed, with the cause under `key`.
+fn failed(key: &str, class: &str, message: &str) -> Value {
+    json!({
+        "status": {"id": "COMPLETED"},
+        "operation": {key: crate::java::failure_cause(class, message)},
     })
 }
 
 /// `GET /jobs/:id/savepoints/:triggerid`.
 pub fn operation(job: &JobEntry, trigger: &str) -> Option<Value> {
     let s = job.status.lock();
+    let (key, class) = ("failure-cause", "weir.SavepointFailure");
     Some(match s.operations.get(trigger)? {
-        Operation::InProgress => json!({"status": {"id": "IN_PROGRESS"}}),
+        Operation::InProgress => in_progress(),
         Operation::Completed(location) => json!({
             "status": {"id": "COMPLETED"},
             "operation": {"location": location},
         }),
-        Operation::Failed(message) => json!({
-            "status": {"id": "COMPLETED"},
-            "operation": {"failure-cause": {
-                "class": "weir.SavepointFailure",
-                "stack-trace": message,
-                "serialized-throwable": null,
-            }},
-        }),
+        Operation::Failed(m) => failed(key, class, m),
+        Operation::Checkpointed(_) => failed(key, class, "the operation is not a savepoint"),
     })
+}
+
+/// `GET /jobs/:id/checkpoints/:triggerid`.
+pub fn checkpoint_operation(job: &JobEntry, trigger: &str) -> Option<Value> {
+    let s = job.status.lock();
+    let (key, class) = ("failureCause", "weir.CheckpointFailure");
+    Some(match s.checkpoint_operations.get(trigger)? {
+        Operation::InProgress => in_progress(),
+        Operation::Checkpointed(id) => json!({
+            "status": {"id": "COMPLETED"},
+            "operation": {"checkpointId": id},
+        }),
+        Operation::Failed(m) => failed(key, class, m),
+        Operation::Completed(_) => failed(key, class, "the operation is not a checkpoint"),
+    })
+}
+
+/// `GET /savepoint-disposal/:triggerid`.
+pub fn disposal(op: &Operation) -> Value {
+    match op {
+        Operation::InProgress => in_progress(),
+        Operation::Failed(m) => failed("failure-cause", "weir.DisposalFailure", m),
+        Operation::Completed(_) | Operation::Checkpointed(_) => {
+            json!({"status": {"id": "COMPLETED"}, "operation": {}})
+        }
+    }
 }
 
 /// `GET /overview`.

@@ -294,65 +294,12 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Built-in defaults, as flat keys (Flink's defaults where Flink has one).
+/// Built-in defaults, as flat keys (Flink's defaults where Flink has one),
+/// from the documented table of keys.
 pub fn defaults() -> ConfigLayer {
-    [
-        ("parallelism.default", "1"),
-        ("pipeline.max-parallelism", "128"),
-        ("execution.runtime-mode", "AUTOMATIC"),
-        ("execution.buffer-timeout", "100ms"),
-        ("pipeline.batch-size", "1024"),
-        ("pipeline.auto-watermark-interval", "200ms"),
-        ("execution.checkpointing.mode", "EXACTLY_ONCE"),
-        ("execution.checkpointing.timeout", "10min"),
-        ("execution.checkpointing.min-pause", "0ms"),
-        ("execution.checkpointing.max-concurrent-checkpoints", "1"),
-        ("execution.checkpointing.tolerable-failed-checkpoints", "0"),
-        ("execution.checkpointing.num-retained", "1"),
-        (
-            "execution.checkpointing.externalized-checkpoint-retention",
-            "RETAIN_ON_CANCELLATION",
-        ),
-        ("execution.checkpointing.incremental", "true"),
-        ("execution.state-recovery.claim-mode", "NO_CLAIM"),
-        ("restart-strategy.type", "none"),
-        ("restart-strategy.fixed-delay.attempts", "3"),
-        ("restart-strategy.fixed-delay.delay", "1s"),
-        ("restart-strategy.exponential-delay.initial-backoff", "1s"),
-        ("restart-strategy.exponential-delay.max-backoff", "1min"),
-        (
-            "restart-strategy.exponential-delay.backoff-multiplier",
-            "2.0",
-        ),
-        (
-            "restart-strategy.exponential-delay.attempts-before-reset-backoff",
-            "10",
-        ),
-        (
-            "restart-strategy.exponential-delay.reset-backoff-threshold",
-            "1h",
-        ),
-        ("weir.guest.memory-limit", "1gb"),
-        ("weir.guest.call-timeout", "10s"),
-        ("weir.guest.fuel-per-call", "0"),
-        ("weir.guest.output-lines-per-second", "100"),
-        ("weir.state.cached-keys", "100000"),
-        ("weir.state.memory-snapshots", "false"),
-        ("weir.compile.timeout", "2min"),
-        ("weir.compile.max-concurrent", "1"),
-        ("weir.io.fsync", "true"),
-        ("jobstore.max-capacity", "1000"),
-        ("jobstore.expiration-time", "3600"),
-        ("s3.path.style.access", "false"),
-        ("s3.allow-http", "false"),
-        ("rest.address", "127.0.0.1"),
-        ("rest.port", "8081"),
-        ("rest.server.max-content-length", "100mb"),
-        ("taskmanager.numberOfTaskSlots", "4"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    crate::reference::config_keys()
+        .filter_map(|k| k.default.map(|d| (k.key.to_owned(), d.to_owned())))
+        .collect()
 }
 
 impl Default for Config {
@@ -398,7 +345,7 @@ impl Config {
             let msg = e.to_string();
             match msg.strip_prefix("unknown field ") {
                 Some(rest) => ConfigError(format!(
-                    "unknown key {}; check the spelling against the keys listed in the README",
+                    "unknown key {}; check the spelling against docs/configuration.md",
                     rest.split(", expected").next().unwrap_or(rest)
                 )),
                 None => ConfigError(msg),

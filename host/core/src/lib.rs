@@ -15,6 +15,7 @@ pub mod guest;
 pub mod ids;
 pub mod keygroup;
 pub mod options;
+pub mod reference;
 pub mod secrets;
 pub mod state;
 

@@ -87,6 +87,31 @@ pub enum JobCommand {
         drain: bool,
         reply: Sender<Result<String, Failure>>,
     },
+    /// Take a checkpoint now (Flink's `flink checkpoint`); with `full`, one
+    /// that shares no file with earlier checkpoints. The reply is its id.
+    Checkpoint {
+        full: bool,
+        reply: Sender<Result<CheckpointId, Failure>>,
+    },
+}
+
+/// Who waits for a snapshot asked for by a command.
+enum Reply {
+    Location(Sender<Result<String, Failure>>),
+    Id(Sender<Result<CheckpointId, Failure>>),
+}
+
+impl Reply {
+    fn send(&self, result: Result<(CheckpointId, String), Failure>) {
+        match self {
+            Reply::Location(r) => {
+                let _ = r.send(result.map(|(_, location)| location));
+            }
+            Reply::Id(r) => {
+                let _ = r.send(result.map(|(id, _)| id));
+            }
+        }
+    }
 }
 
 /// A completed checkpoint or savepoint, as reported to a [`JobListener`].
@@ -651,7 +676,9 @@ impl Master {
                     dir: paths::checkpoint_dir(job, id),
                     // Full checkpoints are self-contained: every file goes
                     // into the checkpoint's own directory.
-                    shared: self.ctx.config.incremental.then(|| paths::shared_dir(job)),
+                    shared: (self.ctx.config.incremental
+                        && !matches!(kind, SnapshotKind::Manual { full: true }))
+                    .then(|| paths::shared_dir(job)),
                     kind,
                 })
             }
@@ -670,7 +697,7 @@ impl Master {
         let mut coord: Coordinator<TaskSnapshot> =
             Coordinator::new(settings, tasks, self.completed.last);
         let mut targets: HashMap<CheckpointId, Arc<SnapshotTarget>> = HashMap::new();
-        let mut replies: HashMap<CheckpointId, Sender<Result<String, Failure>>> = HashMap::new();
+        let mut replies: HashMap<CheckpointId, Reply> = HashMap::new();
         let mut running = tasks;
         let mut initializing = tasks;
         let mut data_ended = 0usize;
@@ -680,10 +707,8 @@ impl Master {
         // Savepoints asked for while a checkpoint was in progress: one
         // snapshot at a time, so that a transactional sink never takes a
         // barrier while its previous transaction still waits to commit.
-        let mut queued: std::collections::VecDeque<(
-            SnapshotKind,
-            Sender<Result<String, Failure>>,
-        )> = std::collections::VecDeque::new();
+        let mut queued: std::collections::VecDeque<(SnapshotKind, Reply)> =
+            std::collections::VecDeque::new();
         let mut stopping = false;
         let tick = Duration::from_millis(20);
         let end = loop {
@@ -736,7 +761,7 @@ impl Master {
                             match self.complete(&dep, &mut coord, &target, pending.acks.into_values().collect(), took) {
                                 Ok(location) => {
                                     if let Some(r) = replies.remove(&id) {
-                                        let _ = r.send(Ok(location.clone()));
+                                        r.send(Ok((id, location.clone())));
                                     }
                                     if let SnapshotKind::Savepoint { stop: true, .. } = target.kind {
                                         break AttemptEnd::Stopped(location);
@@ -750,7 +775,7 @@ impl Master {
                                 Err(f) => {
                                     self.ctx.listener.checkpoint_failed(id, &f.message);
                                     if let Some(r) = replies.remove(&id) {
-                                        let _ = r.send(Err(f.clone()));
+                                        r.send(Err(f.clone()));
                                     }
                                     if f.domain == weir_core::ErrorDomain::Limit {
                                         // A quota the job's state outgrew.
@@ -768,7 +793,7 @@ impl Master {
                         self.ctx.listener.checkpoint_failed(id, &f.message);
                         targets.remove(&id);
                         if let Some(r) = replies.remove(&id) {
-                            let _ = r.send(Err(f.clone()));
+                            r.send(Err(f.clone()));
                         }
                         if coord.kind(id).is_some()
                             && let Err(e) = coord.failed(id, &f.message, now)
@@ -800,7 +825,30 @@ impl Master {
                             continue;
                         }
                         stopping |= stop;
-                        queued.push_back((SnapshotKind::Savepoint { dir, stop, drain: stop && drain }, reply));
+                        queued.push_back((
+                            SnapshotKind::Savepoint { dir, stop, drain: stop && drain },
+                            Reply::Location(reply),
+                        ));
+                    }
+                    Ok(JobCommand::Checkpoint { full, reply }) => {
+                        let refusal = if self.settings.is_none() {
+                            Some(
+                                "checkpointing is not enabled for this job; set \
+                                 execution.checkpointing.interval to take checkpoints",
+                            )
+                        } else if stopping {
+                            Some("the job is stopping with a savepoint")
+                        } else if data_ended == tasks {
+                            Some("the job has processed all its input; there is nothing to checkpoint")
+                        } else {
+                            None
+                        };
+                        match refusal {
+                            Some(why) => {
+                                let _ = reply.send(Err(Failure::user(why)));
+                            }
+                            None => queued.push_back((SnapshotKind::Manual { full }, Reply::Id(reply))),
+                        }
                     }
                 },
                 default(tick) => {}
@@ -814,7 +862,7 @@ impl Master {
                 targets.remove(&id);
                 self.ctx.listener.checkpoint_failed(id, &f.message);
                 if let Some(r) = replies.remove(&id) {
-                    let _ = r.send(Err(f.clone()));
+                    r.send(Err(f.clone()));
                 }
                 if let Err(e) = coord.failed(id, &f.message, now) {
                     return self.stop_with(dep, AttemptEnd::Failed(too_many(e)));
@@ -832,9 +880,7 @@ impl Master {
                         Ok(id) => {
                             replies.insert(id, reply);
                         }
-                        Err(f) => {
-                            let _ = reply.send(Err(f));
-                        }
+                        Err(f) => reply.send(Err(f)),
                     }
                     continue;
                 }
@@ -887,6 +933,10 @@ impl Master {
             Ok(t) => Arc::new(t),
             Err(f) => {
                 self.ctx.listener.checkpoint_failed(id, &f.message);
+                // No task will take part: the snapshot is over, and the
+                // next may start. (The caller decides what the failure
+                // means for the job.)
+                let _ = coord.failed(id, &f.message, now_ms(self.started));
                 return Err(f);
             }
         };

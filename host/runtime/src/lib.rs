@@ -32,6 +32,8 @@ pub use job::{
     RestoreRequest, is_batch, start,
 };
 pub use metrics::{JobMetrics, OperatorMetrics};
-pub use restore::{candidates as snapshot_candidates, read_metadata, target_job};
+pub use restore::{
+    candidates as snapshot_candidates, dispose_savepoint, read_metadata, target_job,
+};
 pub use snapshot::SnapshotTarget;
 pub use task::{TaskEvent, TaskId};

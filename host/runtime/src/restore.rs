@@ -119,6 +119,31 @@ pub fn target_job(factory: &dyn GuestFactory) -> TargetJob {
     }
 }
 
+/// Deletes the savepoint at `location` (a savepoint directory or its
+/// `_metadata`) and returns its URL. Checkpoints are refused: their job
+/// manages them.
+pub fn dispose_savepoint(location: &str, s3: &S3Options) -> Result<String, Failure> {
+    let (root, dir) = split_location(location)
+        .map_err(|e| Failure::user(e.message))?;
+    let storage = Storage::open(&root, s3).map_err(|e| Failure::user(e.message))?;
+    let url = storage.url_of(&dir);
+    let metadata = format!("{dir}/{}", paths::METADATA);
+    if !block_on(storage.exists(&metadata)).map_err(storage_failure)? {
+        return Err(Failure::user(format!(
+            "{url} is not a savepoint: it has no {}",
+            paths::METADATA
+        )));
+    }
+    let meta = read_metadata(&storage, &dir)?;
+    if meta.kind != weir_checkpoint::metadata::Kind::Savepoint {
+        return Err(Failure::user(format!(
+            "{url} is a checkpoint, which its job manages; only savepoints are disposed"
+        )));
+    }
+    block_on(storage.delete_dir(&dir)).map_err(storage_failure)?;
+    Ok(url)
+}
+
 /// Reads and verifies the metadata of a snapshot directory.
 pub fn read_metadata(storage: &Storage, dir: &str) -> Result<SnapshotMetadata, Failure> {
     let path = format!("{dir}/{}", paths::METADATA);

@@ -117,6 +117,12 @@ impl Uploader {
     ) -> Result<TaskSnapshot, Failure> {
         let task_dir = format!("{}/task-{}", target.dir, self.task_index);
         let rel = |p: &str| paths::relative(&target.dir, p);
+        if let SnapshotKind::Manual { full: true } = target.kind {
+            // A full checkpoint refers to no shared file, so retention may
+            // delete the ones earlier checkpoints uploaded: later
+            // checkpoints upload their files again.
+            self.uploaded.lock().expect("lock").clear();
+        }
         let mut keyed = None;
         if let Some(snap) = &local.keyed {
             let mut files = Vec::new();

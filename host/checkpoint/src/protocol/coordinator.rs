@@ -20,6 +20,9 @@ pub struct CheckpointSettings {
 pub enum SnapshotKind {
     /// Periodic.
     Checkpoint,
+    /// Asked for by the user (Flink's `flink checkpoint`): a checkpoint like
+    /// the periodic ones; with `full`, it shares no file with earlier ones.
+    Manual { full: bool },
     /// The last checkpoint before a bounded job finishes, so that
     /// transactional sinks commit everything.
     Final,
@@ -175,7 +178,7 @@ impl<T> Coordinator<T> {
         self.last_end_ms = Some(now_ms);
         let user_requested = matches!(
             was_pending.map(|p| p.kind),
-            Some(SnapshotKind::Savepoint { .. })
+            Some(SnapshotKind::Savepoint { .. } | SnapshotKind::Manual { .. })
         );
         if user_requested {
             return Ok(()); // a failed savepoint is reported to whoever asked
