@@ -336,6 +336,7 @@ fn routes(job: &str, jar: &str, trigger: &str) -> Vec<(&'static str, String, Val
         s.replace("{job}", job)
             .replace("{jar}", jar)
             .replace("{trigger}", trigger)
+            .replace("{vertex}", "0000000000000000000000000000abcd")
     };
     vec![
         ("GET", p("/config"), Value::Null),
@@ -354,6 +355,19 @@ fn routes(job: &str, jar: &str, trigger: &str) -> Vec<(&'static str, String, Val
         ("GET", p("/jobs/{job}/checkpoints/config"), Value::Null),
         ("GET", p("/jobs/{job}/checkpoints/details/1"), Value::Null),
         ("GET", p("/jobs/{job}/exceptions"), Value::Null),
+        ("POST", p("/jobs/{job}/checkpoints"), json!({})),
+        ("GET", p("/jobs/{job}/checkpoints/{trigger}"), Value::Null),
+        ("GET", p("/jobs/{job}/config"), Value::Null),
+        ("GET", p("/jobs/{job}/plan"), Value::Null),
+        ("GET", p("/jobs/{job}/metrics"), Value::Null),
+        ("GET", p("/jobs/{job}/vertices/{vertex}"), Value::Null),
+        ("GET", p("/jobs/{job}/vertices/{vertex}/metrics"), Value::Null),
+        ("GET", p("/jobs/{job}/vertices/{vertex}/watermarks"), Value::Null),
+        ("GET", p("/jobs/{job}/vertices/{vertex}/backpressure"), Value::Null),
+        ("POST", p("/savepoint-disposal"), json!({"savepoint-path": "{savepoint}"})),
+        ("GET", p("/savepoint-disposal/{trigger}"), Value::Null),
+        ("GET", p("/jobmanager/metrics"), Value::Null),
+        ("GET", p("/taskmanagers"), Value::Null),
         ("POST", p("/jobs/{job}/stop"), json!({})),
         ("PATCH", p("/jobs/{job}"), Value::Null),
         ("GET", p("/usage"), Value::Null),
@@ -384,7 +398,10 @@ fn every_route_needs_a_token_and_shows_a_tenant_only_its_own() {
     std::thread::sleep(Duration::from_millis(500)); // a completed checkpoint
 
     // The table covers every route the OpenAPI document lists.
-    let table = routes("{jobid}", "{jarid}", "{triggerid}");
+    let table: Vec<_> = routes("{jobid}", "{jarid}", "{triggerid}")
+        .into_iter()
+        .map(|(m, p, b)| (m, p.replace("0000000000000000000000000000abcd", "{vertexid}"), b))
+        .collect();
     let doc: Value = serde_json::from_str(weir_cluster::rest::OPENAPI).unwrap();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
@@ -410,6 +427,10 @@ fn every_route_needs_a_token_and_shows_a_tenant_only_its_own() {
     let b = s.api_as(B);
     for prefix in ["", "/v1"] {
         for (method, path, body) in routes(&job, &jar, &trigger) {
+            let body = match body["savepoint-path"].as_str() {
+                Some("{savepoint}") => json!({"savepoint-path": savepoint}),
+                _ => body,
+            };
             if prefix == "/v1" && path == "/metrics" {
                 continue; // Prometheus scrapes /metrics only
             }
@@ -421,7 +442,7 @@ fn every_route_needs_a_token_and_shows_a_tenant_only_its_own() {
             }
             let (status, v) = if path.ends_with("/jars/upload") {
                 b.upload("b.wasm", std::fs::read(CLICK_EVENT_COUNT_WASM).unwrap())
-            } else if method == "GET" && path.ends_with("/metrics") {
+            } else if method == "GET" && path == "/metrics" {
                 let (status, text) = b.get_text(&path);
                 (status, Value::String(text))
             } else {
@@ -444,8 +465,10 @@ fn every_route_needs_a_token_and_shows_a_tenant_only_its_own() {
                 );
                 continue;
             }
-            let want = if path.ends_with("/jobmanager/config") {
+            let want = if path.ends_with("/jobmanager/config") || path.ends_with("/savepoint-disposal") {
                 403
+            } else if path.contains("/savepoint-disposal/") {
+                404 // a's savepoint trigger is no disposal of b's
             } else {
                 200
             };

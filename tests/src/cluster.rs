@@ -191,6 +191,38 @@ impl Api {
         self.call(self.http.request(m, self.url(path)).json(&body))
     }
 
+    /// Any request, answered as (status, content type, body).
+    pub fn raw(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String, Vec<u8>) {
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let mut req = self.http.request(m, self.url(path_and_query));
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        if !body.is_empty() {
+            req = req.body(body);
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        self.rt.block_on(async {
+            let r = req.send().await.expect("the session answers");
+            let status = r.status().as_u16();
+            let ct = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (status, ct, r.bytes().await.unwrap_or_default().to_vec())
+        })
+    }
+
     /// Uploads `bytes` as the multipart field `jarfile`.
     pub fn upload(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
         let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());

@@ -229,7 +229,13 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
         );
     }
     let job_id = JobId::random();
-    let work_dir = std::env::temp_dir().join(format!("weir-{}", std::process::id()));
+    let work_dir = job
+        .config
+        .rocksdb_local_dir
+        .as_ref()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("weir-{}", std::process::id()));
     let started = Instant::now();
     let handle = weir_runtime::start(JobSpec {
         job_id,

@@ -140,6 +140,7 @@ pub fn router(session: Session) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
+        .layer(middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(session)
 }
@@ -149,6 +150,33 @@ async fn not_found(uri: Uri) -> ApiError {
         "no route {}; GET /openapi.json lists the routes",
         uri.path()
     ))
+}
+
+/// Errors answered by the framework itself (a path, query or body it could
+/// not read; a body over the limit) in the API's shape: `{"errors": [...]}`.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_owned()
+    } else {
+        text
+    };
+    ApiError::new(status, message).into_response()
 }
 
 async fn wrong_method(method: axum::http::Method, uri: Uri) -> ApiError {

@@ -739,7 +739,15 @@ impl Session {
             job_id,
             config: config.clone(),
             factory,
-            work_dir: self.inner.data_dir.join("work"),
+            // The session's own setting: a job does not choose where the
+            // session writes.
+            work_dir: self
+                .inner
+                .config
+                .rocksdb_local_dir
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.inner.data_dir.join("work")),
             lineage: record.savepoint_path.clone(),
             restore: restore_from.map(|location| RestoreRequest {
                 location,
@@ -1069,8 +1077,7 @@ impl Session {
             let root = self.tenant_savepoints(t).unwrap_or_default();
             if !url_within(&storage_url(path), &root) {
                 return Err(ApiError::forbidden(format!(
-                    "tenant {} disposes only of its own savepoints (under {root}); {path} is not \
-                     one of them",
+                    "tenant {} disposes only of its own savepoints, under {root}",
                     t.name
                 )));
             }

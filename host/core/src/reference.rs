@@ -153,7 +153,9 @@ pub const SECTIONS: &[Section] = &[
             ),
             unset(
                 "state.backend.rocksdb.localdir",
-                "Local working directory of RocksDB instances (default: a temporary directory).",
+                "Local working directory of RocksDB instances and restored files (default: the \
+                 system's temporary directory with `weir run --local`, `<data-dir>/work` in a \
+                 session; a session uses its own setting for every job).",
             ),
         ],
     },
