@@ -647,3 +647,102 @@ fn web_ui_uploads_and_runs_a_job_in_chromium() {
         LIMIT,
     );
 }
+
+/// Pixels of a screenshot within `tolerance` of colour `rgb`.
+fn pixels_like(rgba: &[u8], rgb: [u8; 3], tolerance: i32) -> usize {
+    rgba.chunks(4)
+        .filter(|p| (0..3).all(|i| (i32::from(p[i]) - i32::from(rgb[i])).abs() <= tolerance))
+        .count()
+}
+
+#[test]
+fn the_web_ui_draws_charts_over_time_and_lists_task_managers() {
+    let dir = temp_dir();
+    let s = session(dir.path(), 4, &[]);
+    let api = s.api();
+    let jar = api.upload_file(CLICK_EVENT_COUNT_WASM);
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": ["--rate", "2000", "--discard"],
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": "300ms"},
+        }),
+    );
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    let mut b = Browser::start().expect(
+        "chromium is needed for the web UI test; scripts/test.sh installs it (apt-get install chromium)",
+    );
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    b.navigate(&format!("{}/#/jobs/{job}", s.url));
+    // Lines appear once the page has two samples of the counters.
+    for chart in [
+        "chart-records-out",
+        "chart-busy",
+        "chart-backpressure",
+        "chart-checkpoint-duration",
+        "chart-checkpoint-size",
+    ] {
+        b.wait_until(
+            &format!(
+                "document.querySelectorAll('#{chart} polyline.series').length >= 1 && \
+                 document.querySelector('#{chart} polyline.series').getAttribute('points').split(' ').length >= 3"
+            ),
+            LIMIT,
+        );
+    }
+    assert!(
+        b.eval("document.querySelectorAll('#chart-records-out .legend span').length")
+            .as_u64()
+            >= Some(2),
+        "a line per vertex"
+    );
+    // The records-out chart draws the first series' colour (#1f6feb), the
+    // checkpoint-size chart its second one (#d9480f): a screenshot shows them.
+    for (chart, rgb) in [
+        ("#chart-records-out svg", [0x1f, 0x6f, 0xeb]),
+        ("#chart-checkpoint-duration svg", [0x1f, 0x6f, 0xeb]),
+        ("#chart-checkpoint-size svg", [0xd9, 0x48, 0x0f]),
+    ] {
+        let (w, h, rgba) = b.screenshot(chart);
+        assert!(w >= 400 && h >= 150, "{chart}: {w}x{h}");
+        let drawn = pixels_like(&rgba, rgb, 40);
+        assert!(
+            drawn >= 40,
+            "{chart}: only {drawn} pixels of the line colour"
+        );
+        let blank = pixels_like(&rgba, [255, 255, 255], 2);
+        assert!(blank < rgba.len() / 4, "{chart} is not blank");
+    }
+    // Long names wrap inside their boxes.
+    assert_eq!(
+        b.eval("wrap('Source: ' + 'generated_click_events_'.repeat(8), 32, 2).map((l) => l.length <= 32).join()"),
+        json!("true,true")
+    );
+    assert_eq!(
+        b.eval(
+            "[...document.querySelectorAll('#job-graph g.vertex')].every((g) => { \
+               const r = g.querySelector('rect').getBBox(); \
+               return [...g.querySelectorAll('text')].every((t) => t.getBBox().x + t.getBBox().width <= r.x + r.width); })"
+        ),
+        json!(true)
+    );
+    // The task managers page: the session's slots, two of them used.
+    b.navigate(&format!("{}/#/taskmanagers", s.url));
+    b.wait_until(
+        "!!document.querySelector('#taskmanagers') && document.querySelector('#taskmanagers').innerText.includes('local')",
+        LIMIT,
+    );
+    let row = b.eval("document.querySelector('#taskmanagers tr:nth-child(2)').innerText");
+    let cells: Vec<String> = row
+        .as_str()
+        .unwrap()
+        .split('\t')
+        .map(|c| c.trim().to_owned())
+        .collect();
+    assert_eq!(&cells[1..4], &["4", "2", "2"], "{row}");
+    api.patch(&format!("/jobs/{job}"));
+}

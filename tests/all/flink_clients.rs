@@ -43,7 +43,11 @@ impl FlinkCli {
             "WEIR_FLINK_CLI",
             tools().join("flink-2.3.0/pyflink/bin/flink"),
         );
-        let address = api.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let address = api
+            .url("")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
         FlinkCli { exe, address }
     }
 
@@ -130,19 +134,30 @@ fn flink_cli_verbs_work_against_a_session() {
         );
     }
     let out = flink.ok("list", &["-s"]);
-    assert!(out.contains("No scheduled jobs.") && !out.contains(&job), "{out}");
+    assert!(
+        out.contains("No scheduled jobs.") && !out.contains(&job),
+        "{out}"
+    );
 
     // checkpoint: the number printed is a completed checkpoint of the job.
     let out = flink.ok("checkpoint", &[&job]);
-    assert!(out.contains(&format!("Triggering checkpoint for job {job}.")), "{out}");
+    assert!(
+        out.contains(&format!("Triggering checkpoint for job {job}.")),
+        "{out}"
+    );
     let line = line_with(&out, "completed.");
-    assert!(line.starts_with("Checkpoint ") && line.ends_with(&format!("for job {job} completed.")));
+    assert!(
+        line.starts_with("Checkpoint ") && line.ends_with(&format!("for job {job} completed."))
+    );
     let n = checkpoint_number(&out);
     completed_checkpoint(&api, &job, n);
 
     // checkpoint -full: self-contained, so it uploaded all of its state.
     let out = flink.ok("checkpoint", &["-full", &job]);
-    assert!(line_with(&out, "completed.").starts_with("Checkpoint(FULL) "), "{out}");
+    assert!(
+        line_with(&out, "completed.").starts_with("Checkpoint(FULL) "),
+        "{out}"
+    );
     let full = checkpoint_number(&out);
     assert!(full > n);
     let c = completed_checkpoint(&api, &job, full);
@@ -154,7 +169,10 @@ fn flink_cli_verbs_work_against_a_session() {
         if v["latest"]["completed"]["id"].as_u64().unwrap_or(0) > full {
             break;
         }
-        assert!(Instant::now() < deadline, "no checkpoint after the full one: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after the full one: {v}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -169,7 +187,10 @@ fn flink_cli_verbs_work_against_a_session() {
     assert!(Path::new(&path).join("_metadata").exists(), "{out}");
     assert!(out.contains("You can resume your program from this savepoint"));
     let out = flink.ok("savepoint", &["-d", &path]);
-    assert!(out.contains(&format!("Savepoint '{path}' disposed.")), "{out}");
+    assert!(
+        out.contains(&format!("Savepoint '{path}' disposed.")),
+        "{out}"
+    );
     assert!(!Path::new(&path).exists());
 
     // Failures reach the client quickly, with their cause; the job runs on.
@@ -181,14 +202,20 @@ fn flink_cli_verbs_work_against_a_session() {
         ),
         (
             "savepoint",
-            vec!["-d".into(), dir.path().join("nothing").display().to_string()],
+            vec![
+                "-d".into(),
+                dir.path().join("nothing").display().to_string(),
+            ],
             "is not a savepoint",
         ),
         (
             "savepoint",
             vec![
                 "-d".into(),
-                format!("{}/chk-{n}", s.data_dir.join("checkpoints").join(&job).display()),
+                format!(
+                    "{}/chk-{n}",
+                    s.data_dir.join("checkpoints").join(&job).display()
+                ),
             ],
             "is a checkpoint, which its job manages",
         ),
@@ -198,7 +225,10 @@ fn flink_cli_verbs_work_against_a_session() {
         let start = Instant::now();
         let (ok, out, err) = flink.run(verb, &args);
         assert!(!ok, "flink {verb} {args:?} should fail:\n{out}");
-        assert!(err.contains(needle), "flink {verb} {args:?}: {needle:?} not in\n{err}");
+        assert!(
+            err.contains(needle),
+            "flink {verb} {args:?}: {needle:?} not in\n{err}"
+        );
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "flink {verb} {args:?} took {:?} to fail (a malformed answer makes it retry)",
@@ -217,7 +247,9 @@ fn flink_cli_verbs_work_against_a_session() {
     let stop_dir = dir.path().join("stopped");
     let out = flink.ok("stop", &["-p", stop_dir.to_str().unwrap(), "--drain", &job]);
     assert!(
-        out.contains(&format!("Draining job \"{job}\" with a CANONICAL savepoint.")),
+        out.contains(&format!(
+            "Draining job \"{job}\" with a CANONICAL savepoint."
+        )),
         "{out}"
     );
     let location = line_with(&out, "Savepoint completed. Path: ")
@@ -247,7 +279,9 @@ fn flink_cli_verbs_work_against_a_session() {
     api.wait_for_state(&restored, "RUNNING", LIMIT);
     let (_, c) = api.get(&format!("/jobs/{restored}/checkpoints"));
     assert_eq!(
-        c["latest"]["restored"]["external_path"].as_str().map(|p| p.contains(&location)),
+        c["latest"]["restored"]["external_path"]
+            .as_str()
+            .map(|p| p.contains(&location)),
         Some(true),
         "{c}"
     );
@@ -258,10 +292,7 @@ fn flink_cli_verbs_work_against_a_session() {
 
 #[test]
 fn flink_rest_client_from_pypi_drives_a_session() {
-    let python = installed(
-        "WEIR_FLINK_REST_PYTHON",
-        tools().join("venv/bin/python"),
-    );
+    let python = installed("WEIR_FLINK_REST_PYTHON", tools().join("venv/bin/python"));
     let dir = temp_dir();
     let s = SessionProcess::start(Path::new(WEIR), &dir.path().join("data"), 4, &[]);
     let api = s.api();
@@ -321,7 +352,14 @@ print(json.dumps(out))
 "#;
     let sp = dir.path().join("sp");
     let mut c = Command::new(python);
-    c.args(["-c", script, host, port, CLICK_EVENT_COUNT_WASM, sp.to_str().unwrap()]);
+    c.args([
+        "-c",
+        script,
+        host,
+        port,
+        CLICK_EVENT_COUNT_WASM,
+        sp.to_str().unwrap(),
+    ]);
     let o = crate::run_with_timeout(&mut c, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -349,9 +387,19 @@ print(json.dumps(out))
         "{}",
         v["vertex_metrics"]
     );
-    assert_eq!(v["taskmanagers"][0]["slotsNumber"], 4, "{}", v["taskmanagers"]);
-    assert_eq!(v["jobmanager_metrics"]["taskSlotsTotal"], "4", "{}", v["jobmanager_metrics"]);
-    let sp_location = v["savepoint"]["operation"]["location"].as_str().unwrap_or("");
+    assert_eq!(
+        v["taskmanagers"][0]["slotsNumber"], 4,
+        "{}",
+        v["taskmanagers"]
+    );
+    assert_eq!(
+        v["jobmanager_metrics"]["taskSlotsTotal"], "4",
+        "{}",
+        v["jobmanager_metrics"]
+    );
+    let sp_location = v["savepoint"]["operation"]["location"]
+        .as_str()
+        .unwrap_or("");
     assert!(sp_location.contains("savepoint-"), "{}", v["savepoint"]);
     assert!(
         Path::new(sp_location.trim_start_matches("file://"))

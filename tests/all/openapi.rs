@@ -54,7 +54,13 @@ fn violations(doc: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<St
             if !sub.is_null() {
                 violations(doc, sub, x, &format!("{at}.{k}"), out);
             } else if schema["additionalProperties"].is_object() {
-                violations(doc, &schema["additionalProperties"], x, &format!("{at}.{k}"), out);
+                violations(
+                    doc,
+                    &schema["additionalProperties"],
+                    x,
+                    &format!("{at}.{k}"),
+                    out,
+                );
             }
         }
     }
@@ -130,7 +136,7 @@ fn value_for(doc: &Value, schema: &Value, rng: &mut StdRng, depth: u32) -> Value
             json!({}),
             json!(hostile(rng)),
         ][rng.random_range(0..8)]
-            .clone();
+        .clone();
     }
     if let Some(values) = schema["enum"].as_array() {
         return values[rng.random_range(0..values.len())].clone();
@@ -243,7 +249,11 @@ fn answers_match_the_openapi_document_under_fuzzing() {
                 }
             }
             if rng.random_bool(0.1) {
-                query.push(format!("{}={}", encode(&hostile(&mut rng)), encode(&hostile(&mut rng))));
+                query.push(format!(
+                    "{}={}",
+                    encode(&hostile(&mut rng)),
+                    encode(&hostile(&mut rng))
+                ));
             }
             let target = if query.is_empty() {
                 concrete.clone()
@@ -310,7 +320,12 @@ fn answers_match_the_openapi_document_under_fuzzing() {
     assert!(
         problems.is_empty(),
         "answers that contradict /openapi.json (WEIR_FUZZ_SEED={seed}):\n{}",
-        problems.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        problems
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // The session is still there.
     assert_eq!(api.get("/overview").0, 200);

@@ -361,10 +361,26 @@ fn routes(job: &str, jar: &str, trigger: &str) -> Vec<(&'static str, String, Val
         ("GET", p("/jobs/{job}/plan"), Value::Null),
         ("GET", p("/jobs/{job}/metrics"), Value::Null),
         ("GET", p("/jobs/{job}/vertices/{vertex}"), Value::Null),
-        ("GET", p("/jobs/{job}/vertices/{vertex}/metrics"), Value::Null),
-        ("GET", p("/jobs/{job}/vertices/{vertex}/watermarks"), Value::Null),
-        ("GET", p("/jobs/{job}/vertices/{vertex}/backpressure"), Value::Null),
-        ("POST", p("/savepoint-disposal"), json!({"savepoint-path": "{savepoint}"})),
+        (
+            "GET",
+            p("/jobs/{job}/vertices/{vertex}/metrics"),
+            Value::Null,
+        ),
+        (
+            "GET",
+            p("/jobs/{job}/vertices/{vertex}/watermarks"),
+            Value::Null,
+        ),
+        (
+            "GET",
+            p("/jobs/{job}/vertices/{vertex}/backpressure"),
+            Value::Null,
+        ),
+        (
+            "POST",
+            p("/savepoint-disposal"),
+            json!({"savepoint-path": "{savepoint}"}),
+        ),
         ("GET", p("/savepoint-disposal/{trigger}"), Value::Null),
         ("GET", p("/jobmanager/metrics"), Value::Null),
         ("GET", p("/taskmanagers"), Value::Null),
@@ -400,7 +416,13 @@ fn every_route_needs_a_token_and_shows_a_tenant_only_its_own() {
     // The table covers every route the OpenAPI document lists.
     let table: Vec<_> = routes("{jobid}", "{jarid}", "{triggerid}")
         .into_iter()
-        .map(|(m, p, b)| (m, p.replace("0000000000000000000000000000abcd", "{vertexid}"), b))
+        .map(|(m, p, b)| {
+            (
+                m,
+                p.replace("0000000000000000000000000000abcd", "{vertexid}"),
+                b,
+            )
+        })
         .collect();
     let doc: Value = serde_json::from_str(weir_cluster::rest::OPENAPI).unwrap();
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -465,13 +487,14 @@ fn every_route_needs_a_token_and_shows_a_tenant_only_its_own() {
                 );
                 continue;
             }
-            let want = if path.ends_with("/jobmanager/config") || path.ends_with("/savepoint-disposal") {
-                403
-            } else if path.contains("/savepoint-disposal/") {
-                404 // a's savepoint trigger is no disposal of b's
-            } else {
-                200
-            };
+            let want =
+                if path.ends_with("/jobmanager/config") || path.ends_with("/savepoint-disposal") {
+                    403
+                } else if path.contains("/savepoint-disposal/") {
+                    404 // a's savepoint trigger is no disposal of b's
+                } else {
+                    200
+                };
             assert_eq!(status, want, "{method} {path} as tenant b: {v}");
             assert_eq!(reveals(&v), None, "{method} {path} as tenant b: {v}");
         }

@@ -120,6 +120,41 @@ impl Browser {
         panic!("`{expression}` was not true within {limit:?}; the page shows:\n{body}");
     }
 
+    /// A screenshot of the element matching `selector`: its width, height
+    /// and RGBA pixels.
+    pub fn screenshot(&mut self, selector: &str) -> (u32, u32, Vec<u8>) {
+        use base64::Engine;
+        let rect = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({selector:?}); e.scrollIntoView(); \
+             const r = e.getBoundingClientRect(); \
+             return {{x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, \
+             height: r.height}}; }})()"
+        ));
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true, "clip": {
+                "x": rect["x"], "y": rect["y"], "width": rect["width"], "height": rect["height"],
+                "scale": 1,
+            }}),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("a screenshot"))
+            .unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let rgba: Vec<u8> = match info.color_type {
+            png::ColorType::Rgba => buf[..info.buffer_size()].to_vec(),
+            png::ColorType::Rgb => buf[..info.buffer_size()]
+                .chunks(3)
+                .flat_map(|c| [c[0], c[1], c[2], 255])
+                .collect(),
+            other => panic!("unexpected screenshot colour type {other:?}"),
+        };
+        (info.width, info.height, rgba)
+    }
+
     /// Puts a file into the file input matching `selector`.
     pub fn set_file(&mut self, selector: &str, path: &str) {
         let root = self.call("DOM.getDocument", json!({}));

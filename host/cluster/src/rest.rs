@@ -67,7 +67,10 @@ fn api() -> Router<Session> {
         .route("/jobs/{id}/metrics", get(job_metrics))
         .route("/jobs/{id}/vertices/{vid}", get(vertex))
         .route("/jobs/{id}/vertices/{vid}/metrics", get(vertex_metrics))
-        .route("/jobs/{id}/vertices/{vid}/watermarks", get(vertex_watermarks))
+        .route(
+            "/jobs/{id}/vertices/{vid}/watermarks",
+            get(vertex_watermarks),
+        )
         .route(
             "/jobs/{id}/vertices/{vid}/backpressure",
             get(vertex_backpressure),
@@ -749,13 +752,11 @@ fn vertex_of(
     caller: &Caller,
 ) -> ApiResult<(std::sync::Arc<crate::JobEntry>, usize)> {
     let job = s.job(id, caller)?;
-    let chain = views::find_vertex(&job, vid)
-        .map(|c| c.id)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "job {id} has no vertex {vid}; GET /jobs/{id} lists its vertices"
-            ))
-        })?;
+    let chain = views::find_vertex(&job, vid).map(|c| c.id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "job {id} has no vertex {vid}; GET /jobs/{id} lists its vertices"
+        ))
+    })?;
     Ok((job, chain))
 }
 
@@ -811,7 +812,10 @@ async fn jobmanager_metrics(
     Json(views::metrics_answer(&values, q.get.as_deref()))
 }
 
-async fn taskmanagers(State(s): State<Session>, Extension(caller): Extension<Caller>) -> Json<Value> {
+async fn taskmanagers(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
     Json(views::taskmanagers(&s, &caller))
 }
 
@@ -830,7 +834,12 @@ async fn trigger_checkpoint(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b: CheckpointBody = json_body(&body, "checkpoint")?;
-    let full = match b.checkpoint_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    let full = match b
+        .checkpoint_type
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         None | Some("CONFIGURED") => false,
         Some("FULL") => true,
         Some("INCREMENTAL") => {

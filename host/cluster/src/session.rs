@@ -1021,11 +1021,7 @@ impl Session {
             if s.checkpoint_operations.contains_key(&trigger) {
                 return Ok(trigger);
             }
-            if let Some((t, _)) = s
-                .checkpoint_operations
-                .iter()
-                .find(|(_, o)| !o.ended())
-            {
+            if let Some((t, _)) = s.checkpoint_operations.iter().find(|(_, o)| !o.ended()) {
                 return Err(ApiError::conflict(format!(
                     "a checkpoint of job {id} asked for earlier (request-id {t}) is still in \
                      progress; wait for it to complete"
@@ -1087,7 +1083,11 @@ impl Session {
         let owner = caller.owner().to_owned();
         {
             let mut d = self.inner.disposals.lock().expect("disposals");
-            if d.values().filter(|(o, op)| *o == owner && !op.ended()).count() >= 4 {
+            if d.values()
+                .filter(|(o, op)| *o == owner && !op.ended())
+                .count()
+                >= 4
+            {
                 return Err(ApiError::conflict(
                     "4 disposals of this caller are in progress; wait for one to complete",
                 ));

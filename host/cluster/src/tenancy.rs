@@ -570,8 +570,8 @@ mod tests {
 
     #[test]
     fn every_tenant_setting_is_documented() {
-        let e = from_options::<TenantKeys>("weir.tenants.x", &[("?".into(), "1".into())])
-            .unwrap_err();
+        let e =
+            from_options::<TenantKeys>("weir.tenants.x", &[("?".into(), "1".into())]).unwrap_err();
         let fields: std::collections::BTreeSet<String> = e
             .split("expected one of")
             .nth(1)
@@ -590,8 +590,8 @@ mod tests {
 
     #[test]
     fn the_configuration_reference_in_docs_is_the_generated_one() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../docs/configuration.md");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
         let generated = weir_core::reference::markdown();
         if std::env::var_os("WEIR_BLESS").is_some() {
             std::fs::write(&path, &generated).unwrap();

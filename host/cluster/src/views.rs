@@ -417,10 +417,7 @@ pub fn job_config(job: &JobEntry) -> Value {
 
 /// The chain shown as vertex `vid`.
 pub fn find_vertex<'a>(job: &'a JobEntry, vid: &str) -> Option<&'a weir_runtime::Chain> {
-    job.exec
-        .chains
-        .iter()
-        .find(|c| vertex_id(job, c.id) == vid)
+    job.exec.chains.iter().find(|c| vertex_id(job, c.id) == vid)
 }
 
 /// Per-subtask ratios of busy and backpressured time of a vertex since
@@ -498,7 +495,10 @@ pub fn vertex_details(job: &JobEntry, c: &weir_runtime::Chain) -> Value {
 }
 
 /// The metrics of a vertex, by name (Flink's `?get=` routes).
-pub fn vertex_metric_values(job: &JobEntry, c: &weir_runtime::Chain) -> Vec<(&'static str, String)> {
+pub fn vertex_metric_values(
+    job: &JobEntry,
+    c: &weir_runtime::Chain,
+) -> Vec<(&'static str, String)> {
     let m = vertex_metrics(job, c);
     let (busy, bp) = ratios(job, c);
     let head = &job.metrics.operators[c.ops[0] as usize];
@@ -507,9 +507,15 @@ pub fn vertex_metric_values(job: &JobEntry, c: &weir_runtime::Chain) -> Vec<(&'s
         ("numRecordsIn", m.read_records.to_string()),
         ("numRecordsOut", m.write_records.to_string()),
         ("accumulatedBusyTimeMs", m.busy_ms.to_string()),
-        ("accumulatedBackPressuredTimeMs", m.backpressured_ms.to_string()),
+        (
+            "accumulatedBackPressuredTimeMs",
+            m.backpressured_ms.to_string(),
+        ),
         ("busyTimeMsPerSecond", format!("{:.0}", busy * 1000.0)),
-        ("backPressuredTimeMsPerSecond", format!("{:.0}", bp * 1000.0)),
+        (
+            "backPressuredTimeMsPerSecond",
+            format!("{:.0}", bp * 1000.0),
+        ),
         ("currentInputWatermark", wm.to_string()),
     ]
 }
@@ -559,7 +565,10 @@ pub fn job_metric_values(job: &JobEntry) -> Vec<(&'static str, String)> {
     let s = job.status.lock();
     let up = match s.state {
         JobState::Running => now_ms().saturating_sub(
-            s.timestamps.get(&JobState::Running).copied().unwrap_or(s.start_ms),
+            s.timestamps
+                .get(&JobState::Running)
+                .copied()
+                .unwrap_or(s.start_ms),
         ),
         _ => 0,
     };
@@ -568,15 +577,27 @@ pub fn job_metric_values(job: &JobEntry) -> Vec<(&'static str, String)> {
         ("numRestarts", get(&m.restarts).to_string()),
         ("numberOfCompletedCheckpoints", s.completed.to_string()),
         ("numberOfFailedCheckpoints", s.failed.to_string()),
-        ("lastCheckpointDuration", get(&m.last_checkpoint_duration_ms).to_string()),
-        ("lastCheckpointSize", get(&m.last_checkpoint_size).to_string()),
-        ("lastCheckpointFullSize", get(&m.last_checkpoint_size).to_string()),
+        (
+            "lastCheckpointDuration",
+            get(&m.last_checkpoint_duration_ms).to_string(),
+        ),
+        (
+            "lastCheckpointSize",
+            get(&m.last_checkpoint_size).to_string(),
+        ),
+        (
+            "lastCheckpointFullSize",
+            get(&m.last_checkpoint_size).to_string(),
+        ),
         ("guestMemoryPeak", get(&m.guest_memory_peak).to_string()),
     ]
 }
 
 /// The session's metrics, by name (`GET /jobmanager/metrics`).
-pub fn jobmanager_metric_values(session: &Session, caller: &crate::Caller) -> Vec<(&'static str, String)> {
+pub fn jobmanager_metric_values(
+    session: &Session,
+    caller: &crate::Caller,
+) -> Vec<(&'static str, String)> {
     let o = overview(session, caller);
     let n = |k: &str| o[k].as_u64().unwrap_or(0).to_string();
     vec![
@@ -584,7 +605,10 @@ pub fn jobmanager_metric_values(session: &Session, caller: &crate::Caller) -> Ve
         ("numRegisteredTaskManagers", n("taskmanagers")),
         ("taskSlotsTotal", n("slots-total")),
         ("taskSlotsAvailable", n("slots-available")),
-        ("uptime", now_ms().saturating_sub(session.started_ms()).to_string()),
+        (
+            "uptime",
+            now_ms().saturating_sub(session.started_ms()).to_string(),
+        ),
     ]
 }
 
@@ -612,7 +636,13 @@ fn machine_memory() -> (i64, i64) {
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            })
             .map(|kb| kb * 1024)
             .unwrap_or(-1)
     };
@@ -624,16 +654,20 @@ pub fn taskmanagers(session: &Session, caller: &crate::Caller) -> Value {
     let o = overview(session, caller);
     let total = o["slots-total"].as_u64().unwrap_or(0);
     let free = o["slots-available"].as_u64().unwrap_or(0);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let (physical, available) = machine_memory();
-    let resource = |slots: u64| json!({
-        "cpuCores": slots as f64,
-        "taskHeapMemory": 0,
-        "taskOffHeapMemory": 0,
-        "managedMemory": 0,
-        "networkMemory": 0,
-        "extendedResources": {},
-    });
+    let resource = |slots: u64| {
+        json!({
+            "cpuCores": slots as f64,
+            "taskHeapMemory": 0,
+            "taskOffHeapMemory": 0,
+            "managedMemory": 0,
+            "networkMemory": 0,
+            "extendedResources": {},
+        })
+    };
     json!({
         "taskmanagers": [{
             "id": TASK_MANAGER,

@@ -291,11 +291,7 @@ pub const SECTIONS: &[Section] = &[
                 "false",
                 "Path-style requests (`endpoint/bucket/key`), as MinIO needs.",
             ),
-            key(
-                "s3.allow-http",
-                "false",
-                "Allow an `http://` endpoint.",
-            ),
+            key("s3.allow-http", "false", "Allow an `http://` endpoint."),
         ],
     },
     Section {
@@ -505,7 +501,11 @@ mod tests {
                 .unwrap();
                 assert_eq!(one, c, "{} = {d} is not the default", k.key);
             } else {
-                assert_eq!(shown[k.key], "", "{} has a default but none is documented", k.key);
+                assert_eq!(
+                    shown[k.key], "",
+                    "{} has a default but none is documented",
+                    k.key
+                );
             }
         }
     }

@@ -123,8 +123,7 @@ pub fn target_job(factory: &dyn GuestFactory) -> TargetJob {
 /// `_metadata`) and returns its URL. Checkpoints are refused: their job
 /// manages them.
 pub fn dispose_savepoint(location: &str, s3: &S3Options) -> Result<String, Failure> {
-    let (root, dir) = split_location(location)
-        .map_err(|e| Failure::user(e.message))?;
+    let (root, dir) = split_location(location).map_err(|e| Failure::user(e.message))?;
     let storage = Storage::open(&root, s3).map_err(|e| Failure::user(e.message))?;
     let url = storage.url_of(&dir);
     let metadata = format!("{dir}/{}", paths::METADATA);
