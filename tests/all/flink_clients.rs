@@ -332,6 +332,10 @@ out["backpressure"] = v.backpressure()
 out["watermarks"] = v.watermarks()
 out["vertex_metrics"] = v.metrics(v.metric_names())
 out["taskmanagers"] = c.taskmanagers.all()
+out["taskmanager"] = c.taskmanagers.get(out["taskmanagers"][0]["id"])
+out["job_metrics"] = c.jobs.get_metrics(job)
+out["accumulators"] = c.jobs.get_accumulators(job)
+out["result_running"] = c.jobs.get_execution_result(job)
 out["jobmanager_metrics"] = c.jobmanager.metrics()
 out["jobmanager_config_keys"] = sorted(c.jobmanager.config().keys())[:3]
 trigger = c.jobs.create_savepoint(job, sp)
@@ -347,6 +351,7 @@ for _ in range(600):
         break
     time.sleep(0.05)
 out["final_state"] = c.jobs.get(job)["state"]
+out["result_ended"] = c.jobs.get_execution_result(job)
 out["jar_deleted"] = c.jars.delete(jar)
 print(json.dumps(out))
 "#;
@@ -405,6 +410,19 @@ print(json.dumps(out))
         Path::new(sp_location.trim_start_matches("file://"))
             .join("_metadata")
             .exists()
+    );
+    assert_eq!(v["taskmanager"]["id"], v["taskmanagers"][0]["id"]);
+    assert!(
+        v["job_metrics"]["numberOfCompletedCheckpoints"].is_string(),
+        "{}",
+        v["job_metrics"]
+    );
+    assert_eq!(v["accumulators"]["job-accumulators"], json!([]));
+    assert_eq!(v["result_running"]["status"]["id"], "IN_PROGRESS");
+    assert_eq!(
+        v["result_ended"]["job-execution-result"]["application-status"], "CANCELED",
+        "{}",
+        v["result_ended"]
     );
     assert_eq!(v["cancelled"], true);
     assert_eq!(v["final_state"], "CANCELED");

@@ -200,6 +200,7 @@ fn answers_match_the_openapi_document_under_fuzzing() {
             "triggerid" => trigger.clone(),
             "vertexid" => vertex.clone(),
             "checkpointid" => "1".into(),
+            "taskmanagerid" => "local".into(),
             other => panic!("unknown parameter {other}"),
         }
     };

@@ -359,6 +359,10 @@ fn routes(job: &str, jar: &str, trigger: &str) -> Vec<(&'static str, String, Val
         ("GET", p("/jobs/{job}/checkpoints/{trigger}"), Value::Null),
         ("GET", p("/jobs/{job}/config"), Value::Null),
         ("GET", p("/jobs/{job}/plan"), Value::Null),
+        ("GET", p("/jobs/{job}/execution-result"), Value::Null),
+        ("GET", p("/jobs/{job}/accumulators"), Value::Null),
+        ("GET", p("/jobs/metrics"), Value::Null),
+        ("GET", p("/taskmanagers/local"), Value::Null),
         ("GET", p("/jobs/{job}/metrics"), Value::Null),
         ("GET", p("/jobs/{job}/vertices/{vertex}"), Value::Null),
         (
@@ -419,7 +423,8 @@ fn every_route_needs_a_token_and_shows_a_tenant_only_its_own() {
         .map(|(m, p, b)| {
             (
                 m,
-                p.replace("0000000000000000000000000000abcd", "{vertexid}"),
+                p.replace("0000000000000000000000000000abcd", "{vertexid}")
+                    .replace("/taskmanagers/local", "/taskmanagers/{taskmanagerid}"),
                 b,
             )
         })

@@ -64,6 +64,9 @@ fn api() -> Router<Session> {
         .route("/jobs/{id}/exceptions", get(exceptions))
         .route("/jobs/{id}/config", get(job_config))
         .route("/jobs/{id}/plan", get(job_plan))
+        .route("/jobs/{id}/execution-result", get(execution_result))
+        .route("/jobs/{id}/accumulators", get(accumulators))
+        .route("/jobs/metrics", get(jobs_metrics))
         .route("/jobs/{id}/metrics", get(job_metrics))
         .route("/jobs/{id}/vertices/{vid}", get(vertex))
         .route("/jobs/{id}/vertices/{vid}/metrics", get(vertex_metrics))
@@ -79,6 +82,7 @@ fn api() -> Router<Session> {
         .route("/savepoint-disposal/{trigger}", get(disposal_status))
         .route("/jobmanager/metrics", get(jobmanager_metrics))
         .route("/taskmanagers", get(taskmanagers))
+        .route("/taskmanagers/{tmid}", get(taskmanager))
         .route("/usage", get(usage))
 }
 
@@ -726,6 +730,57 @@ async fn job_config(
     Ok(Json(views::job_config(&*s.job(&id, &caller)?)))
 }
 
+async fn execution_result(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(views::execution_result(&*s.job(&id, &caller)?)))
+}
+
+async fn accumulators(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    s.job(&id, &caller)?;
+    Ok(Json(views::accumulators()))
+}
+
+#[derive(Debug, Deserialize)]
+struct AggregateQuery {
+    get: Option<String>,
+    agg: Option<String>,
+    jobs: Option<String>,
+}
+
+/// Job metrics aggregated over the caller's jobs (or those in `jobs`).
+async fn jobs_metrics(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<AggregateQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let only: Option<Vec<&str>> = q
+        .jobs
+        .as_deref()
+        .map(|j| j.split(',').map(str::trim).collect());
+    let rows: Vec<_> = s
+        .jobs(&caller)
+        .iter()
+        .filter(|j| {
+            only.as_ref()
+                .is_none_or(|o| o.contains(&j.id.to_string().as_str()))
+        })
+        .map(|j| views::job_metric_values(j))
+        .collect();
+    Ok(Json(views::aggregated_metrics(
+        &rows,
+        q.get.as_deref(),
+        q.agg.as_deref(),
+    )))
+}
+
 async fn job_plan(
     State(s): State<Session>,
     Extension(caller): Extension<Caller>,
@@ -926,4 +981,21 @@ async fn usage(State(s): State<Session>, Extension(caller): Extension<Caller>) -
         })
         .collect();
     Json(json!({ "tenants": tenants }))
+}
+
+async fn taskmanager(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(tmid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let all = views::taskmanagers(&s, &caller);
+    all["taskmanagers"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == tmid.as_str()).cloned())
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "there is no task manager {tmid}; GET /taskmanagers lists them"
+            ))
+        })
 }

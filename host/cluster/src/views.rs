@@ -593,6 +593,87 @@ pub fn job_metric_values(job: &JobEntry) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `GET /jobs/:id/execution-result`: IN_PROGRESS until the job ends.
+pub fn execution_result(job: &JobEntry) -> Value {
+    let s = job.status.lock();
+    if !s.state.is_terminal() {
+        return json!({"status": {"id": "IN_PROGRESS"}});
+    }
+    let status = match s.state {
+        JobState::Finished => "SUCCEEDED",
+        JobState::Canceled => "CANCELED",
+        _ => "FAILED",
+    };
+    let mut result = json!({
+        "id": job.id.to_string(),
+        "application-status": status,
+        "accumulator-results": {},
+        "net-runtime": duration(s.start_ms, s.end_ms),
+    });
+    if let (JobState::Failed, Some(e)) = (s.state, s.root_exception.as_ref()) {
+        result["failure-cause"] = crate::java::failure_cause(&e.name, &e.stacktrace);
+    }
+    json!({"status": {"id": "COMPLETED"}, "job-execution-result": result})
+}
+
+/// `GET /jobs/:id/accumulators`: jobs keep no accumulators.
+pub fn accumulators() -> Value {
+    json!({
+        "job-accumulators": [],
+        "user-task-accumulators": [],
+        "serialized-user-task-accumulators": {},
+    })
+}
+
+/// Aggregates of named values over several sources (Flink's
+/// `/jobs/metrics?get=&agg=`): `min`, `max`, `avg`, `sum`.
+pub fn aggregated_metrics(
+    rows: &[Vec<(&'static str, String)>],
+    get: Option<&str>,
+    agg: Option<&str>,
+) -> Value {
+    let names: Vec<&'static str> = rows
+        .first()
+        .map(|r| r.iter().map(|(k, _)| *k).collect())
+        .unwrap_or_default();
+    let Some(get) = get else {
+        return Value::Array(names.iter().map(|k| json!({"id": k})).collect());
+    };
+    let wanted: Vec<&str> = get.split(',').map(str::trim).collect();
+    let aggs: Vec<&str> = agg
+        .map(|a| a.split(',').map(str::trim).collect())
+        .unwrap_or_else(|| vec!["min", "max", "avg", "sum"]);
+    Value::Array(
+        names
+            .iter()
+            .filter(|k| wanted.contains(k))
+            .map(|k| {
+                let values: Vec<f64> = rows
+                    .iter()
+                    .filter_map(|r| r.iter().find(|(n, _)| n == k))
+                    .filter_map(|(_, v)| v.parse::<f64>().ok())
+                    .collect();
+                let mut o = serde_json::Map::new();
+                o.insert("id".into(), json!(k));
+                if !values.is_empty() {
+                    let sum: f64 = values.iter().sum();
+                    for a in &aggs {
+                        let v = match *a {
+                            "min" => values.iter().copied().fold(f64::INFINITY, f64::min),
+                            "max" => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                            "avg" => sum / values.len() as f64,
+                            "sum" => sum,
+                            _ => continue,
+                        };
+                        o.insert((*a).into(), json!(v));
+                    }
+                }
+                Value::Object(o)
+            })
+            .collect(),
+    )
+}
+
 /// The session's metrics, by name (`GET /jobmanager/metrics`).
 pub fn jobmanager_metric_values(
     session: &Session,
