@@ -410,15 +410,18 @@ async fn delete_jar(
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RunBody {
-    #[serde(alias = "entry-class")]
     entry_class: Option<String>,
+    /// Older clients' spelling of `entryClass` (which wins).
+    #[serde(rename = "entry-class")]
+    entry_class_dashed: Option<String>,
     program_args: Option<String>,
     program_args_list: Option<Vec<String>>,
     parallelism: Option<i64>,
     savepoint_path: Option<String>,
     allow_non_restored_state: Option<bool>,
-    #[serde(alias = "configuration")]
     flink_configuration: Option<BTreeMap<String, Value>>,
+    /// Also configuration (`flinkConfiguration` wins for a key in both).
+    configuration: Option<BTreeMap<String, Value>>,
     job_id: Option<String>,
     restore_mode: Option<String>,
     claim_mode: Option<String>,
@@ -429,8 +432,13 @@ fn json_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes, what: &str) -
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the {what} request body is not valid: {e}")))
+    let invalid =
+        |e: String| ApiError::bad_request(format!("the {what} request body is not valid: {e}"));
+    let value: Value = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
+    if !value.is_object() {
+        return Err(invalid("expected a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
 }
 
 fn config_value(v: Value) -> String {
@@ -457,8 +465,10 @@ struct RunQuery {
 impl RunQuery {
     /// Fills what the body leaves out.
     fn under(self, mut b: RunBody) -> ApiResult<RunBody> {
-        if b.entry_class.as_deref().is_none_or(str::is_empty) {
-            b.entry_class = b.entry_class.filter(|e| !e.is_empty()).or(self.entry_class);
+        if b.entry_class.as_deref().is_none_or(str::is_empty)
+            && b.entry_class_dashed.as_deref().is_none_or(str::is_empty)
+        {
+            b.entry_class = self.entry_class;
         }
         if b.parallelism.is_none()
             && let Some(p) = self.parallelism
@@ -545,15 +555,19 @@ async fn run_jar(
         (None, Some(line)) => line.split_whitespace().map(str::to_owned).collect(),
         (None, None) => Vec::new(),
     };
+    let entry = b
+        .entry_class
+        .filter(|e| !e.is_empty())
+        .or(b.entry_class_dashed.filter(|e| !e.is_empty()));
+    let mut config = b.configuration.unwrap_or_default();
+    config.extend(b.flink_configuration.unwrap_or_default());
     let req = RunRequest {
-        entry: b.entry_class.filter(|e| !e.is_empty()),
+        entry,
         args,
         parallelism,
         savepoint_path: b.savepoint_path.filter(|p| !p.is_empty()),
         allow_non_restored: b.allow_non_restored_state.unwrap_or(false),
-        config: b
-            .flink_configuration
-            .unwrap_or_default()
+        config: config
             .into_iter()
             .map(|(k, v)| (k, config_value(v)))
             .chain(claim.map(|m| {
@@ -622,8 +636,13 @@ async fn patch_job(
 #[serde(rename_all = "camelCase")]
 struct StopBody {
     target_directory: Option<String>,
-    #[serde(default)]
-    drain: bool,
+    drain: Option<bool>,
+    /// Flink's CANONICAL or NATIVE: savepoints have one format.
+    #[serde(rename = "formatType")]
+    _format_type: Option<String>,
+    /// Each stop gets a new request-id.
+    #[serde(rename = "triggerId")]
+    _trigger_id: Option<String>,
 }
 
 async fn stop_job(
@@ -633,8 +652,16 @@ async fn stop_job(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b: StopBody = json_body(&body, "stop")?;
-    let trigger =
-        blocking(move || s.savepoint(&id, b.target_directory, true, b.drain, &caller)).await?;
+    let trigger = blocking(move || {
+        s.savepoint(
+            &id,
+            b.target_directory,
+            true,
+            b.drain.unwrap_or(false),
+            &caller,
+        )
+    })
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
 }
 
@@ -642,8 +669,13 @@ async fn stop_job(
 #[serde(rename_all = "kebab-case")]
 struct SavepointBody {
     target_directory: Option<String>,
-    #[serde(default)]
-    cancel_job: bool,
+    cancel_job: Option<bool>,
+    /// Flink's CANONICAL or NATIVE: savepoints have one format.
+    #[serde(rename = "formatType")]
+    _format_type: Option<String>,
+    /// Each savepoint gets a new request-id.
+    #[serde(rename = "triggerId")]
+    _trigger_id: Option<String>,
 }
 
 async fn trigger_savepoint(
@@ -653,9 +685,16 @@ async fn trigger_savepoint(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let b: SavepointBody = json_body(&body, "savepoint")?;
-    let trigger =
-        blocking(move || s.savepoint(&id, b.target_directory, b.cancel_job, false, &caller))
-            .await?;
+    let trigger = blocking(move || {
+        s.savepoint(
+            &id,
+            b.target_directory,
+            b.cancel_job.unwrap_or(false),
+            false,
+            &caller,
+        )
+    })
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
 }
 
