@@ -542,6 +542,151 @@ fn cli_runs_lists_savepoints_stops_and_upgrades_against_a_session() {
     );
 }
 
+/// Polls an upgrade until it ends; its operation.
+fn await_upgrade(api: &weir_tests::cluster::Api, job: &str, trigger: &str) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, v) = api.get(&format!("/jobs/{job}/upgrade/{trigger}"));
+        assert_eq!(status, 200, "{v}");
+        if v["status"]["id"] == "COMPLETED" {
+            return v["operation"].clone();
+        }
+        assert!(start.elapsed() < LIMIT, "the upgrade did not end: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
+    let dir = temp_dir();
+    let mut s = session(dir.path(), 2, &["-Dweir.upgrade.probation=1min"]);
+    let api = s.api();
+    let mut feed = Feed::new();
+    let o = cli(
+        &s,
+        &[
+            "run",
+            "-d",
+            "-p",
+            "1",
+            COUNTER_WASM[0],
+            "--",
+            "--port",
+            &feed.port(),
+        ],
+    );
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let job = after(&stdout(&o), "submitted with JobID").to_owned();
+    feed.accept(LIMIT);
+    feed.send("a b");
+    feed.send("a");
+    s.process.wait_for_output("(\"a\", 2, 2, 4)", LIMIT);
+
+    // Version 3 drops the keyed counts: refused without -n, with the
+    // pre-flight report; the job keeps running on the same connection.
+    let o = cli(&s, &["upgrade", &job, COUNTER_WASM[2]]);
+    let err = crate::stderr(&o);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        err.contains("refused") && err.contains("counts") && err.contains("REJECTED"),
+        "{err}"
+    );
+    assert_eq!(api.state(&job), "RUNNING");
+    feed.send("a");
+    s.process.wait_for_output("(\"a\", 3, 3, 5)", LIMIT);
+    // Bad requests: no jar, an unknown jar, unknown fields.
+    assert_error(
+        api.post(&format!("/jobs/{job}/upgrade"), json!({})),
+        400,
+        "jarId",
+    );
+    assert_error(
+        api.post(
+            &format!("/jobs/{job}/upgrade"),
+            json!({"jarId": "nope.wasm"}),
+        ),
+        404,
+        "nope.wasm",
+    );
+    assert_error(
+        api.post(
+            &format!("/jobs/{job}/upgrade"),
+            json!({"jarId": "x", "color": 1}),
+        ),
+        400,
+        "color",
+    );
+
+    // Version 2 (adds an operator): the job stops with a savepoint and the
+    // new module starts from it, under the same id. Keyed counts carry
+    // over, LINES migrates through the hooks, CHARS (memory only) restarts.
+    let o = cli(&s, &["upgrade", &job, COUNTER_WASM[1]]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", crate::stderr(&o));
+    assert!(
+        out.contains("Savepoint completed. Path:") && out.contains("runs the new version"),
+        "{out}"
+    );
+    feed.accept(LIMIT);
+    feed.send("a");
+    s.process.wait_for_output("(\"a\", 4, 4, 1)", LIMIT);
+    assert_eq!(api.state(&job), "RUNNING");
+    let (_, v) = api.get(&format!("/jobs/{job}/versions"));
+    let how: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["how"].as_str().unwrap())
+        .collect();
+    assert_eq!(how, ["submitted", "upgraded"], "{v}");
+
+    // Version 2 crashes on "crash" within its probation: the job goes back
+    // to the previous module (version 1) from the upgrade's savepoint.
+    // First back to version 1, then to version 2 again through the API.
+    let o = cli(&s, &["upgrade", "-n", &job, COUNTER_WASM[0]]);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    feed.accept(LIMIT);
+    feed.send("b");
+    s.process.wait_for_output("(\"b\", 2, 5, 1)", LIMIT);
+    let jar2 = api.upload_file(COUNTER_WASM[1]);
+    let (status, t) = api.post(&format!("/jobs/{job}/upgrade"), json!({"jarId": jar2}));
+    assert_eq!(status, 202, "{t}");
+    let trigger = t["request-id"].as_str().unwrap().to_owned();
+    let op = await_upgrade(&api, &job, &trigger);
+    assert_eq!(op["result"], "UPGRADED", "{op}");
+    let savepoint = op["location"].as_str().unwrap().to_owned();
+    feed.accept(LIMIT);
+    feed.send("crash");
+    let start = std::time::Instant::now();
+    let (_, v) = loop {
+        let (status, v) = api.get(&format!("/jobs/{job}/upgrade/{trigger}"));
+        if v["operation"]["result"] == "ROLLED_BACK" || start.elapsed() > LIMIT {
+            break (status, v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(v["operation"]["result"], "ROLLED_BACK", "{v}");
+    let cause = v["operation"]["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap();
+    assert!(cause.contains("crash"), "{cause}");
+    // Version 1 again, from the savepoint: its memory image holds CHARS.
+    feed.accept(LIMIT);
+    feed.send("b");
+    s.process.wait_for_output("(\"b\", 3, 6, 2)", LIMIT);
+    assert_eq!(api.state(&job), "RUNNING");
+    let (_, v) = api.get(&format!("/jobs/{job}/versions"));
+    let versions = v["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 5, "{v}");
+    assert_eq!(versions[4]["how"], "rolled-back", "{v}");
+    assert_eq!(versions[4]["from"], savepoint.as_str(), "{v}");
+    assert_eq!(
+        versions[4]["module-hash"], versions[0]["module-hash"],
+        "{v}"
+    );
+    assert_eq!(api.get(&format!("/jobs/{job}/exceptions")).0, 200);
+}
+
 #[test]
 fn a_killed_session_resumes_its_jobs_with_exact_output() {
     let dir = temp_dir();
@@ -630,6 +775,20 @@ fn web_ui_uploads_and_runs_a_job_in_chromium() {
             .as_u64()
             >= Some(2)
     );
+    // Its Upgrade button: the same job as a new upload, checked, stopped
+    // with a savepoint and started again under the same id.
+    b.wait_until("document.querySelector('#upgrade') !== null", LIMIT);
+    b.eval("document.querySelector('#upgrade').click(); true");
+    b.wait_until("document.querySelector('#upgrade-form') !== null", LIMIT);
+    b.set_file("#jarfile", CLICK_EVENT_COUNT_WASM);
+    b.eval("document.querySelector('#submit').click(); true");
+    b.wait_until(
+        "document.querySelector('#upgrade-result').innerText.startsWith('UPGRADED from')",
+        LIMIT,
+    );
+    s.api().wait_for_state(&job, "RUNNING", LIMIT);
+    let (_, v) = s.api().get(&format!("/jobs/{job}/versions"));
+    assert_eq!(v["versions"][1]["how"], "upgraded", "{v}");
     b.navigate(&format!("{}/#/", s.url));
     b.wait_until(
         &format!("!!document.querySelector('#jobs') && document.querySelector('#jobs').innerText.includes('{job}') && document.querySelector('#jobs').innerText.includes('RUNNING')"),

@@ -447,3 +447,94 @@ fn a_savepoint_between_checkpoints_commits_nothing() {
     let (lost, dup, sample) = compare(&expected(records, keys), &got);
     assert_eq!((lost, dup), (0, 0), "lost {sample:?}");
 }
+
+/// An exactly-once job upgraded twice while it runs, through the session:
+/// once to the same module, once to a version that fails on probation and
+/// rolls back from its own latest checkpoint. Every record is in the
+/// output exactly once.
+#[test]
+fn upgrades_and_a_rollback_keep_the_output_exact() {
+    use serde_json::json;
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let s = weir_tests::cluster::SessionProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_weir-under-test")),
+        &dir.path().join("data"),
+        2,
+        &[],
+    );
+    let api = s.api();
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let (records, keys) = (40_000u64, 20u64);
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "--sink",
+            "file",
+            "--output",
+            &out.display().to_string(),
+            "--records",
+            &records.to_string(),
+            "--rate",
+            "4000",
+            "--keys",
+            &keys.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": args(&[]),
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
+        }),
+    );
+    let upgrade = |body: serde_json::Value| {
+        let (status, t) = api.post(&format!("/jobs/{job}/upgrade"), body);
+        assert_eq!(status, 202, "{t}");
+        let trigger = t["request-id"].as_str().unwrap().to_owned();
+        let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
+        (trigger, op)
+    };
+    let wait_checkpoints = |n: u64| {
+        let start = Instant::now();
+        loop {
+            let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
+            if v["counts"]["completed"].as_u64().unwrap_or(0) >= n {
+                return;
+            }
+            assert!(start.elapsed() < LIMIT, "{v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_checkpoints(3);
+    let (_, op) = upgrade(json!({"jarId": jar}));
+    assert_eq!(op["result"], "UPGRADED", "{op}");
+    wait_checkpoints(3);
+    // A version that fails at its 3000th record, after checkpoints.
+    let (trigger, op) =
+        upgrade(json!({"jarId": jar, "programArgsList": args(&["--fail-after", "3000"])}));
+    assert_eq!(op["result"], "UPGRADED", "{op}");
+    let op = api.wait_for_upgrade(&job, &trigger, |op| op["result"] != "UPGRADED", LIMIT);
+    assert_eq!(op["result"], "ROLLED_BACK", "{op}");
+    assert!(
+        op["failure-cause"]["stack-trace"]
+            .as_str()
+            .unwrap()
+            .contains("--fail-after"),
+        "{op}"
+    );
+    api.wait_for_state(&job, "FINISHED", LIMIT);
+    let (how, v) = api.versions(&job);
+    assert_eq!(how, ["submitted", "upgraded", "upgraded", "rolled-back"]);
+    // The rollback started from a checkpoint of the failed version.
+    let from = v[3]["from"].as_str().unwrap();
+    assert!(from.contains("chk-"), "{v}");
+    let got = Sink::File(out.clone()).committed();
+    let (lost, dup, sample) = compare(&expected(records, keys), &got);
+    assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+}

@@ -315,6 +315,25 @@ fn answers_match_the_openapi_document_under_fuzzing() {
             }
         }
     }
+    // Nothing went anywhere but the session's own folders (a relative
+    // target directory would land in its working directory, this one).
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ![
+            "ha",
+            "checkpoints",
+            "savepoints",
+            "work",
+            "compiled",
+            "jars",
+        ]
+        .contains(&name.as_str())
+        {
+            problems.push(format!(
+                "the session wrote {name} into its working directory"
+            ));
+        }
+    }
     eprintln!("{requests} requests, {} problems", problems.len());
     problems.sort();
     problems.dedup();

@@ -29,7 +29,11 @@ impl SessionProcess {
         env: &[(&str, &str)],
     ) -> SessionProcess {
         let mut cmd = Command::new(weir);
-        cmd.envs(env.iter().copied())
+        // Its working directory is its data directory, so that a test sees
+        // anything written relative to it.
+        std::fs::create_dir_all(data_dir).unwrap();
+        cmd.current_dir(data_dir)
+            .envs(env.iter().copied())
             .env("WEIR_LOG", "warn,weir=info")
             .arg("session")
             .arg("--data-dir")
@@ -267,6 +271,44 @@ impl Api {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Polls an upgrade until `done` holds for its operation (or it
+    /// completes, without `done`); returns the operation.
+    pub fn wait_for_upgrade(
+        &self,
+        job: &str,
+        trigger: &str,
+        done: impl Fn(&Value) -> bool,
+        limit: Duration,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, v) = self.get(&format!("/jobs/{job}/upgrade/{trigger}"));
+            assert_eq!(status, 200, "{v}");
+            if done(&v["operation"]) {
+                return v["operation"].clone();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the upgrade did not get there: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How the job came to run each of its modules (`submitted`,
+    /// `upgraded`, `rolled-back`), oldest first; and the versions' list.
+    pub fn versions(&self, job: &str) -> (Vec<String>, Value) {
+        let (status, v) = self.get(&format!("/jobs/{job}/versions"));
+        assert_eq!(status, 200, "{v}");
+        let how = v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["how"].as_str().unwrap().to_owned())
+            .collect();
+        (how, v["versions"].clone())
     }
 
     /// Waits for a savepoint operation; returns its location or failure.

@@ -483,6 +483,68 @@ pub fn stop(client: &Client, job: &str, dir: Option<String>, drain: bool) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `weir upgrade` asks for besides the job and the module.
+#[derive(Debug, Default)]
+pub struct UpgradeArgs {
+    pub allow_non_restored: bool,
+    pub entry: Option<String>,
+    pub savepoint_dir: Option<String>,
+    pub args: Vec<String>,
+}
+
+pub fn upgrade(client: &Client, job: &str, module: &Path, a: UpgradeArgs) -> Result<ExitCode> {
+    let jar = client.upload(module)?;
+    let mut body = json!({ "jarId": jar, "allowNonRestoredState": a.allow_non_restored });
+    if let Some(e) = a.entry {
+        body["entryClass"] = json!(e);
+    }
+    if let Some(d) = a.savepoint_dir {
+        body["targetDirectory"] = json!(d);
+    }
+    if !a.args.is_empty() {
+        body["programArgsList"] = json!(a.args);
+    }
+    println!("Upgrading job \"{job}\" to {}.", module.display());
+    let r = client.send(reqwest::Method::POST, &format!("/jobs/{job}/upgrade"), body)?;
+    let trigger = r["request-id"]
+        .as_str()
+        .context("no request id")?
+        .to_owned();
+    let started = Instant::now();
+    let op = loop {
+        let s = client.get(&format!("/jobs/{job}/upgrade/{trigger}"))?;
+        if s["status"]["id"] == "COMPLETED" {
+            break s["operation"].clone();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if client.output == OutputFormat::Json {
+        print_json(&op);
+    } else {
+        for line in op["report"].as_array().into_iter().flatten() {
+            println!("  {}", line.as_str().unwrap_or_default());
+        }
+        if let Some(loc) = op["location"].as_str() {
+            println!("Savepoint completed. Path: {loc}");
+        }
+    }
+    let cause = op["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap_or("no cause given");
+    match op["result"].as_str() {
+        Some("UPGRADED") => {
+            println!(
+                "Job \"{job}\" runs the new version (stopped with a savepoint and restarted in \
+                 {:.1} s); it is on probation for weir.upgrade.probation.",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("ROLLED_BACK") => bail!("the upgrade was rolled back: {cause}"),
+        _ => bail!("the upgrade failed: {cause}"),
+    }
+}
+
 pub fn savepoint(client: &Client, job: &str, dir: Option<String>) -> Result<ExitCode> {
     println!("Triggering savepoint for job {job}.");
     let mut body = json!({ "cancel-job": false });

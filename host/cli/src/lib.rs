@@ -62,6 +62,27 @@ enum Command {
         #[arg(long, short = 'd')]
         drain: bool,
     },
+    /// Upgrades a running job to a new module: checks it against the job's
+    /// latest checkpoint, then stops the job with a savepoint and starts
+    /// the new module from it under the same job id; rolls back by itself
+    /// if the new version fails within weir.upgrade.probation.
+    Upgrade {
+        job_id: String,
+        /// The new version of the job (a .wasm component).
+        module: PathBuf,
+        /// Drop state the new version does not claim.
+        #[arg(short = 'n', long = "allowNonRestoredState")]
+        allow_non_restored: bool,
+        /// The job in the module (default: the current one's, else the only one).
+        #[arg(long, short = 'c')]
+        entry: Option<String>,
+        /// Where the upgrade's savepoint goes (default: state.savepoints.dir).
+        #[arg(long, short = 'p', value_name = "DIR")]
+        savepoint_dir: Option<String>,
+        /// The job's arguments (default: the current ones).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Takes a savepoint of a job (`savepoint ID [DIR]`), disposes of one
     /// (`--dispose PATH`), or checks one against a new job version.
     Savepoint(savepoint::SavepointArgs),
@@ -105,6 +126,26 @@ pub fn main() -> ExitCode {
             savepoint_dir,
             drain,
         } => client().and_then(|c| client::stop(&c, &job_id, savepoint_dir, drain)),
+        Command::Upgrade {
+            job_id,
+            module,
+            allow_non_restored,
+            entry,
+            savepoint_dir,
+            args,
+        } => client().and_then(|c| {
+            client::upgrade(
+                &c,
+                &job_id,
+                &module,
+                client::UpgradeArgs {
+                    allow_non_restored,
+                    entry,
+                    savepoint_dir,
+                    args,
+                },
+            )
+        }),
         Command::Checkpoints { job_id } => client().and_then(|c| client::checkpoints(&c, &job_id)),
         Command::Savepoint(args) => match args.job_id.clone() {
             Some(job) if args.command.is_none() && args.dispose.is_none() => {

@@ -49,6 +49,24 @@ pub struct JobRecord {
     pub submitted: u64,
     #[serde(default)]
     pub tenant: String,
+    /// The modules the job has run, oldest first.
+    #[serde(default)]
+    pub versions: Vec<ModuleVersion>,
+}
+
+/// One module a job ran: since when, and how it came to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleVersion {
+    pub module_hash: String,
+    pub jar_id: Option<String>,
+    /// The version the job's plan gives itself (`set_version`).
+    pub version: String,
+    pub since: u64,
+    /// `submitted`, `upgraded` (stop with a savepoint and a restart) or
+    /// `rolled-back`.
+    pub how: String,
+    /// The snapshot it started from, if any.
+    pub from: Option<String>,
 }
 
 /// The HA store.

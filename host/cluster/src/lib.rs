@@ -16,11 +16,13 @@ mod session;
 mod status;
 mod storage_use;
 pub mod tenancy;
+mod upgrade;
 mod views;
 
 pub use session::{JobEntry, RunRequest, Session, SessionOptions};
 pub use status::JobState;
 pub use tenancy::{Caller, Tenancy};
+pub use upgrade::UpgradeRequest;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

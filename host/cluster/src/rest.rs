@@ -3,6 +3,7 @@
 
 use crate::session::{RunRequest, Session};
 use crate::tenancy::Caller;
+use crate::upgrade::UpgradeRequest;
 use crate::{ApiError, ApiResult, views};
 use axum::Extension;
 use axum::extract::Request;
@@ -49,6 +50,9 @@ fn api() -> Router<Session> {
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{id}", get(job).patch(patch_job))
         .route("/jobs/{id}/stop", post(stop_job))
+        .route("/jobs/{id}/upgrade", post(upgrade_job))
+        .route("/jobs/{id}/upgrade/{trigger}", get(upgrade_status))
+        .route("/jobs/{id}/versions", get(job_versions))
         .route("/jobs/{id}/savepoints", post(trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
         .route(
@@ -696,6 +700,77 @@ async fn trigger_savepoint(
     })
     .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpgradeBody {
+    jar_id: Option<String>,
+    entry_class: Option<String>,
+    program_args_list: Option<Vec<String>>,
+    program_args: Option<String>,
+    allow_non_restored_state: Option<bool>,
+    target_directory: Option<String>,
+}
+
+async fn upgrade_job(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    // An unknown job is the first thing said, whatever the body.
+    s.job(&id, &caller)?;
+    let b: UpgradeBody = json_body(&body, "upgrade")?;
+    let Some(jar_id) = b.jar_id.filter(|j| !j.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "give jarId: the id of the new module, uploaded with POST /jars/upload",
+        ));
+    };
+    let args = match (b.program_args_list, b.program_args) {
+        (Some(list), _) => Some(list),
+        (None, Some(line)) => Some(line.split_whitespace().map(str::to_owned).collect()),
+        (None, None) => None,
+    };
+    let req = UpgradeRequest {
+        jar_id,
+        entry: b.entry_class,
+        args,
+        allow_non_restored: b.allow_non_restored_state.unwrap_or(false),
+        target_directory: b.target_directory.filter(|d| !d.is_empty()),
+    };
+    let trigger = blocking(move || s.upgrade(&id, req, &caller)).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+async fn upgrade_status(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    s.upgrade_status(&id, &trigger, &caller).map(Json)
+}
+
+async fn job_versions(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let versions: Vec<Value> = s
+        .versions(&id, &caller)?
+        .into_iter()
+        .map(|v| {
+            json!({
+                "module-hash": v.module_hash,
+                "jar-id": v.jar_id,
+                "version": v.version,
+                "since": v.since,
+                "how": v.how,
+                "from": v.from,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "versions": versions })))
 }
 
 async fn savepoint_status(

@@ -1,6 +1,6 @@
 //! The session: module store, job manager and task slots in one process.
 
-use crate::ha::{HaStore, JarInfo, JobRecord};
+use crate::ha::{HaStore, JarInfo, JobRecord, ModuleVersion};
 use crate::status::{ExceptionEntry, JobState, Operation, StatusCell, now_ms, remember};
 use crate::storage_use::{StorageQuota, StorageUse};
 use crate::tenancy::{Caller, Tenancy, Tenant, url_within};
@@ -43,6 +43,8 @@ pub struct JobEntry {
     pub status: Arc<StatusCell>,
     pub slots: u32,
     commands: CommandSender,
+    /// Set once the job has ended and the session has forgotten its run.
+    ended: (Mutex<bool>, std::sync::Condvar),
 }
 
 impl JobEntry {
@@ -53,6 +55,26 @@ impl JobEntry {
     pub fn send(&self, cmd: JobCommand) -> bool {
         self.commands.send(cmd).is_ok()
     }
+
+    /// Waits up to `limit` for the job to end; whether it did.
+    pub fn wait_ended(&self, limit: std::time::Duration) -> bool {
+        let ended = self.ended.0.lock().expect("ended lock");
+        let (ended, _) = self
+            .ended
+            .1
+            .wait_timeout_while(ended, limit, |e| !*e)
+            .expect("ended lock");
+        *ended
+    }
+}
+
+/// A job planned and not yet started.
+pub(crate) struct Prepared {
+    pub job_id: JobId,
+    pub tenant: Option<Arc<Tenant>>,
+    pub config: Config,
+    pub graph: JobGraph,
+    pub factory: Arc<WasmJob>,
 }
 
 /// What `POST /jars/:id/run` (or a resumed job) asks for.
@@ -90,6 +112,8 @@ pub(crate) struct Inner {
     pub storage: Arc<StorageUse>,
     /// Savepoint disposals, with their owner.
     disposals: Mutex<indexmap::IndexMap<String, (String, Operation)>>,
+    /// Upgrades, by trigger id.
+    pub upgrades: Mutex<indexmap::IndexMap<String, crate::upgrade::UpgradeOperation>>,
 }
 
 /// A counting semaphore for blocking threads.
@@ -238,6 +262,7 @@ impl Session {
                 submit: Mutex::new(()),
                 tenancy,
                 disposals: Mutex::default(),
+                upgrades: Mutex::default(),
             }),
         };
         session.resume_jobs();
@@ -323,7 +348,7 @@ impl Session {
             .collect()
     }
 
-    fn jar(&self, id: &str, caller: &Caller) -> ApiResult<JarInfo> {
+    pub(crate) fn jar(&self, id: &str, caller: &Caller) -> ApiResult<JarInfo> {
         self.inner
             .jars
             .read()
@@ -586,14 +611,149 @@ impl Session {
             config: req.config,
             submitted: now_ms(),
             tenant: jar.tenant.clone(),
+            versions: Vec::new(),
         };
         self.submit(record, None)
     }
 
     /// Plans `record`'s job and starts it, restoring from `resume` (a
     /// checkpoint of the same job) or else from its savepoint.
-    fn submit(&self, mut record: JobRecord, resume: Option<String>) -> ApiResult<JobId> {
+    pub(crate) fn submit(&self, mut record: JobRecord, resume: Option<String>) -> ApiResult<JobId> {
         self.prune_ended_jobs();
+        let Prepared {
+            job_id,
+            tenant,
+            config,
+            graph,
+            factory,
+        } = self.prepare(&mut record)?;
+        let restore_from = match resume {
+            Some(location) => Some(location),
+            None => match &record.savepoint_path {
+                Some(path) => {
+                    check_savepoint(path, &config)?;
+                    Some(path.clone())
+                }
+                None => None,
+            },
+        };
+        if record.versions.is_empty() {
+            record.versions.push(ModuleVersion {
+                module_hash: record.module_hash.clone(),
+                jar_id: record.jar_id.clone(),
+                version: graph.version.clone(),
+                since: now_ms(),
+                how: "submitted".into(),
+                from: record.savepoint_path.clone(),
+            });
+        }
+        let exec = ExecutionGraph::build(&graph);
+        let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
+        let _guard = self.inner.submit.lock().expect("submit lock");
+        if let Some(t) = &tenant {
+            self.check_quota(t, slots)?;
+        }
+        let used = self.slots_used();
+        let total = self.slots_total();
+        if used + slots > total {
+            return Err(ApiError::conflict(format!(
+                "not enough task slots: the job needs {slots}, {} of {total} are free; cancel \
+                 a job, lower its parallelism, or raise taskmanager.numberOfTaskSlots",
+                total - used
+            )));
+        }
+        self.inner
+            .ha
+            .put_job(&record)
+            .map_err(|e| ApiError::internal(e.context("writing the job to the HA store")))?;
+        let mut status = StatusCell::new(job_id, self.inner.ha.clone());
+        if let Some(q) = tenant.as_deref().and_then(|t| self.storage_quota(t)) {
+            status = status.with_quota(q, self.inner.storage.clone());
+        }
+        let status = Arc::new(status);
+        let handle = weir_runtime::start(JobSpec {
+            job_id,
+            config: config.clone(),
+            factory,
+            // The session's own setting: a job does not choose where the
+            // session writes.
+            work_dir: self
+                .inner
+                .config
+                .rocksdb_local_dir
+                .as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.inner.data_dir.join("work")),
+            lineage: record.savepoint_path.clone(),
+            restore: restore_from.map(|location| RestoreRequest {
+                location,
+                allow_non_restored: record.allow_non_restored,
+            }),
+            listener: Some(status.clone()),
+        })
+        .map_err(|f| ApiError::internal(anyhow::anyhow!(f.message)))?;
+        let name = record.name.clone();
+        let entry = Arc::new(JobEntry {
+            id: job_id,
+            name: record.name.clone(),
+            record,
+            exec,
+            graph,
+            config,
+            metrics: handle.metrics.clone(),
+            status,
+            slots,
+            commands: handle.commands(),
+            ended: Default::default(),
+        });
+        self.inner
+            .jobs
+            .write()
+            .expect("jobs lock")
+            .insert(job_id, entry.clone());
+        let ha = self.inner.ha.clone();
+        let session = self.clone();
+        std::thread::Builder::new()
+            .name(format!("wait-{}", job_id.short()))
+            .spawn(move || {
+                let outcome = handle.wait();
+                let mut s = entry.status.lock();
+                match &outcome {
+                    JobOutcome::Finished => s.set(JobState::Finished),
+                    JobOutcome::Stopped { savepoint } => {
+                        s.stopped_at = Some(savepoint.clone());
+                        s.set(JobState::Finished);
+                    }
+                    JobOutcome::Cancelled => s.set(JobState::Canceled),
+                    JobOutcome::Failed(f) => {
+                        // The failing task reported it already, unless the
+                        // job failed elsewhere.
+                        if s.root_exception.as_ref().map(|e| &e.stacktrace) != Some(&f.message) {
+                            s.add_exception(ExceptionEntry::new(f, None));
+                        }
+                        s.set(JobState::Failed);
+                    }
+                }
+                drop(s);
+                tracing::info!(job = %entry.id, "job {} ended: {outcome:?}", entry.name);
+                if let Err(e) = ha.remove_job(entry.id) {
+                    tracing::warn!(job = %entry.id, "cannot remove the job from the HA store: {e}");
+                }
+                session
+                    .inner
+                    .storage
+                    .job_ended(&entry.record.tenant, entry.id);
+                session.prune_ended_jobs();
+                *entry.ended.0.lock().expect("ended lock") = true;
+                entry.ended.1.notify_all();
+            })
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("cannot start a thread: {e}")))?;
+        tracing::info!(job = %job_id, "submitted {name}");
+        Ok(job_id)
+    }
+
+    /// Plans `record`'s job: its configuration, graph and guest factory.
+    pub(crate) fn prepare(&self, record: &mut JobRecord) -> ApiResult<Prepared> {
         if record.parallelism == Some(0) {
             return Err(ApiError::bad_request("parallelism must be at least 1"));
         }
@@ -693,16 +853,6 @@ impl Session {
         if !graph.name.is_empty() {
             record.name = graph.name.clone();
         }
-        let restore_from = match resume {
-            Some(location) => Some(location),
-            None => match &record.savepoint_path {
-                Some(path) => {
-                    check_savepoint(path, &config)?;
-                    Some(path.clone())
-                }
-                None => None,
-            },
-        };
         let factory = Arc::new(WasmJob::new(
             module,
             record.entry.clone(),
@@ -711,106 +861,13 @@ impl Session {
             InstanceLimits::from_config(&config),
             weir_wasm::JobOutput::new(job_id.to_string(), config.guest_output_lines),
         ));
-        let exec = ExecutionGraph::build(&graph);
-        let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
-        let _guard = self.inner.submit.lock().expect("submit lock");
-        if let Some(t) = &tenant {
-            self.check_quota(t, slots)?;
-        }
-        let used = self.slots_used();
-        let total = self.slots_total();
-        if used + slots > total {
-            return Err(ApiError::conflict(format!(
-                "not enough task slots: the job needs {slots}, {} of {total} are free; cancel \
-                 a job, lower its parallelism, or raise taskmanager.numberOfTaskSlots",
-                total - used
-            )));
-        }
-        self.inner
-            .ha
-            .put_job(&record)
-            .map_err(|e| ApiError::internal(e.context("writing the job to the HA store")))?;
-        let mut status = StatusCell::new(job_id, self.inner.ha.clone());
-        if let Some(q) = tenant.as_deref().and_then(|t| self.storage_quota(t)) {
-            status = status.with_quota(q, self.inner.storage.clone());
-        }
-        let status = Arc::new(status);
-        let handle = weir_runtime::start(JobSpec {
+        Ok(Prepared {
             job_id,
-            config: config.clone(),
-            factory,
-            // The session's own setting: a job does not choose where the
-            // session writes.
-            work_dir: self
-                .inner
-                .config
-                .rocksdb_local_dir
-                .as_ref()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| self.inner.data_dir.join("work")),
-            lineage: record.savepoint_path.clone(),
-            restore: restore_from.map(|location| RestoreRequest {
-                location,
-                allow_non_restored: record.allow_non_restored,
-            }),
-            listener: Some(status.clone()),
-        })
-        .map_err(|f| ApiError::internal(anyhow::anyhow!(f.message)))?;
-        let name = record.name.clone();
-        let entry = Arc::new(JobEntry {
-            id: job_id,
-            name: record.name.clone(),
-            record,
-            exec,
-            graph,
+            tenant,
             config,
-            metrics: handle.metrics.clone(),
-            status,
-            slots,
-            commands: handle.commands(),
-        });
-        self.inner
-            .jobs
-            .write()
-            .expect("jobs lock")
-            .insert(job_id, entry.clone());
-        let ha = self.inner.ha.clone();
-        let session = self.clone();
-        std::thread::Builder::new()
-            .name(format!("wait-{}", job_id.short()))
-            .spawn(move || {
-                let outcome = handle.wait();
-                let mut s = entry.status.lock();
-                match &outcome {
-                    JobOutcome::Finished => s.set(JobState::Finished),
-                    JobOutcome::Stopped { savepoint } => {
-                        s.stopped_at = Some(savepoint.clone());
-                        s.set(JobState::Finished);
-                    }
-                    JobOutcome::Cancelled => s.set(JobState::Canceled),
-                    JobOutcome::Failed(f) => {
-                        // The failing task reported it already, unless the
-                        // job failed elsewhere.
-                        if s.root_exception.as_ref().map(|e| &e.stacktrace) != Some(&f.message) {
-                            s.add_exception(ExceptionEntry::new(f, None));
-                        }
-                        s.set(JobState::Failed);
-                    }
-                }
-                drop(s);
-                tracing::info!(job = %entry.id, "job {} ended: {outcome:?}", entry.name);
-                if let Err(e) = ha.remove_job(entry.id) {
-                    tracing::warn!(job = %entry.id, "cannot remove the job from the HA store: {e}");
-                }
-                session
-                    .inner
-                    .storage
-                    .job_ended(&entry.record.tenant, entry.id);
-                session.prune_ended_jobs();
-            })
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("cannot start a thread: {e}")))?;
-        tracing::info!(job = %job_id, "submitted {name}");
-        Ok(job_id)
+            graph,
+            factory,
+        })
     }
 
     /// A tenant's storage quota, if it has one.
@@ -942,6 +999,16 @@ impl Session {
         caller: &Caller,
     ) -> ApiResult<String> {
         let job = self.job(id, caller)?;
+        if let Some(d) = &dir
+            && !d.contains("://")
+            && !std::path::Path::new(d).is_absolute()
+        {
+            // Relative to what? Not to the session's working directory.
+            return Err(ApiError::bad_request(format!(
+                "target-directory {d:?} is a relative path; give an absolute path or a URL \
+                 (file:///..., s3://bucket/...)"
+            )));
+        }
         if let (Some(t), Some(d)) = (self.tenant_of(&job.record.tenant)?, &dir) {
             let root = self.tenant_savepoints(&t).unwrap_or_default();
             if !url_within(&storage_url(d), &root) {

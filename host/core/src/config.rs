@@ -209,6 +209,10 @@ pub struct Config {
     /// Modules a session compiles at once; more uploads wait.
     #[serde(rename = "weir.compile.max-concurrent", deserialize_with = "parsed")]
     pub compile_max_concurrent: u32,
+    /// How long an upgraded job runs on probation: a failure within it
+    /// rolls the job back to its previous module.
+    #[serde(rename = "weir.upgrade.probation", with = "human")]
+    pub upgrade_probation: Duration,
     /// Sync files and directories where durability depends on it (the file
     /// sink, checkpoints and HA data on `file://`), so that a power loss
     /// loses nothing a checkpoint or a commit covers.

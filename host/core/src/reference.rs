@@ -261,6 +261,13 @@ pub const SECTIONS: &[Section] = &[
                 "1",
                 "Modules a session compiles at once; more uploads wait.",
             ),
+            key(
+                "weir.upgrade.probation",
+                "1min",
+                "How long a job upgraded with `weir upgrade` runs on probation: if it fails \
+                 within that time it goes back to its previous module, from the snapshot the \
+                 upgrade started from.",
+            ),
         ],
     },
     Section {

@@ -1,0 +1,440 @@
+//! Upgrading a running job to a new module (`weir upgrade`, `POST
+//! /jobs/:id/upgrade`).
+//!
+//! The new module is planned and checked against the job's latest
+//! checkpoint first (the check `weir savepoint check` prints); a refusal
+//! leaves the job running untouched. Then the job stops with a savepoint and
+//! starts again from it on the new module, under the same job id, as one
+//! operation. If the new version fails within `weir.upgrade.probation`, the
+//! job goes back to its previous module from its latest committed snapshot
+//! (the upgrade's savepoint when the new version completed no checkpoint),
+//! so transactional sinks stay exact.
+
+use crate::ha::{JobRecord, ModuleVersion};
+use crate::session::{JobEntry, Session};
+use crate::status::{JobState, Operation, now_ms, remember};
+use crate::tenancy::Caller;
+use crate::{ApiError, ApiResult};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir_checkpoint::protocol::{Decision, plan_restore};
+use weir_checkpoint::storage::split_location;
+use weir_checkpoint::{S3Options, Storage};
+use weir_core::{Config, JobId};
+use weir_runtime::JobCommand;
+
+/// Longest the pre-flight waits for a checkpoint when the job has none.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
+/// Longest an upgrade waits for the stop-with-savepoint.
+const STOP_WAIT: Duration = Duration::from_secs(300);
+
+/// What an upgrade asks for.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeRequest {
+    /// The uploaded new module.
+    pub jar_id: String,
+    /// The job in the module; the current one's when not given.
+    pub entry: Option<String>,
+    /// The job's arguments; the current ones when not given.
+    pub args: Option<Vec<String>>,
+    /// Drop state the new module does not claim (`-n`).
+    pub allow_non_restored: bool,
+    /// Where the upgrade's savepoint goes; `state.savepoints.dir` if not given.
+    pub target_directory: Option<String>,
+}
+
+/// Where an upgrade is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeState {
+    InProgress,
+    /// The new module runs (and is on probation until `probation_ends`).
+    Upgraded,
+    /// The new module failed on probation; the old one runs again.
+    RolledBack,
+    /// The upgrade could not complete.
+    Failed,
+}
+
+/// One upgrade operation.
+#[derive(Debug, Clone)]
+pub struct UpgradeOperation {
+    pub job: JobId,
+    pub owner: String,
+    pub state: UpgradeState,
+    /// `restart`: stop with a savepoint and start the new version from it.
+    pub mode: &'static str,
+    pub savepoint: Option<String>,
+    pub failure: Option<String>,
+    /// The pre-flight check, a line per piece of state.
+    pub report: Vec<String>,
+    pub probation_ends: Option<u64>,
+}
+
+impl UpgradeOperation {
+    fn ended(&self) -> bool {
+        self.state != UpgradeState::InProgress
+    }
+
+    /// The operation as `GET /jobs/:id/upgrade/:trigger` shows it.
+    pub fn view(&self) -> Value {
+        let (status, result) = match self.state {
+            UpgradeState::InProgress => ("IN_PROGRESS", None),
+            UpgradeState::Upgraded => ("COMPLETED", Some("UPGRADED")),
+            UpgradeState::RolledBack => ("COMPLETED", Some("ROLLED_BACK")),
+            UpgradeState::Failed => ("COMPLETED", Some("FAILED")),
+        };
+        let mut op = json!({
+            "mode": self.mode,
+            "report": self.report,
+        });
+        if let Some(r) = result {
+            op["result"] = json!(r);
+        }
+        if let Some(s) = &self.savepoint {
+            op["location"] = json!(s);
+        }
+        if let Some(f) = &self.failure {
+            op["failure-cause"] = json!({ "class": "weir.UpgradeFailure", "stack-trace": f });
+        }
+        if let Some(p) = self.probation_ends {
+            op["probation-ends"] = json!(p);
+        }
+        json!({ "status": { "id": status }, "operation": op })
+    }
+}
+
+/// The pre-flight check's report as lines a person reads.
+fn report_lines(plan: &weir_checkpoint::protocol::RestorePlan) -> Vec<String> {
+    plan.report
+        .iter()
+        .map(|l| {
+            let (result, detail) = match &l.decision {
+                Decision::Restored => ("restored", String::new()),
+                Decision::Migrated => ("migrated", "through the job's restore hook".to_owned()),
+                Decision::Skipped(why) => ("skipped", why.clone()),
+                Decision::Rejected(why) => ("REJECTED", why.clone()),
+            };
+            format!("{result} {} of {} {detail}", l.what, l.uids.join(", "))
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+impl Session {
+    /// Starts upgrading job `id` to the module of `req.jar_id`; returns the
+    /// operation's trigger id, or the pre-flight check's refusal.
+    pub fn upgrade(&self, id: &str, req: UpgradeRequest, caller: &Caller) -> ApiResult<String> {
+        let job = self.job(id, caller)?;
+        let jar = self.jar(&req.jar_id, caller)?;
+        if job.state() != JobState::Running {
+            return Err(ApiError::conflict(format!(
+                "job {id} is {}; only a RUNNING job is upgraded",
+                job.state().name()
+            )));
+        }
+        {
+            let ups = self.inner.upgrades.lock().expect("upgrades");
+            if let Some((t, _)) = ups.iter().find(|(_, o)| o.job == job.id && !o.ended()) {
+                return Err(ApiError::conflict(format!(
+                    "an upgrade of job {id} (request-id {t}) is in progress; wait for it to end"
+                )));
+            }
+        }
+        let mut record = job.record.clone();
+        record.module_hash = jar.module_hash.clone();
+        record.jar_id = Some(jar.id.clone());
+        if let Some(e) = req.entry.filter(|e| !e.is_empty()) {
+            record.entry = Some(e);
+        } else if !jar.entries.iter().any(|e| Some(e) == record.entry.as_ref()) {
+            record.entry = None;
+        }
+        if let Some(args) = req.args {
+            record.args = args;
+        }
+        record.allow_non_restored = req.allow_non_restored;
+        // The new module's plan must be valid before anything stops.
+        let mut planned = record.clone();
+        planned.savepoint_path = None;
+        planned.allow_non_restored = false;
+        let prepared = self.prepare(&mut planned)?;
+        let target = weir_runtime::target_job(prepared.factory.as_ref());
+        let new_version = prepared.graph.version.clone();
+
+        // The pre-flight check, against the latest checkpoint.
+        let latest = self.latest_snapshot(&job)?;
+        let meta = read_snapshot(&latest, &prepared.config)?;
+        let plan = plan_restore(&meta, &target, req.allow_non_restored);
+        let report = report_lines(&plan);
+        if let Some(e) = plan.error() {
+            return Err(ApiError::conflict(format!(
+                "the upgrade is refused and job {id} keeps running: {e}\n{}",
+                report.join("\n")
+            )));
+        }
+        let sp = self.savepoint(id, req.target_directory, true, false, caller)?;
+        let trigger = uuid::Uuid::new_v4().simple().to_string();
+        remember(
+            &mut self.inner.upgrades.lock().expect("upgrades"),
+            trigger.clone(),
+            UpgradeOperation {
+                job: job.id,
+                owner: caller.owner().to_owned(),
+                state: UpgradeState::InProgress,
+                mode: "restart",
+                savepoint: None,
+                failure: None,
+                report,
+                probation_ends: None,
+            },
+            UpgradeOperation::ended,
+        );
+        let session = self.clone();
+        let t = trigger.clone();
+        std::thread::Builder::new()
+            .name(format!("upgrade-{}", job.id.short()))
+            .spawn(move || {
+                let result = session.finish_upgrade(&job, &sp, record, new_version, &t);
+                if let Err(cause) = result {
+                    tracing::warn!(job = %job.id, "upgrade failed: {cause}");
+                    session.set_upgrade(&t, |o| {
+                        o.state = UpgradeState::Failed;
+                        o.failure = Some(cause);
+                    });
+                }
+            })
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("cannot start a thread: {e}")))?;
+        Ok(trigger)
+    }
+
+    /// The upgrade operation `trigger` of job `id`.
+    pub fn upgrade_status(&self, id: &str, trigger: &str, caller: &Caller) -> ApiResult<Value> {
+        let job = self.job(id, caller)?;
+        let ups = self.inner.upgrades.lock().expect("upgrades");
+        match ups.get(trigger) {
+            Some(o) if o.job == job.id && caller.sees(&o.owner) => Ok(o.view()),
+            _ => Err(ApiError::not_found(format!(
+                "there is no upgrade {trigger} of job {id}; use the request-id that POST \
+                 /jobs/{id}/upgrade returned"
+            ))),
+        }
+    }
+
+    /// The modules job `id` has run, oldest first.
+    pub fn versions(&self, id: &str, caller: &Caller) -> ApiResult<Vec<ModuleVersion>> {
+        Ok(self.job(id, caller)?.record.versions.clone())
+    }
+
+    fn set_upgrade(&self, trigger: &str, f: impl FnOnce(&mut UpgradeOperation)) {
+        if let Some(o) = self
+            .inner
+            .upgrades
+            .lock()
+            .expect("upgrades")
+            .get_mut(trigger)
+        {
+            f(o);
+        }
+    }
+
+    /// The job's latest completed checkpoint; a savepoint is taken when it
+    /// has none.
+    fn latest_snapshot(&self, job: &JobEntry) -> ApiResult<String> {
+        if let Ok(Some(p)) = self.inner.ha.latest_checkpoint(job.id) {
+            return Ok(p);
+        }
+        // Without checkpoints, a savepoint (which leaves the job running).
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !job.send(JobCommand::Savepoint {
+            dir: None,
+            stop: false,
+            drain: false,
+            reply: tx,
+        }) {
+            return Err(ApiError::conflict(format!("job {} has ended", job.id)));
+        }
+        let why = match rx.recv_timeout(CHECKPOINT_WAIT) {
+            Ok(Ok(location)) => return Ok(location),
+            Ok(Err(f)) => f.message,
+            Err(_) => format!("none completed within {CHECKPOINT_WAIT:?}; try again"),
+        };
+        Err(ApiError::conflict(format!(
+            "the upgrade checks the new module against a snapshot of job {}, which has no \
+             checkpoint, and its savepoint failed: {why}",
+            job.id
+        )))
+    }
+
+    /// Waits for the stop-with-savepoint, starts the new version from it and
+    /// watches it through its probation.
+    fn finish_upgrade(
+        &self,
+        old: &Arc<JobEntry>,
+        savepoint_trigger: &str,
+        mut record: JobRecord,
+        new_version: String,
+        trigger: &str,
+    ) -> Result<(), String> {
+        let savepoint = wait_savepoint(old, savepoint_trigger)?;
+        self.set_upgrade(trigger, |o| o.savepoint = Some(savepoint.clone()));
+        if !old.wait_ended(STOP_WAIT) {
+            return Err(format!(
+                "job {} did not stop within {STOP_WAIT:?} after its savepoint",
+                old.id
+            ));
+        }
+        let mut previous = old.record.clone();
+        record.savepoint_path = Some(savepoint.clone());
+        record.versions.push(ModuleVersion {
+            module_hash: record.module_hash.clone(),
+            jar_id: record.jar_id.clone(),
+            version: new_version,
+            since: now_ms(),
+            how: "upgraded".into(),
+            from: Some(savepoint.clone()),
+        });
+        // A rollback's history keeps the version that failed.
+        previous.versions = record.versions.clone();
+        let id = match self.submit(record, None) {
+            Ok(id) => id,
+            Err(e) => {
+                // The savepoint holds the old version's state: it comes back.
+                let cause = format!("the new version did not start: {}", e.message);
+                self.roll_back(previous, &savepoint, &cause)?;
+                self.set_upgrade(trigger, |o| {
+                    o.state = UpgradeState::RolledBack;
+                    o.failure = Some(cause);
+                });
+                return Ok(());
+            }
+        };
+        let Some(new) = self.inner.jobs.read().expect("jobs lock").get(&id).cloned() else {
+            return Err("the upgraded job is gone".into());
+        };
+        let probation = new.config.upgrade_probation;
+        let ends = now_ms() + probation.as_millis() as u64;
+        self.set_upgrade(trigger, |o| {
+            o.state = UpgradeState::Upgraded;
+            o.probation_ends = Some(ends);
+        });
+        tracing::info!(job = %id, "upgraded from the savepoint {savepoint}; on probation for {probation:?}");
+        let Some(cause) = watch(&new, probation) else {
+            return Ok(());
+        };
+        tracing::warn!(job = %id, "the new version failed on probation: {cause}; rolling back");
+        if !new.state().is_terminal() {
+            new.status.lock().set(JobState::Cancelling);
+            new.send(JobCommand::Cancel);
+        }
+        if !new.wait_ended(STOP_WAIT) {
+            return Err(format!(
+                "the new version failed on probation ({cause}) and did not stop within \
+                 {STOP_WAIT:?}"
+            ));
+        }
+        // Its latest checkpoint (which its sinks committed), else the
+        // upgrade's savepoint.
+        let from = new
+            .status
+            .lock()
+            .checkpoints
+            .iter()
+            .filter(|c| c.status == "COMPLETED" && !c.is_savepoint)
+            .max_by_key(|c| c.id)
+            .and_then(|c| c.external_path.clone())
+            .unwrap_or(savepoint);
+        self.roll_back(previous, &from, &cause)?;
+        self.set_upgrade(trigger, |o| {
+            o.state = UpgradeState::RolledBack;
+            o.failure = Some(format!("the new version failed on probation: {cause}"));
+        });
+        Ok(())
+    }
+
+    /// Starts the job's previous module again from `from`.
+    fn roll_back(&self, mut previous: JobRecord, from: &str, cause: &str) -> Result<(), String> {
+        previous.savepoint_path = Some(from.to_owned());
+        previous.allow_non_restored = true;
+        previous.versions.push(ModuleVersion {
+            module_hash: previous.module_hash.clone(),
+            jar_id: previous.jar_id.clone(),
+            version: previous
+                .versions
+                .last()
+                .map(|v| v.version.clone())
+                .unwrap_or_default(),
+            since: now_ms(),
+            how: "rolled-back".into(),
+            from: Some(from.to_owned()),
+        });
+        self.submit(previous, None).map(|_| ()).map_err(|e| {
+            format!(
+                "{cause}; rolling back to the previous module from {from} failed too: {}",
+                e.message
+            )
+        })
+    }
+}
+
+/// Waits for a savepoint operation of `job` to end.
+fn wait_savepoint(job: &JobEntry, trigger: &str) -> Result<String, String> {
+    let start = Instant::now();
+    loop {
+        match job.status.lock().operations.get(trigger) {
+            Some(Operation::Completed(location)) => return Ok(location.clone()),
+            Some(Operation::Failed(why)) => {
+                return Err(format!(
+                    "the savepoint that stops the job failed, so it keeps running the old \
+                     version: {why}"
+                ));
+            }
+            Some(_) => {}
+            None => return Err("the savepoint operation was forgotten".into()),
+        }
+        if start.elapsed() > STOP_WAIT {
+            return Err(format!(
+                "the savepoint that stops the job did not complete within {STOP_WAIT:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Watches a new version through its probation: the cause of its first
+/// failure, or `None` when it ran through (or ended by itself).
+fn watch(job: &JobEntry, probation: Duration) -> Option<String> {
+    let start = Instant::now();
+    while start.elapsed() < probation {
+        {
+            let s = job.status.lock();
+            if let Some(e) = &s.root_exception {
+                return Some(e.stacktrace.clone());
+            }
+            match s.state {
+                JobState::Failed => return Some("the job failed".into()),
+                state if state.is_terminal() || state == JobState::Cancelling => return None,
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Reads the metadata of the snapshot at `location`.
+fn read_snapshot(
+    location: &str,
+    config: &Config,
+) -> ApiResult<weir_checkpoint::metadata::SnapshotMetadata> {
+    let unreadable = |why: String| {
+        ApiError::conflict(format!(
+            "the job's latest checkpoint {location} cannot be read to check the new module \
+             against: {why}"
+        ))
+    };
+    let (root, rel) = split_location(location).map_err(|e| unreadable(e.message))?;
+    let storage =
+        Storage::open(&root, &S3Options::from_config(config)).map_err(|e| unreadable(e.message))?;
+    weir_runtime::read_metadata(&storage, &rel).map_err(|f| unreadable(f.message))
+}
