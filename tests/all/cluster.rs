@@ -425,15 +425,11 @@ fn after<'a>(text: &'a str, prefix: &str) -> &'a str {
         .trim()
 }
 
-#[test]
-fn cli_runs_lists_savepoints_stops_and_upgrades_against_a_session() {
-    let dir = temp_dir();
-    let mut s = session(dir.path(), 2, &[]);
-    let sp_dir = dir.path().join("savepoints").display().to_string();
-
-    let mut feed = Feed::new();
+/// Runs counter version 1 through the CLI on `feed` and counts "a b", "a";
+/// returns the job id.
+fn run_counter(s: &mut SessionProcess, feed: &mut Feed) -> String {
     let o = cli(
-        &s,
+        s,
         &[
             "run",
             "-d",
@@ -456,6 +452,17 @@ fn cli_runs_lists_savepoints_stops_and_upgrades_against_a_session() {
     feed.send("a b");
     feed.send("a");
     s.process.wait_for_output("(\"a\", 2, 2, 4)", LIMIT);
+    job
+}
+
+#[test]
+fn cli_runs_lists_savepoints_stops_and_upgrades_against_a_session() {
+    let dir = temp_dir();
+    let mut s = session(dir.path(), 2, &[]);
+    let sp_dir = dir.path().join("savepoints").display().to_string();
+
+    let mut feed = Feed::new();
+    let job = run_counter(&mut s, &mut feed);
 
     let list = stdout(&cli(&s, &["list"]));
     assert!(list.contains(&job) && list.contains("(RUNNING)"), "{list}");
@@ -542,45 +549,13 @@ fn cli_runs_lists_savepoints_stops_and_upgrades_against_a_session() {
     );
 }
 
-/// Polls an upgrade until it ends; its operation.
-fn await_upgrade(api: &weir_tests::cluster::Api, job: &str, trigger: &str) -> Value {
-    let start = std::time::Instant::now();
-    loop {
-        let (status, v) = api.get(&format!("/jobs/{job}/upgrade/{trigger}"));
-        assert_eq!(status, 200, "{v}");
-        if v["status"]["id"] == "COMPLETED" {
-            return v["operation"].clone();
-        }
-        assert!(start.elapsed() < LIMIT, "the upgrade did not end: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
     let dir = temp_dir();
     let mut s = session(dir.path(), 2, &["-Dweir.upgrade.probation=1min"]);
     let api = s.api();
     let mut feed = Feed::new();
-    let o = cli(
-        &s,
-        &[
-            "run",
-            "-d",
-            "-p",
-            "1",
-            COUNTER_WASM[0],
-            "--",
-            "--port",
-            &feed.port(),
-        ],
-    );
-    assert!(o.status.success(), "{}", crate::stderr(&o));
-    let job = after(&stdout(&o), "submitted with JobID").to_owned();
-    feed.accept(LIMIT);
-    feed.send("a b");
-    feed.send("a");
-    s.process.wait_for_output("(\"a\", 2, 2, 4)", LIMIT);
+    let job = run_counter(&mut s, &mut feed);
 
     // Version 3 drops the keyed counts: refused without -n, with the
     // pre-flight report; the job keeps running on the same connection.
@@ -631,14 +606,7 @@ fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
     feed.send("a");
     s.process.wait_for_output("(\"a\", 4, 4, 1)", LIMIT);
     assert_eq!(api.state(&job), "RUNNING");
-    let (_, v) = api.get(&format!("/jobs/{job}/versions"));
-    let how: Vec<&str> = v["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["how"].as_str().unwrap())
-        .collect();
-    assert_eq!(how, ["submitted", "upgraded"], "{v}");
+    assert_eq!(api.versions(&job).0, ["submitted", "upgraded"]);
 
     // Version 2 crashes on "crash" within its probation: the job goes back
     // to the previous module (version 1) from the upgrade's savepoint.
@@ -652,39 +620,45 @@ fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
     let (status, t) = api.post(&format!("/jobs/{job}/upgrade"), json!({"jarId": jar2}));
     assert_eq!(status, 202, "{t}");
     let trigger = t["request-id"].as_str().unwrap().to_owned();
-    let op = await_upgrade(&api, &job, &trigger);
+    let completed = |op: &Value| op.get("result").is_some();
+    let op = api.wait_for_upgrade(&job, &trigger, completed, LIMIT);
     assert_eq!(op["result"], "UPGRADED", "{op}");
     let savepoint = op["location"].as_str().unwrap().to_owned();
     feed.accept(LIMIT);
     feed.send("crash");
-    let start = std::time::Instant::now();
-    let (_, v) = loop {
-        let (status, v) = api.get(&format!("/jobs/{job}/upgrade/{trigger}"));
-        if v["operation"]["result"] == "ROLLED_BACK" || start.elapsed() > LIMIT {
-            break (status, v);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(v["operation"]["result"], "ROLLED_BACK", "{v}");
-    let cause = v["operation"]["failure-cause"]["stack-trace"]
-        .as_str()
-        .unwrap();
+    let op = api.wait_for_upgrade(&job, &trigger, |op| op["result"] != "UPGRADED", LIMIT);
+    assert_eq!(op["result"], "ROLLED_BACK", "{op}");
+    let cause = op["failure-cause"]["stack-trace"].as_str().unwrap();
     assert!(cause.contains("crash"), "{cause}");
     // Version 1 again, from the savepoint: its memory image holds CHARS.
     feed.accept(LIMIT);
     feed.send("b");
     s.process.wait_for_output("(\"b\", 3, 6, 2)", LIMIT);
     assert_eq!(api.state(&job), "RUNNING");
-    let (_, v) = api.get(&format!("/jobs/{job}/versions"));
-    let versions = v["versions"].as_array().unwrap();
-    assert_eq!(versions.len(), 5, "{v}");
-    assert_eq!(versions[4]["how"], "rolled-back", "{v}");
-    assert_eq!(versions[4]["from"], savepoint.as_str(), "{v}");
+    let (how, v) = api.versions(&job);
     assert_eq!(
-        versions[4]["module-hash"], versions[0]["module-hash"],
-        "{v}"
+        how,
+        [
+            "submitted",
+            "upgraded",
+            "upgraded",
+            "upgraded",
+            "rolled-back"
+        ]
     );
-    assert_eq!(api.get(&format!("/jobs/{job}/exceptions")).0, 200);
+    assert_eq!(v[4]["from"], savepoint.as_str(), "{v}");
+    assert_eq!(v[4]["module-hash"], v[0]["module-hash"], "{v}");
+    assert_eq!(v[3]["module-hash"], v[1]["module-hash"], "{v}");
+    // A session that dies now resumes the job on the module it runs.
+    s.process.signal("KILL");
+    let _ = s.process.wait(LIMIT);
+    drop(s);
+    let mut s = session(dir.path(), 2, &["-Dweir.upgrade.probation=1min"]);
+    s.process.wait_for_log("resuming", LIMIT);
+    feed.accept(LIMIT);
+    feed.send("b");
+    s.process.wait_for_output("(\"b\", 3, 6, 2)", LIMIT);
+    assert_eq!(s.api().versions(&job).0.len(), 5);
 }
 
 #[test]
@@ -787,8 +761,7 @@ fn web_ui_uploads_and_runs_a_job_in_chromium() {
         LIMIT,
     );
     s.api().wait_for_state(&job, "RUNNING", LIMIT);
-    let (_, v) = s.api().get(&format!("/jobs/{job}/versions"));
-    assert_eq!(v["versions"][1]["how"], "upgraded", "{v}");
+    assert_eq!(s.api().versions(&job).0, ["submitted", "upgraded"]);
     b.navigate(&format!("{}/#/", s.url));
     b.wait_until(
         &format!("!!document.querySelector('#jobs') && document.querySelector('#jobs').innerText.includes('{job}') && document.querySelector('#jobs').innerText.includes('RUNNING')"),

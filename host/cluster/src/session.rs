@@ -45,6 +45,9 @@ pub struct JobEntry {
     commands: CommandSender,
     /// Set once the job has ended and the session has forgotten its run.
     ended: (Mutex<bool>, std::sync::Condvar),
+    /// Set while an upgrade replaces the job's module: when this run ends,
+    /// the job stays in the HA store for the next one.
+    pub upgrading: std::sync::atomic::AtomicBool,
 }
 
 impl JobEntry {
@@ -705,6 +708,7 @@ impl Session {
             slots,
             commands: handle.commands(),
             ended: Default::default(),
+            upgrading: Default::default(),
         });
         self.inner
             .jobs
@@ -736,7 +740,10 @@ impl Session {
                 }
                 drop(s);
                 tracing::info!(job = %entry.id, "job {} ended: {outcome:?}", entry.name);
-                if let Err(e) = ha.remove_job(entry.id) {
+                let upgrading = entry.upgrading.load(std::sync::atomic::Ordering::SeqCst);
+                if upgrading {
+                    tracing::info!(job = %entry.id, "the job changes modules: it stays in the HA store");
+                } else if let Err(e) = ha.remove_job(entry.id) {
                     tracing::warn!(job = %entry.id, "cannot remove the job from the HA store: {e}");
                 }
                 session

@@ -17,6 +17,7 @@ use crate::tenancy::Caller;
 use crate::{ApiError, ApiResult};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use weir_checkpoint::protocol::{Decision, plan_restore};
 use weir_checkpoint::storage::split_location;
@@ -134,14 +135,6 @@ impl Session {
                 job.state().name()
             )));
         }
-        {
-            let ups = self.inner.upgrades.lock().expect("upgrades");
-            if let Some((t, _)) = ups.iter().find(|(_, o)| o.job == job.id && !o.ended()) {
-                return Err(ApiError::conflict(format!(
-                    "an upgrade of job {id} (request-id {t}) is in progress; wait for it to end"
-                )));
-            }
-        }
         let mut record = job.record.clone();
         record.module_hash = jar.module_hash.clone();
         record.jar_id = Some(jar.id.clone());
@@ -173,23 +166,45 @@ impl Session {
                 report.join("\n")
             )));
         }
-        let sp = self.savepoint(id, req.target_directory, true, false, caller)?;
+        // One upgrade of a job at a time: checked and recorded at once.
         let trigger = uuid::Uuid::new_v4().simple().to_string();
-        remember(
-            &mut self.inner.upgrades.lock().expect("upgrades"),
-            trigger.clone(),
-            UpgradeOperation {
-                job: job.id,
-                owner: caller.owner().to_owned(),
-                state: UpgradeState::InProgress,
-                mode: "restart",
-                savepoint: None,
-                failure: None,
-                report,
-                probation_ends: None,
-            },
-            UpgradeOperation::ended,
-        );
+        {
+            let mut ups = self.inner.upgrades.lock().expect("upgrades");
+            if let Some((t, _)) = ups.iter().find(|(_, o)| o.job == job.id && !o.ended()) {
+                return Err(ApiError::conflict(format!(
+                    "an upgrade of job {id} (request-id {t}) is in progress; wait for it to end"
+                )));
+            }
+            remember(
+                &mut ups,
+                trigger.clone(),
+                UpgradeOperation {
+                    job: job.id,
+                    owner: caller.owner().to_owned(),
+                    state: UpgradeState::InProgress,
+                    mode: "restart",
+                    savepoint: None,
+                    failure: None,
+                    report,
+                    probation_ends: None,
+                },
+                UpgradeOperation::ended,
+            );
+        }
+        // The job stays in the HA store while it changes modules: a session
+        // that dies in between resumes it from the savepoint that stopped it.
+        job.upgrading.store(true, Ordering::SeqCst);
+        let sp = match self.savepoint(id, req.target_directory, true, false, caller) {
+            Ok(sp) => sp,
+            Err(e) => {
+                job.upgrading.store(false, Ordering::SeqCst);
+                self.set_upgrade(&trigger, |o| {
+                    o.state = UpgradeState::Failed;
+                    o.failure = Some(e.message.clone());
+                });
+                return Err(e);
+            }
+        };
         let session = self.clone();
         let t = trigger.clone();
         std::thread::Builder::new()
@@ -198,6 +213,14 @@ impl Session {
                 let result = session.finish_upgrade(&job, &sp, record, new_version, &t);
                 if let Err(cause) = result {
                     tracing::warn!(job = %job.id, "upgrade failed: {cause}");
+                    job.upgrading.store(false, Ordering::SeqCst);
+                    // A job that ended on the way is not resumed later.
+                    let current = session.inner.jobs.read().expect("jobs lock").get(&job.id).cloned();
+                    if current.is_some_and(|j| j.state().is_terminal())
+                        && let Err(e) = session.inner.ha.remove_job(job.id)
+                    {
+                        tracing::warn!(job = %job.id, "cannot remove the job from the HA store: {e}");
+                    }
                     session.set_upgrade(&t, |o| {
                         o.state = UpgradeState::Failed;
                         o.failure = Some(cause);
@@ -323,6 +346,7 @@ impl Session {
             return Ok(());
         };
         tracing::warn!(job = %id, "the new version failed on probation: {cause}; rolling back");
+        new.upgrading.store(true, Ordering::SeqCst);
         if !new.state().is_terminal() {
             new.status.lock().set(JobState::Cancelling);
             new.send(JobCommand::Cancel);
