@@ -6,7 +6,7 @@ use crate::settings::Sources;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weir_checkpoint::protocol::{Decision, plan_restore};
+use weir_checkpoint::protocol::plan_restore;
 use weir_checkpoint::storage::split_location;
 use weir_checkpoint::{S3Options, Storage};
 use weir_core::GuestFactory;
@@ -103,12 +103,7 @@ fn check(sources: &Sources, args: CheckArgs) -> Result<ExitCode> {
         "RESULT", "STATE", "OPERATOR(S)"
     );
     for line in &plan.report {
-        let (result, detail) = match &line.decision {
-            Decision::Restored => ("restored", String::new()),
-            Decision::Migrated => ("migrated", "through the job's restore hook".to_owned()),
-            Decision::Skipped(why) => ("skipped", why.clone()),
-            Decision::Rejected(why) => ("REJECTED", why.clone()),
-        };
+        let (result, detail) = line.decision.describe();
         println!(
             "  {result:<10} {:<36} {:<28} {detail}",
             line.what,

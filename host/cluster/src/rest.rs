@@ -445,6 +445,12 @@ fn json_body<T: for<'de> Deserialize<'de> + Default>(body: &Bytes, what: &str) -
     serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
 }
 
+/// The job's arguments: `programArgsList`, else `programArgs` split at
+/// whitespace (Flink's two spellings); `None` when neither is given.
+fn program_args(list: Option<Vec<String>>, line: Option<String>) -> Option<Vec<String>> {
+    list.or_else(|| line.map(|l| l.split_whitespace().map(str::to_owned).collect()))
+}
+
 fn config_value(v: Value) -> String {
     match v {
         Value::String(s) => s,
@@ -554,11 +560,7 @@ async fn run_jar(
             )));
         }
     };
-    let args = match (b.program_args_list, b.program_args) {
-        (Some(list), _) => list,
-        (None, Some(line)) => line.split_whitespace().map(str::to_owned).collect(),
-        (None, None) => Vec::new(),
-    };
+    let args = program_args(b.program_args_list, b.program_args).unwrap_or_default();
     let entry = b
         .entry_class
         .filter(|e| !e.is_empty())
@@ -727,11 +729,7 @@ async fn upgrade_job(
             "give jarId: the id of the new module, uploaded with POST /jars/upload",
         ));
     };
-    let args = match (b.program_args_list, b.program_args) {
-        (Some(list), _) => Some(list),
-        (None, Some(line)) => Some(line.split_whitespace().map(str::to_owned).collect()),
-        (None, None) => None,
-    };
+    let args = program_args(b.program_args_list, b.program_args);
     let req = UpgradeRequest {
         jar_id,
         entry: b.entry_class,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use weir_checkpoint::protocol::{Decision, plan_restore};
+use weir_checkpoint::protocol::plan_restore;
 use weir_checkpoint::storage::split_location;
 use weir_checkpoint::{S3Options, Storage};
 use weir_core::{Config, JobId};
@@ -110,12 +110,7 @@ fn report_lines(plan: &weir_checkpoint::protocol::RestorePlan) -> Vec<String> {
     plan.report
         .iter()
         .map(|l| {
-            let (result, detail) = match &l.decision {
-                Decision::Restored => ("restored", String::new()),
-                Decision::Migrated => ("migrated", "through the job's restore hook".to_owned()),
-                Decision::Skipped(why) => ("skipped", why.clone()),
-                Decision::Rejected(why) => ("REJECTED", why.clone()),
-            };
+            let (result, detail) = l.decision.describe();
             format!("{result} {} of {} {detail}", l.what, l.uids.join(", "))
                 .trim_end()
                 .to_owned()

@@ -51,6 +51,18 @@ pub enum Decision {
     Rejected(String),
 }
 
+impl Decision {
+    /// The result word and its detail, as reports print them.
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            Decision::Restored => ("restored", String::new()),
+            Decision::Migrated => ("migrated", "through the job's restore hook".to_owned()),
+            Decision::Skipped(why) => ("skipped", why.clone()),
+            Decision::Rejected(why) => ("REJECTED", why.clone()),
+        }
+    }
+}
+
 /// One line of the restore report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportLine {
