@@ -14,6 +14,7 @@ const GUESTS: &[&str] = &[
     "counter-v1",
     "counter-v2",
     "counter-v3",
+    "counter-v4",
     "state-bench",
     "windows",
     "kafka-jobs",

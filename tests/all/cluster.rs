@@ -592,14 +592,17 @@ fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
         "color",
     );
 
-    // Version 2 (adds an operator): the job stops with a savepoint and the
-    // new module starts from it, under the same id. Keyed counts carry
-    // over, LINES migrates through the hooks, CHARS (memory only) restarts.
+    // Version 2 (adds an operator) changes the job's shape: the job stops
+    // with a savepoint and the new module starts from it, under the same
+    // id, and the report says why. Keyed counts carry over, LINES migrates
+    // through the hooks, CHARS (memory only) restarts.
     let o = cli(&s, &["upgrade", &job, COUNTER_WASM[1]]);
     let out = stdout(&o);
     assert!(o.status.success(), "{out}{}", crate::stderr(&o));
     assert!(
-        out.contains("Savepoint completed. Path:") && out.contains("runs the new version"),
+        out.contains("Savepoint completed. Path:")
+            && out.contains("restart: the new plan has")
+            && out.contains("stopped with a savepoint and restarted"),
         "{out}"
     );
     feed.accept(LIMIT);
@@ -659,6 +662,100 @@ fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
     feed.send("b");
     s.process.wait_for_output("(\"b\", 3, 6, 2)", LIMIT);
     assert_eq!(s.api().versions(&job).0.len(), 5);
+}
+
+/// A module that keeps the job's shape replaces the running one at a
+/// barrier: the socket source keeps its connection, keyed counts carry
+/// over in RocksDB, LINES migrates through the state hooks; other keyed
+/// state needs -n; a version that panics rolls back.
+#[test]
+fn a_running_job_swaps_its_module_in_place() {
+    let dir = temp_dir();
+    let mut s = session(dir.path(), 2, &["-Dweir.upgrade.probation=1min"]);
+    let api = s.api();
+    let mut feed = Feed::new();
+    let job = run_counter(&mut s, &mut feed);
+
+    // Version 4 prints in upper case. No restart: the source keeps reading
+    // the same connection; the count goes on from 2, LINES from 2, CHARS
+    // (memory only) starts again.
+    let o = cli(&s, &["upgrade", &job, COUNTER_WASM[3]]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", crate::stderr(&o));
+    assert!(
+        out.contains("in place: the new plan keeps the job's shape")
+            && out.contains("changed in place, without a restart"),
+        "{out}"
+    );
+    feed.send("a");
+    s.process.wait_for_output("(\"A\", 3, 3, 1)", LIMIT);
+    assert_eq!(api.versions(&job).0, ["submitted", "swapped"]);
+    let (_, details) = api.get(&format!("/jobs/{job}"));
+    assert_eq!(details["restarts"], 0, "{details}");
+
+    // Counts under another uid are other keyed state: refused without -n
+    // (the job untouched), then swapped with -n: the new counts start
+    // empty, the old ones are dropped.
+    let port = feed.port();
+    let v1_tally = [
+        COUNTER_WASM[0],
+        "--",
+        "--port",
+        &port,
+        "--counts-uid",
+        "tally",
+    ];
+    let o = cli(&s, &[&["upgrade", &job][..], &v1_tally].concat());
+    let err = crate::stderr(&o);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(err.contains("refused") && err.contains("counts"), "{err}");
+    feed.send("a");
+    s.process.wait_for_output("(\"A\", 4, 4, 2)", LIMIT);
+    let o = cli(&s, &[&["upgrade", "-n", &job][..], &v1_tally].concat());
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    assert!(stdout(&o).contains("changed in place"), "{}", stdout(&o));
+    feed.send("a");
+    s.process.wait_for_output("(\"a\", 1, 5, 1)", LIMIT);
+
+    // Version 4 again, through the API; it panics on "crash" during its
+    // probation, and the job goes back to version 1 from the swap's
+    // savepoint (the job takes no checkpoints), memory image and all.
+    let jar4 = api.upload_file(COUNTER_WASM[3]);
+    let (status, t) = api.post(
+        &format!("/jobs/{job}/upgrade"),
+        json!({"jarId": jar4, "programArgsList": ["--port", port, "--counts-uid", "tally"]}),
+    );
+    assert_eq!(status, 202, "{t}");
+    let trigger = t["request-id"].as_str().unwrap().to_owned();
+    let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
+    assert_eq!(
+        (&op["result"], &op["mode"]),
+        (&json!("UPGRADED"), &json!("hot-swap")),
+        "{op}"
+    );
+    let swapped_at = op["location"].as_str().unwrap().to_owned();
+    feed.send("a");
+    s.process.wait_for_output("(\"A\", 2, 6, 1)", LIMIT);
+    feed.send("crash");
+    let op = api.wait_for_upgrade(&job, &trigger, |op| op["result"] != "UPGRADED", LIMIT);
+    assert_eq!(op["result"], "ROLLED_BACK", "{op}");
+    assert!(
+        op["failure-cause"]["stack-trace"]
+            .as_str()
+            .unwrap()
+            .contains("crash"),
+        "{op}"
+    );
+    feed.accept(LIMIT);
+    feed.send("a");
+    s.process.wait_for_output("(\"a\", 2, 6, 2)", LIMIT);
+    let (how, v) = api.versions(&job);
+    assert_eq!(
+        how,
+        ["submitted", "swapped", "swapped", "swapped", "rolled-back"]
+    );
+    assert_eq!(v[4]["from"], swapped_at.as_str(), "{v}");
+    assert_eq!(v[4]["module-hash"], v[0]["module-hash"], "{v}");
 }
 
 #[test]
@@ -749,8 +846,8 @@ fn web_ui_uploads_and_runs_a_job_in_chromium() {
             .as_u64()
             >= Some(2)
     );
-    // Its Upgrade button: the same job as a new upload, checked, stopped
-    // with a savepoint and started again under the same id.
+    // Its Upgrade button: the same job as a new upload, checked and
+    // swapped in place (the plan keeps its shape).
     b.wait_until("document.querySelector('#upgrade') !== null", LIMIT);
     b.eval("document.querySelector('#upgrade').click(); true");
     b.wait_until("document.querySelector('#upgrade-form') !== null", LIMIT);
@@ -760,8 +857,14 @@ fn web_ui_uploads_and_runs_a_job_in_chromium() {
         "document.querySelector('#upgrade-result').innerText.startsWith('UPGRADED from')",
         LIMIT,
     );
+    assert!(
+        b.eval("document.querySelector('#upgrade-result').innerText")
+            .as_str()
+            .unwrap()
+            .contains("in place"),
+    );
     s.api().wait_for_state(&job, "RUNNING", LIMIT);
-    assert_eq!(s.api().versions(&job).0, ["submitted", "upgraded"]);
+    assert_eq!(s.api().versions(&job).0, ["submitted", "swapped"]);
     b.navigate(&format!("{}/#/", s.url));
     b.wait_until(
         &format!("!!document.querySelector('#jobs') && document.querySelector('#jobs').innerText.includes('{job}') && document.querySelector('#jobs').innerText.includes('RUNNING')"),

@@ -448,10 +448,10 @@ fn a_savepoint_between_checkpoints_commits_nothing() {
     assert_eq!((lost, dup), (0, 0), "lost {sample:?}");
 }
 
-/// An exactly-once job upgraded twice while it runs, through the session:
-/// once to the same module, once to a version that fails on probation and
-/// rolls back from its own latest checkpoint. Every record is in the
-/// output exactly once.
+/// An exactly-once job upgraded twice while it runs, through the session
+/// (both times in place): once to the same module, once to a version that
+/// fails on probation and rolls back from its own latest checkpoint. Every
+/// record is in the output exactly once.
 #[test]
 fn upgrades_and_a_rollback_keep_the_output_exact() {
     use serde_json::json;
@@ -530,11 +530,137 @@ fn upgrades_and_a_rollback_keep_the_output_exact() {
     );
     api.wait_for_state(&job, "FINISHED", LIMIT);
     let (how, v) = api.versions(&job);
-    assert_eq!(how, ["submitted", "upgraded", "upgraded", "rolled-back"]);
+    assert_eq!(how, ["submitted", "swapped", "swapped", "rolled-back"]);
     // The rollback started from a checkpoint of the failed version.
     let from = v[3]["from"].as_str().unwrap();
     assert!(from.contains("chk-"), "{v}");
     let got = Sink::File(out.clone()).committed();
     let (lost, dup, sample) = compare(&expected(records, keys), &got);
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+}
+
+/// A module swap while records flow into an exactly-once sink: every line
+/// before the swap's barrier is the old version's, every line after it the
+/// new one's (tagged), per key in count order; nothing lost or repeated,
+/// and the job neither restarted nor restored (its source never went
+/// back). Then the session is SIGKILLed: the next one resumes the job on
+/// the new module.
+#[test]
+fn a_hot_swap_changes_the_output_at_the_barrier_exactly_once() {
+    use serde_json::json;
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let start_session = || {
+        weir_tests::cluster::SessionProcess::start(
+            Path::new(env!("CARGO_BIN_EXE_weir-under-test")),
+            &dir.path().join("data"),
+            2,
+            &[],
+        )
+    };
+    let mut s = start_session();
+    let api = s.api();
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let (records, keys) = (30_000u64, 20u64);
+    let mut args: Vec<String> = [
+        "--sink",
+        "file",
+        "--output",
+        &out.display().to_string(),
+        "--records",
+        &records.to_string(),
+        "--rate",
+        "5000",
+        "--keys",
+        &keys.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": args,
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
+        }),
+    );
+    // Some output first.
+    let start = Instant::now();
+    while !out.exists() || Sink::File(out.clone()).committed().len() < 2_000 {
+        assert!(start.elapsed() < LIMIT, "no output");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    args.extend(["--tag".to_owned(), "v2:".to_owned()]);
+    let (status, t) = api.post(
+        &format!("/jobs/{job}/upgrade"),
+        json!({"jarId": jar, "programArgsList": args}),
+    );
+    assert_eq!(status, 202, "{t}");
+    let trigger = t["request-id"].as_str().unwrap().to_owned();
+    let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
+    assert_eq!(
+        (&op["result"], &op["mode"]),
+        (&json!("UPGRADED"), &json!("hot-swap")),
+        "{op}"
+    );
+    assert!(op["location"].as_str().unwrap().contains("chk-"), "{op}");
+    let (_, details) = api.get(&format!("/jobs/{job}"));
+    assert_eq!(details["restarts"], 0, "{details}");
+    let (_, cps) = api.get(&format!("/jobs/{job}/checkpoints"));
+    assert!(cps["latest"]["restored"].is_null(), "{cps}");
+    assert_eq!(api.versions(&job).0, ["submitted", "swapped"]);
+    // Some of the new version's output, then the session dies.
+    let tagged = || {
+        Sink::File(out.clone())
+            .committed()
+            .iter()
+            .filter(|l| l.starts_with("v2:"))
+            .count()
+    };
+    while tagged() < 1_000 {
+        assert!(start.elapsed() < LIMIT, "no output of the new version");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.process.signal("KILL");
+    let _ = s.process.wait(LIMIT);
+    drop(s);
+    let s = start_session();
+    let api = s.api();
+    api.wait_for_state(&job, "FINISHED", LIMIT);
+    assert_eq!(api.versions(&job).0, ["submitted", "swapped"]);
+
+    let got = Sink::File(out.clone()).committed();
+    let untagged: Vec<String> = got
+        .iter()
+        .map(|l| l.strip_prefix("v2:").unwrap_or(l).to_owned())
+        .collect();
+    let (lost, dup, sample) = compare(&expected(records, keys), &untagged);
+    assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+    // Per key: the old version's counts, then the new version's.
+    let mut last_old = vec![0u64; keys as usize];
+    let mut first_new = vec![u64::MAX; keys as usize];
+    for l in &got {
+        let (tagged, l) = match l.strip_prefix("v2:") {
+            Some(rest) => (true, rest),
+            None => (false, l.as_str()),
+        };
+        let (k, n) = l.split_once(',').unwrap();
+        let (k, n): (usize, u64) = (k.parse().unwrap(), n.parse().unwrap());
+        if tagged {
+            first_new[k] = first_new[k].min(n);
+        } else {
+            last_old[k] = last_old[k].max(n);
+        }
+    }
+    for k in 0..keys as usize {
+        assert_eq!(
+            first_new[k],
+            last_old[k] + 1,
+            "key {k}: old up to {}, new from {}",
+            last_old[k],
+            first_new[k]
+        );
+    }
+    assert!(last_old.iter().sum::<u64>() >= 2_000);
 }

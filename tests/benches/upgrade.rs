@@ -1,8 +1,10 @@
 //! Upgrading a running job, measured in one run: an exactly-once job
 //! (generated records counted per key, every running count one line in a
 //! transactional file sink, checkpoints every 100 ms) is upgraded while it
-//! runs, once with `POST /jobs/:id/upgrade` and once as a Flink user does
-//! it by hand (stop with a savepoint, then run the new module from it).
+//! runs, with `POST /jobs/:id/upgrade` in place (a hot swap at a barrier)
+//! and with a restart (`"restart": true`: stop with a savepoint and start
+//! again), and as a Flink user does it by hand (stop with a savepoint, then
+//! run the new module from it).
 //! Printed for each: the longest time between two commits of output around
 //! the upgrade (beside the longest in steady state), and the records per
 //! second committed in the 5 s around it against steady state.
@@ -106,6 +108,8 @@ fn start(api: &Api, jar: &str, out: &Path, savepoint: Option<&str>) -> String {
 }
 
 struct Figures {
+    /// From the request to the new version running.
+    took: Duration,
     steady_gap: Duration,
     gap: Duration,
     steady_rate: f64,
@@ -113,16 +117,25 @@ struct Figures {
 }
 
 /// Runs the job, samples 4 s of steady state, upgrades it with `upgrade`
-/// and samples 6 s more.
+/// and samples 5 s more (sampling goes on while the upgrade runs).
 fn measure(api: &Api, jar: &str, out: PathBuf, upgrade: impl FnOnce(&str)) -> Figures {
     let job = start(api, jar, &out, None);
-    let mut samples = Vec::new();
-    sample(&out, Duration::from_secs(4), &mut samples);
+    let sampler = {
+        let out = out.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            sample(&out, Duration::from_secs(10), &mut samples);
+            samples
+        })
+    };
+    std::thread::sleep(Duration::from_secs(4));
     let began = Instant::now();
     upgrade(&job);
-    sample(&out, Duration::from_secs(5), &mut samples);
+    let took = began.elapsed();
+    let samples = sampler.join().unwrap();
     let first = samples[0].0 + Duration::from_millis(500);
     Figures {
+        took,
         steady_gap: longest_gap(&samples, first, began),
         gap: longest_gap(
             &samples,
@@ -136,7 +149,8 @@ fn measure(api: &Api, jar: &str, out: PathBuf, upgrade: impl FnOnce(&str)) -> Fi
 
 fn print(what: &str, f: &Figures) {
     println!(
-        "  {what:<34} gap {:>6.0} ms (steady {:>4.0} ms)   {:>7.0} lines/s over 5 s (steady {:>7.0}, {:.2}x)",
+        "  {what:<34} took {:>5.0} ms   gap {:>6.0} ms (steady {:>4.0} ms)   {:>7.0} lines/s over 5 s (steady {:>7.0}, {:.2}x)",
+        f.took.as_secs_f64() * 1000.0,
         f.gap.as_secs_f64() * 1000.0,
         f.steady_gap.as_secs_f64() * 1000.0,
         f.rate,
@@ -155,8 +169,11 @@ fn main() {
         "Upgrading a running exactly-once job (p2, {RATE} records/s, checkpoints every 100 ms), \
          committed output sampled every 5 ms"
     );
-    let upgraded = measure(&api, &jar, dir.path().join("out-upgrade"), |job| {
-        let (status, t) = api.post(&format!("/jobs/{job}/upgrade"), json!({"jarId": new_jar}));
+    let upgrade = |job: &str, restart: bool| {
+        let (status, t) = api.post(
+            &format!("/jobs/{job}/upgrade"),
+            json!({"jarId": new_jar, "restart": restart}),
+        );
         assert_eq!(status, 202, "{t}");
         let trigger = t["request-id"].as_str().unwrap().to_owned();
         let op = api.wait_for_upgrade(
@@ -166,6 +183,14 @@ fn main() {
             LIMIT,
         );
         assert_eq!(op["result"], "UPGRADED", "{op}");
+        let mode = if restart { "restart" } else { "hot-swap" };
+        assert_eq!(op["mode"], mode, "{op}");
+    };
+    let swapped = measure(&api, &jar, dir.path().join("out-swap"), |job| {
+        upgrade(job, false);
+    });
+    let upgraded = measure(&api, &jar, dir.path().join("out-upgrade"), |job| {
+        upgrade(job, true);
     });
     let by_hand = measure(&api, &jar, dir.path().join("out-by-hand"), |job| {
         let (status, t) = api.post(&format!("/jobs/{job}/stop"), json!({}));
@@ -177,10 +202,15 @@ fn main() {
         let out = dir.path().join("out-by-hand");
         start(&api, &new_jar, &out, Some(&sp));
     });
-    print("weir upgrade (savepoint + restart)", &upgraded);
+    print("weir upgrade (hot swap)", &swapped);
+    print("weir upgrade --restart", &upgraded);
     print("stop with savepoint, then run -s", &by_hand);
+    let gap = |f: &Figures| f.gap.as_secs_f64().max(1e-9);
     println!(
-        "  output gap, upgrade / by hand: {:.2}",
-        upgraded.gap.as_secs_f64() / by_hand.gap.as_secs_f64().max(1e-9)
+        "  output gap, hot swap / restart: {:.2}   hot swap / by hand: {:.2}   restart / by \
+         hand: {:.2}",
+        gap(&swapped) / gap(&upgraded),
+        gap(&swapped) / gap(&by_hand),
+        gap(&upgraded) / gap(&by_hand)
     );
 }

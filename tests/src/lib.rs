@@ -33,11 +33,12 @@ pub const EXACTLY_ONCE_WASM: &str = env!("WEIR_WASM_EXACTLY_ONCE");
 pub const HOSTILE_WASM: &str = env!("WEIR_WASM_HOSTILE");
 /// A component that is not a Weir job.
 pub const NOT_A_JOB_WASM: &str = env!("WEIR_WASM_NOT_A_JOB");
-/// The counter job, versions 1 to 3 (see `tests/fixtures/counter/job.rs`).
-pub const COUNTER_WASM: [&str; 3] = [
+/// The counter job, versions 1 to 4 (see `tests/fixtures/counter/job.rs`).
+pub const COUNTER_WASM: [&str; 4] = [
     env!("WEIR_WASM_COUNTER_V1"),
     env!("WEIR_WASM_COUNTER_V2"),
     env!("WEIR_WASM_COUNTER_V3"),
+    env!("WEIR_WASM_COUNTER_V4"),
 ];
 
 /// Writes `lines` lines of `per_line` words drawn uniformly from `distinct`

@@ -489,6 +489,7 @@ pub struct UpgradeArgs {
     pub allow_non_restored: bool,
     pub entry: Option<String>,
     pub savepoint_dir: Option<String>,
+    pub restart: bool,
     pub args: Vec<String>,
 }
 
@@ -503,6 +504,9 @@ pub fn upgrade(client: &Client, job: &str, module: &Path, a: UpgradeArgs) -> Res
     }
     if !a.args.is_empty() {
         body["programArgsList"] = json!(a.args);
+    }
+    if a.restart {
+        body["restart"] = json!(true);
     }
     println!("Upgrading job \"{job}\" to {}.", module.display());
     let r = client.send(reqwest::Method::POST, &format!("/jobs/{job}/upgrade"), body)?;
@@ -524,8 +528,12 @@ pub fn upgrade(client: &Client, job: &str, module: &Path, a: UpgradeArgs) -> Res
         for line in op["report"].as_array().into_iter().flatten() {
             println!("  {}", line.as_str().unwrap_or_default());
         }
-        if let Some(loc) = op["location"].as_str() {
-            println!("Savepoint completed. Path: {loc}");
+        match op["location"].as_str() {
+            Some(loc) if op["mode"] == "hot-swap" => {
+                println!("Changed modules at the barrier of checkpoint {loc}");
+            }
+            Some(loc) => println!("Savepoint completed. Path: {loc}"),
+            None => {}
         }
     }
     let cause = op["failure-cause"]["stack-trace"]
@@ -533,9 +541,14 @@ pub fn upgrade(client: &Client, job: &str, module: &Path, a: UpgradeArgs) -> Res
         .unwrap_or("no cause given");
     match op["result"].as_str() {
         Some("UPGRADED") => {
+            let how = if op["mode"] == "hot-swap" {
+                "changed in place, without a restart, in"
+            } else {
+                "stopped with a savepoint and restarted in"
+            };
             println!(
-                "Job \"{job}\" runs the new version (stopped with a savepoint and restarted in \
-                 {:.1} s); it is on probation for weir.upgrade.probation.",
+                "Job \"{job}\" runs the new version ({how} {:.1} s); it is on probation for \
+                 weir.upgrade.probation.",
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)

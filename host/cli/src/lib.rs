@@ -63,9 +63,11 @@ enum Command {
         drain: bool,
     },
     /// Upgrades a running job to a new module: checks it against the job's
-    /// latest checkpoint, then stops the job with a savepoint and starts
-    /// the new module from it under the same job id; rolls back by itself
-    /// if the new version fails within weir.upgrade.probation.
+    /// latest checkpoint, then changes the module in place at a checkpoint's
+    /// barrier when the new plan keeps the job's shape, or else stops the
+    /// job with a savepoint and starts the new module from it under the same
+    /// job id; rolls back by itself if the new version fails within
+    /// weir.upgrade.probation.
     Upgrade {
         job_id: String,
         /// The new version of the job (a .wasm component).
@@ -79,6 +81,10 @@ enum Command {
         /// Where the upgrade's savepoint goes (default: state.savepoints.dir).
         #[arg(long, short = 'p', value_name = "DIR")]
         savepoint_dir: Option<String>,
+        /// Stop with a savepoint and restart even where the module could
+        /// change in place (the job's configuration then changes too).
+        #[arg(long)]
+        restart: bool,
         /// The job's arguments (default: the current ones).
         #[arg(last = true)]
         args: Vec<String>,
@@ -132,6 +138,7 @@ pub fn main() -> ExitCode {
             allow_non_restored,
             entry,
             savepoint_dir,
+            restart,
             args,
         } => client().and_then(|c| {
             client::upgrade(
@@ -142,6 +149,7 @@ pub fn main() -> ExitCode {
                     allow_non_restored,
                     entry,
                     savepoint_dir,
+                    restart,
                     args,
                 },
             )

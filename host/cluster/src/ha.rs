@@ -62,8 +62,8 @@ pub struct ModuleVersion {
     /// The version the job's plan gives itself (`set_version`).
     pub version: String,
     pub since: u64,
-    /// `submitted`, `upgraded` (stop with a savepoint and a restart) or
-    /// `rolled-back`.
+    /// `submitted`, `swapped` (changed in place at a barrier), `upgraded`
+    /// (stop with a savepoint and a restart) or `rolled-back`.
     pub how: String,
     /// The snapshot it started from, if any.
     pub from: Option<String>,

@@ -713,6 +713,7 @@ struct UpgradeBody {
     program_args: Option<String>,
     allow_non_restored_state: Option<bool>,
     target_directory: Option<String>,
+    restart: Option<bool>,
 }
 
 async fn upgrade_job(
@@ -736,6 +737,7 @@ async fn upgrade_job(
         args,
         allow_non_restored: b.allow_non_restored_state.unwrap_or(false),
         target_directory: b.target_directory.filter(|d| !d.is_empty()),
+        restart: b.restart.unwrap_or(false),
     };
     let trigger = blocking(move || s.upgrade(&id, req, &caller)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))

@@ -35,7 +35,8 @@ pub struct SessionOptions {
 pub struct JobEntry {
     pub id: JobId,
     pub name: String,
-    pub record: JobRecord,
+    /// What the job runs; a module swap replaces it.
+    record: std::sync::RwLock<JobRecord>,
     pub exec: ExecutionGraph,
     pub graph: JobGraph,
     pub config: Config,
@@ -51,6 +52,20 @@ pub struct JobEntry {
 }
 
 impl JobEntry {
+    /// What the job runs now.
+    pub fn record(&self) -> JobRecord {
+        self.record.read().expect("record lock").clone()
+    }
+
+    /// Records the module the job changed to in place.
+    pub(crate) fn set_record(&self, record: JobRecord) {
+        *self.record.write().expect("record lock") = record;
+    }
+
+    pub fn tenant(&self) -> String {
+        self.record.read().expect("record lock").tenant.clone()
+    }
+
     pub fn state(&self) -> JobState {
         self.status.lock().state
     }
@@ -317,7 +332,7 @@ impl Session {
         self.prune_ended_jobs();
         self.all_jobs()
             .into_iter()
-            .filter(|j| caller.sees(&j.record.tenant))
+            .filter(|j| caller.sees(&j.tenant()))
             .collect()
     }
 
@@ -330,7 +345,7 @@ impl Session {
             .read()
             .expect("jobs lock")
             .get(&parsed)
-            .filter(|j| caller.sees(&j.record.tenant))
+            .filter(|j| caller.sees(&j.tenant()))
             .cloned()
             .ok_or_else(|| {
                 ApiError::not_found(format!(
@@ -580,7 +595,7 @@ impl Session {
             || self
                 .all_jobs()
                 .iter()
-                .any(|j| !j.state().is_terminal() && j.record.module_hash == jar.module_hash);
+                .any(|j| !j.state().is_terminal() && j.record().module_hash == jar.module_hash);
         if !used {
             self.inner
                 .modules
@@ -600,6 +615,11 @@ impl Session {
         let jar = self.jar(jar_id, caller)?;
         if let Some(t) = caller.tenant() {
             self.check_request(t, &req)?;
+        }
+        if req.allow_non_restored && req.savepoint_path.is_none() {
+            return Err(ApiError::bad_request(
+                "allowNonRestoredState only applies with savepointPath",
+            ));
         }
         let record = JobRecord {
             job_id: JobId::random().to_string(),
@@ -699,7 +719,7 @@ impl Session {
         let entry = Arc::new(JobEntry {
             id: job_id,
             name: record.name.clone(),
-            record,
+            record: std::sync::RwLock::new(record),
             exec,
             graph,
             config,
@@ -749,7 +769,7 @@ impl Session {
                 session
                     .inner
                     .storage
-                    .job_ended(&entry.record.tenant, entry.id);
+                    .job_ended(&entry.tenant(), entry.id);
                 session.prune_ended_jobs();
                 *entry.ended.0.lock().expect("ended lock") = true;
                 entry.ended.1.notify_all();
@@ -763,11 +783,6 @@ impl Session {
     pub(crate) fn prepare(&self, record: &mut JobRecord) -> ApiResult<Prepared> {
         if record.parallelism == Some(0) {
             return Err(ApiError::bad_request("parallelism must be at least 1"));
-        }
-        if record.allow_non_restored && record.savepoint_path.is_none() {
-            return Err(ApiError::bad_request(
-                "allowNonRestoredState only applies with savepointPath",
-            ));
         }
         let job_id: JobId = record.job_id.parse().map_err(ApiError::bad_request)?;
         let tenant = self.tenant_of(&record.tenant)?;
@@ -995,6 +1010,41 @@ impl Session {
             .map(|_| url)
     }
 
+    /// Whether job `job` may write a savepoint into `dir`: an absolute path
+    /// or a URL, under its tenant's savepoints folder, within its quota.
+    pub(crate) fn check_savepoint_dir(&self, job: &JobEntry, dir: Option<&str>) -> ApiResult<()> {
+        if let Some(d) = dir
+            && !d.contains("://")
+            && !std::path::Path::new(d).is_absolute()
+        {
+            // Relative to what? Not to the session's working directory.
+            return Err(ApiError::bad_request(format!(
+                "target-directory {d:?} is a relative path; give an absolute path or a URL \
+                 (file:///..., s3://bucket/...)"
+            )));
+        }
+        if let (Some(t), Some(d)) = (self.tenant_of(&job.tenant())?, dir) {
+            let root = self.tenant_savepoints(&t).unwrap_or_default();
+            if !url_within(&storage_url(d), &root) {
+                return Err(ApiError::forbidden(format!(
+                    "tenant {} keeps its savepoints under {root}; give a target-directory \
+                     there, or none",
+                    t.name
+                )));
+            }
+        }
+        if let Some(q) = self
+            .tenant_of(&job.tenant())?
+            .and_then(|t| self.storage_quota(&t))
+        {
+            self.inner
+                .storage
+                .savepoint_allowed(&q)
+                .map_err(ApiError::conflict)?;
+        }
+        Ok(())
+    }
+
     /// Asks a job to take a savepoint (and stop); returns the operation's
     /// trigger id.
     pub fn savepoint(
@@ -1006,35 +1056,7 @@ impl Session {
         caller: &Caller,
     ) -> ApiResult<String> {
         let job = self.job(id, caller)?;
-        if let Some(d) = &dir
-            && !d.contains("://")
-            && !std::path::Path::new(d).is_absolute()
-        {
-            // Relative to what? Not to the session's working directory.
-            return Err(ApiError::bad_request(format!(
-                "target-directory {d:?} is a relative path; give an absolute path or a URL \
-                 (file:///..., s3://bucket/...)"
-            )));
-        }
-        if let (Some(t), Some(d)) = (self.tenant_of(&job.record.tenant)?, &dir) {
-            let root = self.tenant_savepoints(&t).unwrap_or_default();
-            if !url_within(&storage_url(d), &root) {
-                return Err(ApiError::forbidden(format!(
-                    "tenant {} keeps its savepoints under {root}; give a target-directory \
-                     there, or none",
-                    t.name
-                )));
-            }
-        }
-        if let Some(q) = self
-            .tenant_of(&job.record.tenant)?
-            .and_then(|t| self.storage_quota(&t))
-        {
-            self.inner
-                .storage
-                .savepoint_allowed(&q)
-                .map_err(ApiError::conflict)?;
-        }
+        self.check_savepoint_dir(&job, dir.as_deref())?;
         let state = job.state();
         if state != JobState::Running {
             return Err(ApiError::conflict(format!(
@@ -1259,7 +1281,7 @@ impl Session {
         let live: Vec<Arc<JobEntry>> = self
             .all_jobs()
             .into_iter()
-            .filter(|j| j.record.tenant == t.name && !j.state().is_terminal())
+            .filter(|j| j.tenant() == t.name && !j.state().is_terminal())
             .collect();
         if let Some(max) = t.quota.jobs
             && live.len() as u32 >= max
@@ -1302,12 +1324,10 @@ impl Session {
             }
         }
         for j in self.jobs(caller) {
-            let u = out
-                .entry(j.record.tenant.clone())
-                .or_insert_with(|| TenantUsage {
-                    tenant: j.record.tenant.clone(),
-                    ..TenantUsage::default()
-                });
+            let u = out.entry(j.tenant()).or_insert_with(|| TenantUsage {
+                tenant: j.tenant(),
+                ..TenantUsage::default()
+            });
             let m = &j.metrics;
             let get =
                 |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);

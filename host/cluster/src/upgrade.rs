@@ -3,12 +3,13 @@
 //!
 //! The new module is planned and checked against the job's latest
 //! checkpoint first (the check `weir savepoint check` prints); a refusal
-//! leaves the job running untouched. Then the job stops with a savepoint and
-//! starts again from it on the new module, under the same job id, as one
-//! operation. If the new version fails within `weir.upgrade.probation`, the
-//! job goes back to its previous module from its latest committed snapshot
-//! (the upgrade's savepoint when the new version completed no checkpoint),
-//! so transactional sinks stay exact.
+//! leaves the job running untouched. When the new plan keeps the job's
+//! shape, the module changes in place at a checkpoint's barrier (a hot
+//! swap: sources keep reading, nothing is processed twice); otherwise the
+//! job stops with a savepoint and starts again from it on the new module,
+//! under the same job id, as one operation. If the new version fails within
+//! `weir.upgrade.probation`, the job goes back to its previous module from
+//! its latest committed snapshot, so transactional sinks stay exact.
 
 use crate::ha::{JobRecord, ModuleVersion};
 use crate::session::{JobEntry, Session};
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 use weir_checkpoint::protocol::plan_restore;
 use weir_checkpoint::storage::split_location;
 use weir_checkpoint::{S3Options, Storage};
-use weir_core::{Config, JobId};
-use weir_runtime::JobCommand;
+use weir_core::{Config, ErrorDomain, Failure, JobId};
+use weir_runtime::{JobCommand, SwapRequest, Swapped};
 
 /// Longest the pre-flight waits for a checkpoint when the job has none.
 const CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
@@ -43,6 +44,9 @@ pub struct UpgradeRequest {
     pub allow_non_restored: bool,
     /// Where the upgrade's savepoint goes; `state.savepoints.dir` if not given.
     pub target_directory: Option<String>,
+    /// Stop with a savepoint and restart even where the module could change
+    /// in place (so that the job's configuration changes too).
+    pub restart: bool,
 }
 
 /// Where an upgrade is.
@@ -63,7 +67,8 @@ pub struct UpgradeOperation {
     pub job: JobId,
     pub owner: String,
     pub state: UpgradeState,
-    /// `restart`: stop with a savepoint and start the new version from it.
+    /// `hot-swap`: the module changed in place at a barrier; `restart`:
+    /// stop with a savepoint and start the new version from it.
     pub mode: &'static str,
     pub savepoint: Option<String>,
     pub failure: Option<String>,
@@ -130,7 +135,8 @@ impl Session {
                 job.state().name()
             )));
         }
-        let mut record = job.record.clone();
+        let current = job.record();
+        let mut record = current.clone();
         record.module_hash = jar.module_hash.clone();
         record.jar_id = Some(jar.id.clone());
         if let Some(e) = req.entry.filter(|e| !e.is_empty()) {
@@ -154,13 +160,43 @@ impl Session {
         let latest = self.latest_snapshot(&job)?;
         let meta = read_snapshot(&latest, &prepared.config)?;
         let plan = plan_restore(&meta, &target, req.allow_non_restored);
-        let report = report_lines(&plan);
+        let mut report = report_lines(&plan);
         if let Some(e) = plan.error() {
             return Err(ApiError::conflict(format!(
                 "the upgrade is refused and job {id} keeps running: {e}\n{}",
                 report.join("\n")
             )));
         }
+        // In place when the new plan keeps the job's shape.
+        let refusal = if req.restart {
+            Some("a restart was asked for".to_owned())
+        } else {
+            weir_runtime::swap_refusal(&job.graph, &prepared.graph)
+        };
+        let mode = match &refusal {
+            None => {
+                if job.config.checkpoint_interval.is_none() {
+                    // The swap's barrier is a savepoint's.
+                    if req.target_directory.is_none() && job.config.savepoints_dir.is_none() {
+                        return Err(ApiError::bad_request(
+                            "the job takes no checkpoints, so its module changes at a \
+                             savepoint's barrier: give targetDirectory (-p), or set \
+                             state.savepoints.dir",
+                        ));
+                    }
+                    self.check_savepoint_dir(&job, req.target_directory.as_deref())?;
+                }
+                report.push("in place: the new plan keeps the job's shape".into());
+                "hot-swap"
+            }
+            Some(why) => {
+                report.push(format!(
+                    "restart: {why}, so the job stops with a savepoint and starts again on the \
+                     new module"
+                ));
+                "restart"
+            }
+        };
         // One upgrade of a job at a time: checked and recorded at once.
         let trigger = uuid::Uuid::new_v4().simple().to_string();
         {
@@ -177,7 +213,7 @@ impl Session {
                     job: job.id,
                     owner: caller.owner().to_owned(),
                     state: UpgradeState::InProgress,
-                    mode: "restart",
+                    mode,
                     savepoint: None,
                     failure: None,
                     report,
@@ -185,6 +221,24 @@ impl Session {
                 },
                 UpgradeOperation::ended,
             );
+        }
+        if refusal.is_none() {
+            record.allow_non_restored |= current.allow_non_restored;
+            let (session, entry, t) = (self.clone(), job.clone(), trigger.clone());
+            let swap = SwapRequest::new(
+                prepared.factory,
+                req.target_directory,
+                req.allow_non_restored,
+                move |result| session.swapped(&entry, record, current, new_version, &t, result),
+            );
+            if !job.send(JobCommand::Swap(swap)) {
+                self.set_upgrade(&trigger, |o| {
+                    o.state = UpgradeState::Failed;
+                    o.failure = Some("the job ended".into());
+                });
+                return Err(ApiError::conflict(format!("job {id} has ended")));
+            }
+            return Ok(trigger);
         }
         // The job stays in the HA store while it changes modules: a session
         // that dies in between resumes it from the savepoint that stopped it.
@@ -241,7 +295,20 @@ impl Session {
 
     /// The modules job `id` has run, oldest first.
     pub fn versions(&self, id: &str, caller: &Caller) -> ApiResult<Vec<ModuleVersion>> {
-        Ok(self.job(id, caller)?.record.versions.clone())
+        Ok(self.job(id, caller)?.record().versions)
+    }
+
+    /// Whether job `job` was upgraded again after upgrade `trigger`.
+    fn superseded(&self, job: JobId, trigger: &str) -> bool {
+        let ups = self.inner.upgrades.lock().expect("upgrades");
+        let mine = ups.get_index_of(trigger);
+        let last = ups
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, o))| o.job == job)
+            .map(|(i, _)| i)
+            .next_back();
+        mine.is_none() || mine < last
     }
 
     fn set_upgrade(&self, trigger: &str, f: impl FnOnce(&mut UpgradeOperation)) {
@@ -302,7 +369,7 @@ impl Session {
                 old.id
             ));
         }
-        let mut previous = old.record.clone();
+        let mut previous = old.record();
         record.savepoint_path = Some(savepoint.clone());
         record.versions.push(ModuleVersion {
             module_hash: record.module_hash.clone(),
@@ -330,14 +397,98 @@ impl Session {
         let Some(new) = self.inner.jobs.read().expect("jobs lock").get(&id).cloned() else {
             return Err("the upgraded job is gone".into());
         };
-        let probation = new.config.upgrade_probation;
-        let ends = now_ms() + probation.as_millis() as u64;
+        let since = now_ms();
         self.set_upgrade(trigger, |o| {
             o.state = UpgradeState::Upgraded;
-            o.probation_ends = Some(ends);
+            o.probation_ends = Some(since + new.config.upgrade_probation.as_millis() as u64);
         });
-        tracing::info!(job = %id, "upgraded from the savepoint {savepoint}; on probation for {probation:?}");
-        let Some(cause) = watch(&new, probation) else {
+        tracing::info!(job = %id, "upgraded from the savepoint {savepoint}");
+        self.probation(&new, previous, &savepoint, trigger, since)
+    }
+
+    /// The module swap of `job` to `record` ended (on the job's
+    /// coordinator thread): records the new module and watches it through
+    /// its probation, or reports why the job runs its previous module.
+    fn swapped(
+        &self,
+        job: &Arc<JobEntry>,
+        mut record: JobRecord,
+        mut previous: JobRecord,
+        new_version: String,
+        trigger: &str,
+        result: Result<Swapped, Failure>,
+    ) {
+        let swapped = match result {
+            Ok(s) => s,
+            Err(f) => {
+                tracing::warn!(job = %job.id, "the module swap did not take place: {f}");
+                // A failure on the way restarted the job on its previous
+                // module; otherwise nothing changed.
+                let state = if f.domain == ErrorDomain::External {
+                    UpgradeState::RolledBack
+                } else {
+                    UpgradeState::Failed
+                };
+                self.set_upgrade(trigger, |o| {
+                    o.state = state;
+                    o.failure = Some(f.message);
+                });
+                return;
+            }
+        };
+        let since = now_ms();
+        record.versions.push(ModuleVersion {
+            module_hash: record.module_hash.clone(),
+            jar_id: record.jar_id.clone(),
+            version: new_version,
+            since,
+            how: "swapped".into(),
+            from: swapped.location.clone(),
+        });
+        previous.versions = record.versions.clone();
+        if let Err(e) = self.inner.ha.put_job(&record) {
+            tracing::warn!(job = %job.id, "cannot record the new module in the HA store: {e}");
+        }
+        job.set_record(record);
+        self.set_upgrade(trigger, |o| {
+            o.state = UpgradeState::Upgraded;
+            o.savepoint = swapped.location.clone();
+            o.probation_ends = Some(since + job.config.upgrade_probation.as_millis() as u64);
+        });
+        tracing::info!(job = %job.id, "changed modules in place at checkpoint {}", swapped.checkpoint);
+        let (session, job, t) = (self.clone(), job.clone(), trigger.to_owned());
+        let from = swapped.location.unwrap_or_default();
+        let spawned = std::thread::Builder::new()
+            .name(format!("probation-{}", job.id.short()))
+            .spawn(move || {
+                if let Err(cause) = session.probation(&job, previous, &from, &t, since) {
+                    tracing::warn!(job = %job.id, "rolling back failed: {cause}");
+                    job.upgrading.store(false, Ordering::SeqCst);
+                    session.set_upgrade(&t, |o| {
+                        o.state = UpgradeState::Failed;
+                        o.failure = Some(cause);
+                    });
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot watch the new module: {e}");
+        }
+    }
+
+    /// Watches `new` through its probation; if it fails, starts `previous`
+    /// again from the new version's latest checkpoint (which its sinks
+    /// committed), else from `upgrade_snapshot`.
+    fn probation(
+        &self,
+        new: &Arc<JobEntry>,
+        previous: JobRecord,
+        upgrade_snapshot: &str,
+        trigger: &str,
+        since: u64,
+    ) -> Result<(), String> {
+        let id = new.id;
+        let superseded = || self.superseded(id, trigger);
+        let Some(cause) = watch(new, new.config.upgrade_probation, since, superseded) else {
             return Ok(());
         };
         tracing::warn!(job = %id, "the new version failed on probation: {cause}; rolling back");
@@ -362,7 +513,7 @@ impl Session {
             .filter(|c| c.status == "COMPLETED" && !c.is_savepoint)
             .max_by_key(|c| c.id)
             .and_then(|c| c.external_path.clone())
-            .unwrap_or(savepoint);
+            .unwrap_or_else(|| upgrade_snapshot.to_owned());
         self.roll_back(previous, &from, &cause)?;
         self.set_upgrade(trigger, |o| {
             o.state = UpgradeState::RolledBack;
@@ -420,14 +571,23 @@ fn wait_savepoint(job: &JobEntry, trigger: &str) -> Result<String, String> {
     }
 }
 
-/// Watches a new version through its probation: the cause of its first
-/// failure, or `None` when it ran through (or ended by itself).
-fn watch(job: &JobEntry, probation: Duration) -> Option<String> {
+/// Watches a new version through its probation (from `since`): the cause
+/// of its first failure, or `None` when it ran through, ended by itself or
+/// was upgraded again (the later upgrade watches from then on).
+fn watch(
+    job: &JobEntry,
+    probation: Duration,
+    since: u64,
+    superseded: impl Fn() -> bool,
+) -> Option<String> {
     let start = Instant::now();
     while start.elapsed() < probation {
+        if superseded() {
+            return None;
+        }
         {
             let s = job.status.lock();
-            if let Some(e) = &s.root_exception {
+            if let Some(e) = s.root_exception.as_ref().filter(|e| e.timestamp >= since) {
                 return Some(e.stacktrace.clone());
             }
             match s.state {

@@ -159,6 +159,7 @@ pub fn job_details(job: &JobEntry) -> Value {
             )
         })
         .collect();
+    let record = job.record();
     json!({
         "jid": job.id.to_string(),
         "name": job.name,
@@ -175,10 +176,10 @@ pub fn job_details(job: &JobEntry) -> Value {
         "status-counts": task_counts(job, state),
         "plan": plan(job),
         "module": {
-            "hash": job.record.module_hash,
-            "jar-id": job.record.jar_id,
-            "entry": job.record.entry,
-            "args": job.record.args,
+            "hash": record.module_hash,
+            "jar-id": record.jar_id,
+            "entry": record.entry,
+            "args": record.args,
         },
         "guest-memory-peak": get(&job.metrics.guest_memory_peak),
         "restarts": get(&job.metrics.restarts),
@@ -385,7 +386,7 @@ pub const TASK_MANAGER: &str = "local";
 pub fn job_config(job: &JobEntry) -> Value {
     let shown = job.config.to_display_map();
     let user: serde_json::Map<String, Value> = job
-        .record
+        .record()
         .config
         .keys()
         .filter_map(|k| shown.get(k).map(|v| (k.clone(), json!(v))))

@@ -8,6 +8,7 @@
 
 use crate::metrics::OperatorMetrics;
 use crate::snapshot::SnapshotTarget;
+use crate::swap::ModuleSwap;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,10 +51,12 @@ impl Batch {
     }
 }
 
-/// A checkpoint barrier, carrying where the snapshot goes.
+/// A checkpoint barrier, carrying where the snapshot goes, and the new
+/// module when the job changes modules at it.
 #[derive(Debug, Clone)]
 pub struct Barrier {
     pub target: Arc<SnapshotTarget>,
+    pub swap: Option<Arc<ModuleSwap>>,
 }
 
 impl Barrier {

@@ -7,11 +7,12 @@ use crate::execution::ExecutionGraph;
 use crate::metrics::JobMetrics;
 use crate::restore::{self, Restored};
 use crate::snapshot::{SnapshotTarget, task_index};
+use crate::swap::ModuleSwap;
 use crate::task::{self, TaskControl, TaskEvent, TaskId, TaskSetup, TaskStart};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_checkpoint::metadata::{Kind, OperatorInfo, SnapshotMetadata};
@@ -28,11 +29,23 @@ pub(crate) struct JobContext {
     /// See [`JobSpec::lineage`] (normalized; empty when none).
     pub lineage: String,
     pub config: Config,
-    pub factory: Arc<dyn GuestFactory>,
+    /// The module the job runs: replaced when it changes modules in place.
+    factory: RwLock<Arc<dyn GuestFactory>>,
     pub metrics: Arc<JobMetrics>,
     pub work_dir: PathBuf,
     pub batch_mode: bool,
     pub listener: Arc<dyn JobListener>,
+}
+
+impl JobContext {
+    /// The module the job runs now.
+    pub fn factory(&self) -> Arc<dyn GuestFactory> {
+        self.factory.read().expect("factory lock").clone()
+    }
+
+    fn set_factory(&self, f: Arc<dyn GuestFactory>) {
+        *self.factory.write().expect("factory lock") = f;
+    }
 }
 
 /// A snapshot to start a job from (`weir run -s PATH [-n]`).
@@ -93,16 +106,92 @@ pub enum JobCommand {
         full: bool,
         reply: Sender<Result<CheckpointId, Failure>>,
     },
+    /// Change the job's module in place at the barrier of a checkpoint.
+    Swap(SwapRequest),
+}
+
+/// A new module for a running job whose plan has its shape (see
+/// [`swap_refusal`](crate::swap_refusal)). Its barrier is a checkpoint's
+/// (a savepoint's into `dir` when the job takes no checkpoints): each task
+/// snapshots the old module's state at it, then changes modules. From then
+/// on, restarts use the new module.
+pub struct SwapRequest {
+    factory: Arc<dyn GuestFactory>,
+    dir: Option<String>,
+    allow_non_restored: bool,
+    done: Option<SwapDone>,
+}
+
+type SwapDone = Box<dyn FnOnce(Result<Swapped, Failure>) + Send>;
+
+impl SwapRequest {
+    /// A swap to `factory`'s module. `dir`: where the swap's savepoint goes
+    /// when the job takes no checkpoints. `allow_non_restored`: restores
+    /// after the swap skip state the new module does not claim. `done` is
+    /// called on the job's coordinator thread once the barrier went out and
+    /// its snapshot ended (before sinks commit what it covers, and before
+    /// the next snapshot); or, with the cause, when the job stays on (or
+    /// goes back to) its previous module — also when the job was not
+    /// running to take the request.
+    pub fn new(
+        factory: Arc<dyn GuestFactory>,
+        dir: Option<String>,
+        allow_non_restored: bool,
+        done: impl FnOnce(Result<Swapped, Failure>) + Send + 'static,
+    ) -> Self {
+        SwapRequest {
+            factory,
+            dir,
+            allow_non_restored,
+            done: Some(Box::new(done)),
+        }
+    }
+
+    fn finish(mut self, result: Result<Swapped, Failure>) {
+        if let Some(done) = self.done.take() {
+            done(result);
+        }
+    }
+}
+
+impl Drop for SwapRequest {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done(Err(Failure::user(
+                "the job was not running to change modules (restarting or ending); try again",
+            )));
+        }
+    }
+}
+
+impl std::fmt::Debug for SwapRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwapRequest")
+            .field("module", &self.factory.code_hash())
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+/// A module swap that took place.
+#[derive(Debug, Clone)]
+pub struct Swapped {
+    /// The snapshot at whose barrier the tasks changed modules: the old
+    /// module's state. None when the snapshot failed (the tasks changed
+    /// modules all the same; the job's latest checkpoint is older).
+    pub location: Option<String>,
+    pub checkpoint: CheckpointId,
 }
 
 /// Who waits for a snapshot asked for by a command.
 enum Reply {
     Location(Sender<Result<String, Failure>>),
     Id(Sender<Result<CheckpointId, Failure>>),
+    Swap(SwapRequest),
 }
 
 impl Reply {
-    fn send(&self, result: Result<(CheckpointId, String), Failure>) {
+    fn send(self, result: Result<(CheckpointId, String), Failure>) {
         match self {
             Reply::Location(r) => {
                 let _ = r.send(result.map(|(_, location)| location));
@@ -110,6 +199,10 @@ impl Reply {
             Reply::Id(r) => {
                 let _ = r.send(result.map(|(id, _)| id));
             }
+            Reply::Swap(s) => s.finish(result.map(|(checkpoint, location)| Swapped {
+                location: Some(location),
+                checkpoint,
+            })),
         }
     }
 }
@@ -227,7 +320,7 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         lineage,
         batch_mode: is_batch(&spec.config, graph),
         config: spec.config,
-        factory: spec.factory,
+        factory: RwLock::new(spec.factory),
         metrics: metrics.clone(),
         work_dir: spec.work_dir.join(spec.job_id.to_string()),
         listener: spec.listener.unwrap_or_else(|| Arc::new(NoListener)),
@@ -277,7 +370,8 @@ impl Deployment {
 }
 
 fn deploy(ctx: &Arc<JobContext>, restored: Option<&Restored>) -> Result<Deployment, Failure> {
-    let graph = ctx.factory.graph();
+    let factory = ctx.factory();
+    let graph = factory.graph();
     let exec = ExecutionGraph::build(graph);
     let (events_tx, events) = unbounded();
     let mut inputs: HashMap<TaskId, Vec<Receiver<Message>>> = HashMap::new();
@@ -390,6 +484,8 @@ struct Master {
     started: Instant,
     /// When the current attempt began (before restoring its state).
     attempt_began: Instant,
+    /// Restores skip state the job's module does not claim.
+    allow_non_restored: bool,
 }
 
 fn now_ms(started: Instant) -> u64 {
@@ -424,6 +520,7 @@ impl Master {
             settings,
             started: Instant::now(),
             attempt_began: Instant::now(),
+            allow_non_restored: false,
         }
     }
 
@@ -498,7 +595,7 @@ impl Master {
         commands: &Receiver<JobCommand>,
         request: Option<RestoreRequest>,
     ) -> JobOutcome {
-        let allow = request.as_ref().is_some_and(|r| r.allow_non_restored);
+        self.allow_non_restored = request.as_ref().is_some_and(|r| r.allow_non_restored);
         let mut candidates = match &request {
             Some(r) => match restore::candidates(&r.location, &self.s3()) {
                 Ok(c) => c,
@@ -516,7 +613,7 @@ impl Master {
                 match restore::load(
                     &self.ctx,
                     &candidates,
-                    allow,
+                    self.allow_non_restored,
                     &self.ctx.work_dir.join("restore"),
                 ) {
                     Ok(mut r) => {
@@ -711,7 +808,7 @@ impl Master {
             std::collections::VecDeque::new();
         let mut stopping = false;
         let tick = Duration::from_millis(20);
-        let end = loop {
+        let end = 'attempt: loop {
             let now = now_ms(self.started);
             crossbeam_channel::select! {
                 recv(dep.events) -> ev => match ev {
@@ -761,7 +858,7 @@ impl Master {
                             match self.complete(&dep, &mut coord, &target, pending.acks.into_values().collect(), took) {
                                 Ok(location) => {
                                     if let Some(r) = replies.remove(&id) {
-                                        r.send(Ok((id, location.clone())));
+                                        self.answer(r, id, Ok((id, location.clone())));
                                     }
                                     if let SnapshotKind::Savepoint { stop: true, .. } = target.kind {
                                         break AttemptEnd::Stopped(location);
@@ -775,7 +872,7 @@ impl Master {
                                 Err(f) => {
                                     self.ctx.listener.checkpoint_failed(id, &f.message);
                                     if let Some(r) = replies.remove(&id) {
-                                        r.send(Err(f.clone()));
+                                        self.answer(r, id, Err(f.clone()));
                                     }
                                     if f.domain == weir_core::ErrorDomain::Limit {
                                         // A quota the job's state outgrew.
@@ -793,7 +890,7 @@ impl Master {
                         self.ctx.listener.checkpoint_failed(id, &f.message);
                         targets.remove(&id);
                         if let Some(r) = replies.remove(&id) {
-                            r.send(Err(f.clone()));
+                            self.answer(r, id, Err(f.clone()));
                         }
                         if coord.kind(id).is_some()
                             && let Err(e) = coord.failed(id, &f.message, now)
@@ -850,6 +947,39 @@ impl Master {
                             None => queued.push_back((SnapshotKind::Manual { full }, Reply::Id(reply))),
                         }
                     }
+                    Ok(JobCommand::Swap(req)) => {
+                        let swapping = replies.values().chain(queued.iter().map(|(_, r)| r))
+                            .any(|r| matches!(r, Reply::Swap(_)));
+                        let refusal = if stopping {
+                            Some("the job is stopping with a savepoint")
+                        } else if data_ended == tasks {
+                            Some("the job has processed all its input")
+                        } else if swapping {
+                            Some("the job is changing modules already")
+                        } else {
+                            None
+                        };
+                        if let Some(why) = refusal {
+                            req.finish(Err(Failure::user(why)));
+                            continue;
+                        }
+                        let kind = if self.settings.is_some() {
+                            SnapshotKind::Manual { full: false }
+                        } else {
+                            match req.dir.clone().or_else(|| self.ctx.config.savepoints_dir.clone()) {
+                                Some(dir) => SnapshotKind::Savepoint { dir, stop: false, drain: false },
+                                None => {
+                                    req.finish(Err(Failure::user(
+                                        "the job takes no checkpoints, so its module changes at \
+                                         a savepoint's barrier: give a savepoint directory, or set \
+                                         state.savepoints.dir",
+                                    )));
+                                    continue;
+                                }
+                            }
+                        };
+                        queued.push_back((kind, Reply::Swap(req)));
+                    }
                 },
                 default(tick) => {}
             }
@@ -862,10 +992,10 @@ impl Master {
                 targets.remove(&id);
                 self.ctx.listener.checkpoint_failed(id, &f.message);
                 if let Some(r) = replies.remove(&id) {
-                    r.send(Err(f.clone()));
+                    self.answer(r, id, Err(f.clone()));
                 }
                 if let Err(e) = coord.failed(id, &f.message, now) {
-                    return self.stop_with(dep, AttemptEnd::Failed(too_many(e)));
+                    break 'attempt AttemptEnd::Failed(too_many(e));
                 }
                 if final_id == Some(id) {
                     final_id = None;
@@ -876,7 +1006,13 @@ impl Master {
             // progress, savepoints first.
             if coord.pending_ids().next().is_none() {
                 if let Some((kind, reply)) = queued.pop_front() {
-                    match self.trigger(&dep, &mut coord, &mut targets, kind) {
+                    let swap = match &reply {
+                        Reply::Swap(s) => Some(Arc::new(ModuleSwap {
+                            factory: s.factory.clone(),
+                        })),
+                        _ => None,
+                    };
+                    match self.trigger(&dep, &mut coord, &mut targets, kind, swap) {
                         Ok(id) => {
                             replies.insert(id, reply);
                         }
@@ -886,7 +1022,7 @@ impl Master {
                 }
                 if final_due && !stopping {
                     final_due = false;
-                    match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Final) {
+                    match self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Final, None) {
                         Ok(id) => final_id = Some(id),
                         Err(f) => break AttemptEnd::Failed(f),
                     }
@@ -901,14 +1037,66 @@ impl Master {
                 && !final_due
                 && queued.is_empty()
                 && data_ended < tasks
+                // The next checkpoint follows a module swap's: it is the new
+                // module's.
+                && !replies.values().any(|r| matches!(r, Reply::Swap(_)))
                 && coord.periodic_due(now)
                 && let Err(f) =
-                    self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Checkpoint)
+                    self.trigger(&dep, &mut coord, &mut targets, SnapshotKind::Checkpoint, None)
             {
                 break AttemptEnd::Failed(f);
             }
         };
+        // A module swap whose barrier did not pass: the next attempt runs
+        // the previous module.
+        let why = match &end {
+            AttemptEnd::Failed(f) => format!(
+                "the job failed before every task changed modules, and restarts on its previous \
+                 module: {f}"
+            ),
+            _ => "the job stopped before every task changed modules".to_owned(),
+        };
+        for r in replies
+            .into_values()
+            .chain(queued.into_iter().map(|(_, r)| r))
+        {
+            if let Reply::Swap(s) = r {
+                s.finish(Err(Failure::external(why.clone())));
+            }
+        }
         self.stop_with(dep, end)
+    }
+
+    /// Answers who waits for snapshot `id`, whose barrier went out. A module
+    /// swap took place whether or not the snapshot completed: the tasks
+    /// change modules at the barrier.
+    fn answer(
+        &mut self,
+        r: Reply,
+        id: CheckpointId,
+        result: Result<(CheckpointId, String), Failure>,
+    ) {
+        let Reply::Swap(s) = r else {
+            r.send(result);
+            return;
+        };
+        let location = match result {
+            Ok((_, location)) => Some(location),
+            Err(f) => {
+                tracing::warn!(
+                    job = %self.ctx.job_id,
+                    "the snapshot of the module swap failed ({f}); the tasks change modules all the same"
+                );
+                None
+            }
+        };
+        tracing::info!(job = %self.ctx.job_id, "changed modules at checkpoint {id}");
+        self.ctx.set_factory(s.factory.clone());
+        self.allow_non_restored |= s.allow_non_restored;
+        s.finish(Ok(Swapped {
+            location,
+            checkpoint: id,
+        }));
     }
 
     fn stop_with(&self, dep: Deployment, end: AttemptEnd) -> AttemptEnd {
@@ -922,6 +1110,7 @@ impl Master {
         coord: &mut Coordinator<TaskSnapshot>,
         targets: &mut HashMap<CheckpointId, Arc<SnapshotTarget>>,
         kind: SnapshotKind,
+        swap: Option<Arc<ModuleSwap>>,
     ) -> Result<CheckpointId, Failure> {
         let id = coord.trigger(now_ms(self.started), kind.clone());
         self.ctx.listener.checkpoint_triggered(
@@ -944,6 +1133,7 @@ impl Master {
         for s in dep.sources() {
             let _ = s.send(TaskControl::Trigger(Barrier {
                 target: target.clone(),
+                swap: swap.clone(),
             }));
         }
         Ok(id)
@@ -959,7 +1149,8 @@ impl Master {
         tasks: Vec<TaskSnapshot>,
         took: Duration,
     ) -> Result<String, Failure> {
-        let graph = self.ctx.factory.graph();
+        let factory = self.ctx.factory();
+        let graph = factory.graph();
         let meta = SnapshotMetadata {
             job_id: self.ctx.job_id,
             checkpoint_id: target.id,
@@ -970,7 +1161,7 @@ impl Master {
             timestamp_ms: wall_ms(),
             job_name: graph.name.clone(),
             job_version: graph.version.clone(),
-            module_hash: self.ctx.factory.code_hash(),
+            module_hash: factory.code_hash(),
             max_parallelism: graph.max_parallelism,
             operators: graph
                 .operators

@@ -20,6 +20,7 @@ mod restore;
 mod services;
 mod slots;
 mod snapshot;
+mod swap;
 mod task;
 mod watermark;
 mod window;
@@ -29,11 +30,12 @@ pub use connectors::check_connector;
 pub use execution::{Chain, ChainEdge, ExecutionGraph};
 pub use job::{
     CheckpointReport, CommandSender, JobCommand, JobHandle, JobListener, JobOutcome, JobSpec,
-    RestoreRequest, is_batch, start,
+    RestoreRequest, SwapRequest, Swapped, is_batch, start,
 };
 pub use metrics::{JobMetrics, OperatorMetrics};
 pub use restore::{
     candidates as snapshot_candidates, dispose_savepoint, read_metadata, target_job,
 };
 pub use snapshot::SnapshotTarget;
+pub use swap::{ModuleSwap, swap_refusal};
 pub use task::{TaskEvent, TaskId};

@@ -184,7 +184,7 @@ pub(crate) fn load(
     allow_non_restored: bool,
     into: &Path,
 ) -> Result<Restored, Failure> {
-    let target = target_job(ctx.factory.as_ref());
+    let target = target_job(ctx.factory().as_ref());
     let mut problems = Vec::new();
     for (i, (storage, dir)) in candidates.iter().enumerate() {
         let url = storage.url_of(dir);

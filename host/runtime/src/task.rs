@@ -9,6 +9,7 @@ use crate::execution::Chain;
 use crate::job::JobContext;
 use crate::services::{TaskHost, state_failure};
 use crate::snapshot::{Prefetched, Uploader};
+use crate::swap;
 use crate::watermark::MIN_WATERMARK;
 use crossbeam_channel::{Receiver, Select, Sender};
 use std::collections::BTreeMap;
@@ -100,20 +101,26 @@ fn task_name(chain: &Chain, id: TaskId) -> String {
     format!("{} ({}/{})", chain.name, id.subtask + 1, chain.parallelism)
 }
 
-/// A task's part in checkpoints.
+/// A task's part in checkpoints (and in module swaps, which ride on them).
 struct Checkpointing {
     id: TaskId,
     meta: SnapshotMeta,
     uploader: Uploader,
     events: Sender<TaskEvent>,
     enabled: bool,
+    /// The task's name and operators, and how its steps are built: what a
+    /// module swap builds them again with.
+    name: String,
+    chain_ops: Vec<u32>,
+    settings: StepSettings,
 }
 
 impl Checkpointing {
     /// Snapshots the chain (and source position), forwards the barrier,
-    /// and uploads in the background.
+    /// and uploads in the background; then swaps the module if the
+    /// barrier brings one.
     fn checkpoint(
-        &self,
+        &mut self,
         runner: &mut ChainRunner,
         source: Option<(&dyn SourceReader, &str)>,
         barrier: Barrier,
@@ -144,6 +151,7 @@ impl Checkpointing {
             e => e,
         })?;
         runner.broadcast(|| Message::Barrier(barrier.clone()))?;
+        let saved = barrier.swap.as_ref().and_then(|_| snapshot.saved.clone());
         let uploader = self.uploader.clone();
         let events = self.events.clone();
         let id = self.id;
@@ -154,6 +162,21 @@ impl Checkpointing {
             };
             let _ = events.send(event);
         });
+        if let Some(swap) = &barrier.swap {
+            swap::swap_chain(
+                runner,
+                swap,
+                &self.chain_ops,
+                &self.name,
+                &self.settings,
+                &mut self.meta,
+                saved,
+            )
+            .map_err(|e| match e {
+                TaskError::Failed(f) => TaskError::Failed(f.context("changing to the new module")),
+                e => e,
+            })?;
+        }
         Ok(())
     }
 }
@@ -171,21 +194,14 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         start,
     } = setup;
     let name = task_name(&chain, id);
-    let graph = ctx.factory.graph();
+    let factory = ctx.factory();
+    let graph = factory.graph();
     let ops: Vec<_> = chain
         .ops
         .iter()
         .map(|&i| &graph.operators[i as usize])
         .collect();
-    let needs_guest = ops.iter().any(|o| {
-        matches!(
-            o.kind,
-            OperatorKind::Stage(_)
-                | OperatorKind::Aggregate
-                | OperatorKind::Window(_)
-                | OperatorKind::Process
-        )
-    });
+    let needs_guest = swap::needs_guest(&ops);
     let keyed = ops.iter().any(|o| o.is_keyed());
     let task_dir = ctx
         .work_dir
@@ -233,7 +249,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             Some(m) => Some(start.as_ref().expect("restoring").files.memory(m)?),
             None => None,
         };
-        let mut g = ctx.factory.instantiate(&name, image.as_ref())?;
+        let mut g = factory.instantiate(&name, image.as_ref())?;
         if let (Some(r), Some(s)) = (restore, start.as_ref()) {
             for saved in &r.saved {
                 let bytes = s.files.bytes(&saved.file)?;
@@ -328,7 +344,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         }
         _ => runner.restore_steps(&uids, &BTreeMap::new(), &BTreeMap::new())?,
     }
-    let cp = Checkpointing {
+    let mut cp = Checkpointing {
         id,
         meta: SnapshotMeta {
             chain_uids: chain
@@ -342,7 +358,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             local_dir: task_dir.join("snapshots"),
             memory_snapshots: ctx.config.memory_snapshots,
             has_state_hooks: graph.has_state_hooks,
-            module_hash: ctx.factory.instance_hash(),
+            module_hash: factory.instance_hash(),
             job_version: graph.version.clone(),
         },
         uploader: match start.as_ref().and_then(|s| reusable_keyed(s, keyed_range)) {
@@ -351,11 +367,14 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         },
         events,
         enabled: checkpointing,
+        name,
+        chain_ops: chain.ops.clone(),
+        settings,
     };
     let _ = cp.events.send(TaskEvent::Running(id));
     match source {
-        Some(reader) => run_source(&mut runner, reader, &control, head, &ctx, &cp),
-        None => run_inputs(&mut runner, &inputs, &control, &ctx, &cp),
+        Some(reader) => run_source(&mut runner, reader, &control, head, &ctx, &mut cp),
+        None => run_inputs(&mut runner, &inputs, &control, &ctx, &mut cp),
     }
 }
 
@@ -425,7 +444,7 @@ fn on_control(
     ctl: TaskControl,
     runner: &mut ChainRunner,
     source: Option<(&mut dyn SourceReader, &str)>,
-    cp: &Checkpointing,
+    cp: &mut Checkpointing,
 ) -> Result<bool, TaskError> {
     match ctl {
         TaskControl::Cancel => return Err(TaskError::Disconnected),
@@ -458,7 +477,7 @@ fn run_source(
     control: &Receiver<TaskControl>,
     head: &weir_core::OperatorNode,
     ctx: &JobContext,
-    cp: &Checkpointing,
+    cp: &mut Checkpointing,
 ) -> Result<(), TaskError> {
     let mut w = Writer::with_capacity(64 * 1024);
     let metrics = ctx.metrics.operators[head.index as usize].clone();
@@ -567,7 +586,7 @@ fn run_inputs(
     channels: &[Receiver<Message>],
     control: &Receiver<TaskControl>,
     ctx: &JobContext,
-    cp: &Checkpointing,
+    cp: &mut Checkpointing,
 ) -> Result<(), TaskError> {
     let n = channels.len();
     let mode = match ctx.config.checkpointing_mode {
@@ -679,7 +698,7 @@ fn run_inputs(
 fn apply(
     action: AlignAction,
     runner: &mut ChainRunner,
-    cp: &Checkpointing,
+    cp: &mut Checkpointing,
     inputs: &mut Inputs<'_>,
     pending: &mut Option<Barrier>,
 ) -> Result<(), TaskError> {

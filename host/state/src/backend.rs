@@ -38,7 +38,7 @@ pub struct KeyedStateBackend {
     pub(crate) max_parallelism: u32,
     pub(crate) range: KeyGroupRange,
     pub(crate) states: Vec<StateInfo>,
-    cache: Cache,
+    pub(crate) cache: Cache,
     pub(crate) raw: Vec<u8>,
     ck: Vec<u8>,
     pub(crate) write_opts: WriteOptions,

@@ -189,6 +189,15 @@ impl KeyedStateBackend {
         Ok(b)
     }
 
+    /// Keeps only the states for which `keep(uid, name)` is true, dropping
+    /// the others' column families (a running job that changes modules).
+    /// State ids change: states are registered again afterwards.
+    pub fn retain_states(&mut self, keep: impl Fn(&str, &str) -> bool) -> Result<(), StateError> {
+        self.flush()?;
+        self.cache.clear();
+        self.drop_unkept(&keep)
+    }
+
     fn drop_unkept(&mut self, keep: &impl Fn(&str, &str) -> bool) -> Result<(), StateError> {
         let (kept, dropped): (Vec<StateInfo>, Vec<StateInfo>) = std::mem::take(&mut self.states)
             .into_iter()
