@@ -19,6 +19,7 @@ const GUESTS: &[&str] = &[
     "windows",
     "kafka-jobs",
     "exactly-once",
+    "nexmark",
 ];
 
 fn main() {

@@ -43,6 +43,8 @@ mod env;
 mod error;
 mod host;
 mod keyed;
+/// Nexmark's events and their encoding (see [`connectors::Nexmark`]).
+pub use weir_frame::nexmark;
 #[doc(hidden)]
 pub use weir_frame::plan;
 mod process;

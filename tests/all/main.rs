@@ -8,6 +8,7 @@ mod flink_clients;
 mod hostile;
 mod kafka;
 mod languages;
+mod nexmark;
 mod openapi;
 mod savepoints;
 mod sql;

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 /// The word count example, built as a component.
 pub const WORDCOUNT_WASM: &str = env!("WEIR_WASM_WORDCOUNT");
+/// The Nexmark queries (see `examples/nexmark`).
+pub const NEXMARK_WASM: &str = env!("WEIR_WASM_NEXMARK");
 /// Jobs for the checkpoint benchmarks (see `tests/fixtures/state-bench`).
 pub const STATE_BENCH_WASM: &str = env!("WEIR_WASM_STATE_BENCH");
 /// Window, watermark and timer jobs (see `tests/fixtures/windows`).

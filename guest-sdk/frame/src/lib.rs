@@ -7,6 +7,7 @@
 //! the SDK uses it to decode inputs and encode outputs of user functions.
 
 pub mod connectors;
+pub mod nexmark;
 pub mod plan;
 mod reader;
 mod window;

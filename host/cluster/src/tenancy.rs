@@ -51,7 +51,7 @@ pub const DEFAULT_IMPORTS: &str = "weir:stream/*, wasi:io/*, wasi:clocks/*, wasi
 
 /// Connectors a tenant's jobs may use unless its policy says otherwise.
 /// `socket` is left out: it opens connections from the session's host.
-pub const DEFAULT_CONNECTORS: &str = "datagen, print, blackhole, file, kafka, jdbc";
+pub const DEFAULT_CONNECTORS: &str = "datagen, nexmark, print, blackhole, file, kafka, jdbc";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]

@@ -9,6 +9,7 @@
 mod datagen;
 mod file;
 mod file_sink;
+mod nexmark;
 mod print;
 mod socket;
 
@@ -272,10 +273,14 @@ pub fn open_source(
             ctx,
         )?)),
         "datagen" => Ok(Box::new(datagen::Generator::new(options(connector)?, ctx)?)),
+        "nexmark" => Ok(Box::new(nexmark::NexmarkSource::new(
+            options(connector)?,
+            ctx,
+        )?)),
         other => Err(unknown(
             "source",
             other,
-            &["file", "socket", "datagen", "kafka"],
+            &["file", "socket", "datagen", "nexmark", "kafka"],
         )),
     }
 }

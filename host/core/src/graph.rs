@@ -362,6 +362,7 @@ impl JobGraph {
                     .options
                     .iter()
                     .any(|(k, _)| k == "number-of-rows"),
+                "nexmark" => s.connector.options.iter().any(|(k, _)| k == "events"),
                 "kafka" => s
                     .connector
                     .options

@@ -1,0 +1,204 @@
+//! The Nexmark source: persons, auctions and bids from the standard
+//! generator's rules (see `weir_frame::nexmark`), generated in the host and
+//! split over the source's subtasks (event `n` goes to subtask
+//! `n % parallelism`). Each record carries its event time; its value is the
+//! event's flat encoding. Its position in checkpoints is the next event
+//! number.
+
+use crate::{Poll, SourceContext, SourceReader};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use weir_core::Failure;
+use weir_core::options::parsed;
+use weir_frame::nexmark::GeneratorConfig;
+use weir_frame::{Record, Writer};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NexmarkOptions {
+    /// Events in all (unbounded without).
+    #[serde(default, deserialize_with = "opt_parsed")]
+    events: Option<u64>,
+    /// Events per second in all, in processing time (as fast as possible
+    /// without).
+    #[serde(rename = "events-per-second", default, deserialize_with = "opt_parsed")]
+    rate: Option<f64>,
+    /// Events per second of event time (the standard 10 000 000 without).
+    #[serde(rename = "event-time-rate", default, deserialize_with = "opt_parsed")]
+    event_time_rate: Option<u64>,
+    /// Event time of the first event, in milliseconds since the epoch.
+    #[serde(rename = "base-time", default, deserialize_with = "opt_parsed")]
+    base_time: Option<i64>,
+}
+
+fn opt_parsed<'de, D: serde::Deserializer<'de>, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    parsed(d).map(Some)
+}
+
+/// One subtask of the Nexmark source.
+#[derive(Debug)]
+pub struct NexmarkSource {
+    config: GeneratorConfig,
+    next: u64,
+    step: u64,
+    end: Option<u64>,
+    /// Events per second for this subtask.
+    rate: Option<f64>,
+    started: Instant,
+    emitted: u64,
+    batch_size: usize,
+    value: Vec<u8>,
+}
+
+impl NexmarkSource {
+    pub fn new(o: NexmarkOptions, ctx: &SourceContext) -> Result<Self, Failure> {
+        if let Some(r) = o.rate
+            && !(r > 0.0 && r.is_finite())
+        {
+            return Err(Failure::user(format!(
+                "nexmark events-per-second must be a positive number, not {r}"
+            )));
+        }
+        let defaults = GeneratorConfig::default();
+        let ns_per_event = match o.event_time_rate {
+            None => defaults.ns_per_event,
+            Some(r) if (1..=1_000_000_000).contains(&r) => 1_000_000_000 / r,
+            Some(r) => {
+                return Err(Failure::user(format!(
+                    "nexmark event-time-rate must be between 1 and 1000000000 events per \
+                     second, not {r}"
+                )));
+            }
+        };
+        Ok(NexmarkSource {
+            config: GeneratorConfig {
+                base_time_ms: o.base_time.unwrap_or(defaults.base_time_ms),
+                ns_per_event,
+            },
+            next: u64::from(ctx.subtask),
+            step: u64::from(ctx.parallelism.max(1)),
+            end: o.events,
+            rate: o.rate.map(|r| r / f64::from(ctx.parallelism.max(1))),
+            started: Instant::now(),
+            emitted: 0,
+            batch_size: ctx.batch_size.max(1),
+            value: Vec::with_capacity(512),
+        })
+    }
+}
+
+impl SourceReader for NexmarkSource {
+    fn poll(&mut self, out: &mut Writer) -> Result<Poll, Failure> {
+        if self.end.is_some_and(|e| self.next >= e) {
+            return Ok(Poll::Finished);
+        }
+        let mut budget = self.batch_size as u64;
+        if let Some(rate) = self.rate {
+            let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
+            let allowed = due.saturating_sub(self.emitted);
+            if allowed == 0 {
+                let wait = Duration::from_secs_f64(1.0 / rate).min(Duration::from_millis(50));
+                std::thread::sleep(wait);
+                return Ok(Poll::Idle);
+            }
+            budget = budget.min(allowed);
+        }
+        for _ in 0..budget {
+            if self.end.is_some_and(|e| self.next >= e) {
+                break;
+            }
+            self.value.clear();
+            let ts = self.config.encode(self.next, &mut self.value);
+            out.push(&Record {
+                timestamp: Some(ts),
+                ..Record::value(&self.value)
+            });
+            self.next += self.step;
+            self.emitted += 1;
+        }
+        Ok(Poll::Ready)
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "next": self.next }))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<(), Failure> {
+        let next = position
+            .get("next")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| Failure::user("nexmark position has no 'next' event number"))?;
+        if next % self.step != self.next % self.step {
+            return Err(Failure::user(
+                "the nexmark position belongs to another subtask; restore the source at its \
+                 old parallelism",
+            ));
+        }
+        self.next = next;
+        self.started = Instant::now();
+        self.emitted = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_frame::Reader;
+    use weir_frame::nexmark::Event;
+
+    fn options(events: u64) -> NexmarkOptions {
+        NexmarkOptions {
+            events: Some(events),
+            rate: None,
+            event_time_rate: None,
+            base_time: None,
+        }
+    }
+
+    #[test]
+    fn subtasks_split_the_events_with_their_times() {
+        let g = GeneratorConfig::default();
+        let mut seen = Vec::new();
+        for s in 0..2 {
+            let mut src = NexmarkSource::new(options(500), &SourceContext::new(s, 2, 64)).unwrap();
+            let mut w = Writer::new();
+            while src.poll(&mut w).unwrap() != Poll::Finished {}
+            for r in Reader::new(w.as_bytes()) {
+                let r = r.unwrap();
+                let e = Event::decode(r.value).unwrap();
+                assert_eq!(r.timestamp, Some(e.date_time()));
+                seen.push(e);
+            }
+        }
+        assert_eq!(seen.len(), 500);
+        for n in 0..500u64 {
+            assert!(seen.contains(&g.event(n)), "event {n}");
+        }
+    }
+
+    #[test]
+    fn resumes_where_it_was_and_refuses_bad_options() {
+        let mut a = NexmarkSource::new(options(100), &SourceContext::new(1, 2, 10)).unwrap();
+        let mut w = Writer::new();
+        a.poll(&mut w).unwrap();
+        let pos = a.position().unwrap();
+        let mut b = NexmarkSource::new(options(100), &SourceContext::new(1, 2, 10)).unwrap();
+        b.seek(&pos).unwrap();
+        let (mut wa, mut wb) = (Writer::new(), Writer::new());
+        a.poll(&mut wa).unwrap();
+        b.poll(&mut wb).unwrap();
+        assert_eq!(wa.as_bytes(), wb.as_bytes());
+        let mut other = NexmarkSource::new(options(100), &SourceContext::new(0, 2, 10)).unwrap();
+        assert!(other.seek(&pos).is_err());
+        let bad = NexmarkOptions {
+            event_time_rate: Some(0),
+            ..options(1)
+        };
+        assert!(NexmarkSource::new(bad, &SourceContext::new(0, 1, 10)).is_err());
+    }
+}
