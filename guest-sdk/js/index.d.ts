@@ -69,7 +69,47 @@ export declare class Env {
   fromGenerator<T>(f: (index: number) => T, options?: { count?: number; rowsPerSecond?: number }): DataStream<T>;
   /** A bounded stream of the given values. */
   fromCollection<T>(values: Iterable<T>): DataStream<T>;
+  /** Nexmark's events from the host's generator, with event times and watermarks 4 s behind. */
+  nexmark(options?: { events?: number; eventsPerSecond?: number; eventTimeRate?: number }): DataStream<NexmarkEvent>;
 }
+
+export interface NexmarkPerson {
+  kind: "person";
+  id: number;
+  name: string;
+  emailAddress: string;
+  creditCard: string;
+  city: string;
+  state: string;
+  dateTime: number;
+  extra: string;
+}
+export interface NexmarkAuction {
+  kind: "auction";
+  id: number;
+  itemName: string;
+  description: string;
+  initialBid: number;
+  reserve: number;
+  dateTime: number;
+  expires: number;
+  seller: number;
+  category: number;
+  extra: string;
+}
+export interface NexmarkBid {
+  kind: "bid";
+  auction: number;
+  bidder: number;
+  price: number;
+  channel: string;
+  url: string;
+  dateTime: number;
+  extra: string;
+}
+export type NexmarkEvent = NexmarkPerson | NexmarkAuction | NexmarkBid;
+/** A record of the `nexmark` source as an object. */
+export declare function decodeNexmark(raw: Uint8Array): NexmarkEvent;
 
 /** Names a side output, as Flink's `OutputTag`. */
 export declare class OutputTag<T> {

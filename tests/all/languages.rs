@@ -394,6 +394,22 @@ fn fives_model(n: u64) -> String {
     }))
 }
 
+/// Nexmark's q2 over the host's generator, at 1 000 events per second of
+/// event time.
+fn bids_model(n: u64) -> String {
+    use weir_frame::nexmark::{Event, GeneratorConfig};
+    let g = GeneratorConfig {
+        ns_per_event: 1_000_000,
+        ..GeneratorConfig::default()
+    };
+    sorted_lines((0..n).filter_map(|i| match g.event(i) {
+        Event::Bid(b) if b.auction % 123 == 0 => {
+            Some(format!("{},{},{}", b.auction, b.price, b.date_time))
+        }
+        _ => None,
+    }))
+}
+
 #[test]
 fn session_process_and_count_windows_work_in_both_languages() {
     let dir = temp_dir();
@@ -411,5 +427,11 @@ fn session_process_and_count_windows_work_in_both_languages() {
         assert_eq!(run("pages", "2"), pages_model(n), "{name} process windows");
         // One source subtask: each user's clicks arrive in order.
         assert_eq!(run("fives", "1"), fives_model(n), "{name} count windows");
+        // The Nexmark source, decoded by the language's SDK.
+        let events = 30_000;
+        let want = bids_model(events);
+        assert!(want.lines().count() > 10, "{want}");
+        let got = feature_run(&dir, language, &wasm, "bids", "2", events);
+        assert_eq!(got, want, "{name} nexmark");
     }
 }

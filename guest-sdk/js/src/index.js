@@ -122,6 +122,53 @@ export class Args {
 
 const utf8 = (raw) => new TextDecoder("utf-8", { fatal: true }).decode(raw);
 
+/**
+ * A record of the `nexmark` source as an object: a tag byte (0 person, 1 auction, 2 bid), the integer fields as
+ * little-endian 64-bit integers, then the strings, each as a little-endian 16-bit length and its UTF-8 bytes.
+ */
+export function decodeNexmark(raw) {
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const fail = (why) => {
+    throw new WeirError(`not a Nexmark event: ${why}`);
+  };
+  const ints = (n) => {
+    if (raw.byteLength < 1 + 8 * n) fail("truncated");
+    return Array.from({ length: n }, (_, i) => Number(dv.getBigInt64(1 + 8 * i, true)));
+  };
+  const strings = (off, n) => {
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      if (off + 2 > raw.byteLength) fail("truncated");
+      const len = dv.getUint16(off, true);
+      off += 2;
+      if (off + len > raw.byteLength) fail("truncated");
+      out.push(utf8(raw.subarray(off, off + len)));
+      off += len;
+    }
+    if (off !== raw.byteLength) fail("bytes after the end");
+    return out;
+  };
+  switch (raw[0]) {
+    case 0: {
+      const [id, dateTime] = ints(2);
+      const [name, emailAddress, creditCard, city, state, extra] = strings(17, 6);
+      return { kind: "person", id, name, emailAddress, creditCard, city, state, dateTime, extra };
+    }
+    case 1: {
+      const [id, initialBid, reserve, dateTime, expires, seller, category] = ints(7);
+      const [itemName, description, extra] = strings(57, 3);
+      return { kind: "auction", id, itemName, description, initialBid, reserve, dateTime, expires, seller, category, extra };
+    }
+    case 2: {
+      const [auction, bidder, price, dateTime] = ints(4);
+      const [channel, url, extra] = strings(33, 3);
+      return { kind: "bid", auction, bidder, price, channel, url, dateTime, extra };
+    }
+    default:
+      return fail(`tag ${raw[0]}`);
+  }
+}
+
 /** The job's environment, as Flink's `StreamExecutionEnvironment`. */
 export class Env {
   constructor(name) {
@@ -203,6 +250,21 @@ export class Env {
       const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
       return f(Number(dv.getBigUint64(0, true)));
     });
+  }
+
+  /**
+   * Nexmark's persons, auctions and bids from the host's generator, with their event times and watermarks 4 s
+   * behind: `{ kind: "person" | "auction" | "bid", ... }` (see `decodeNexmark`). `events` in all (unbounded
+   * without), at most `eventsPerSecond`, event time advancing at `eventTimeRate` (10 M/s by default).
+   */
+  nexmark({ events, eventsPerSecond, eventTimeRate } = {}) {
+    const options = {};
+    if (events !== undefined) options.events = events;
+    if (eventsPerSecond !== undefined) options["events-per-second"] = eventsPerSecond;
+    if (eventTimeRate !== undefined) options["event-time-rate"] = eventTimeRate;
+    return this.fromSource(new Connector("nexmark", options), "Source: nexmark", decodeNexmark).assignTimestampsAndWatermarks(
+      WatermarkStrategy.forBoundedOutOfOrderness(4000),
+    );
   }
 
   /** A bounded stream of the given values. */

@@ -7,6 +7,7 @@ windows, and end in sinks. `name`, `uid` and `parallelism` apply to the
 operator created last.
 """
 
+from . import nexmark as _nexmark
 from .errors import WeirError
 
 FORWARD, REBALANCE, HASH, BROADCAST = "forward", "rebalance", "hash", "broadcast"
@@ -161,6 +162,22 @@ class Env:
             return f(int.from_bytes(raw, "little"))
 
         return self.from_source(Connector("datagen", options), "Source: generator", decode)
+
+    def nexmark(self, events=None, events_per_second=None, event_time_rate=None):
+        """Nexmark's persons, auctions and bids (`weir.nexmark`) from the
+        host's generator, with their event times and watermarks 4 s behind:
+        `events` in all (unbounded without), at most `events_per_second`,
+        event time advancing at `event_time_rate` (10 M/s by default)."""
+        options = []
+        if events is not None:
+            options.append(("events", str(int(events))))
+        if events_per_second is not None:
+            options.append(("events-per-second", str(events_per_second)))
+        if event_time_rate is not None:
+            options.append(("event-time-rate", str(int(event_time_rate))))
+        return self.from_source(
+            Connector("nexmark", options), "Source: nexmark", _nexmark.decode
+        ).assign_timestamps_and_watermarks(WatermarkStrategy.for_bounded_out_of_orderness(4000))
 
     def from_collection(self, values):
         """A bounded stream of the given values."""
