@@ -217,6 +217,8 @@ impl Session {
         let env = config::from_env(std::env::vars());
         let first = Config::from_layers(&[&options.file, &env, &options.flags])
             .context("in the session configuration")?;
+        // Every job's RocksDB instances share the session's managed memory.
+        weir_state::share_memory(first.managed_memory as usize, first.write_buffer_ratio);
         let data_dir = first
             .data_dir
             .as_ref()
@@ -1403,6 +1405,7 @@ fn session_key(k: &str) -> bool {
         "weir.compile-cache.",
         "weir.data-dir",
         "state.backend.rocksdb.localdir",
+        "state.backend.rocksdb.memory.",
         "weir.io.",
         "weir.compile.",
         "jobstore.",

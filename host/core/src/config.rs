@@ -233,6 +233,16 @@ pub struct Config {
     /// Local working directory for RocksDB instances.
     #[serde(rename = "state.backend.rocksdb.localdir", default)]
     pub rocksdb_local_dir: Option<String>,
+    /// Memory the process's RocksDB instances share: block cache, with the
+    /// write buffers charged to it.
+    #[serde(rename = "taskmanager.memory.managed.size", deserialize_with = "bytes")]
+    pub managed_memory: u64,
+    /// Share of the managed memory for write buffers (memtables).
+    #[serde(
+        rename = "state.backend.rocksdb.memory.write-buffer-ratio",
+        deserialize_with = "parsed"
+    )]
+    pub write_buffer_ratio: f64,
 
     /// Connector options set from outside the job, by operator uid:
     /// `connector.<uid>.<option>` (e.g. `connector.kafka-in.properties.

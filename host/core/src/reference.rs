@@ -157,6 +157,20 @@ pub const SECTIONS: &[Section] = &[
                  system's temporary directory with `weir run --local`, `<data-dir>/work` in a \
                  session; a session uses its own setting for every job).",
             ),
+            key(
+                "taskmanager.memory.managed.size",
+                "256mb",
+                "Memory every RocksDB instance of the process shares, as Flink's managed \
+                 memory: one block cache, with the write buffers (memtables) of all jobs \
+                 charged to it, so that idle jobs cost what their state holds. A session's own \
+                 setting applies to all its jobs.",
+            ),
+            key(
+                "state.backend.rocksdb.memory.write-buffer-ratio",
+                "0.5",
+                "Share of taskmanager.memory.managed.size for write buffers; past it, the \
+                 largest memtables are flushed.",
+            ),
         ],
     },
     Section {

@@ -825,6 +825,24 @@ impl ChainRunner {
         Ok(())
     }
 
+    /// How long the task may wait for input before time-driven work is due:
+    /// buffered output, a processing-time timer, a watermark generator.
+    /// Idle tasks wake rarely, so that many idle jobs cost little CPU.
+    pub fn idle_wait(&self) -> Duration {
+        let mut wait = Duration::from_millis(500);
+        if self.outputs.iter().any(OutputEdge::has_buffered) {
+            wait = wait.min(self.buffer_timeout);
+        }
+        if self.steps.iter().any(|s| matches!(s, Step::Watermarks(_))) {
+            wait = wait.min(Duration::from_millis(50));
+        }
+        if let Some(next) = self.host.next_processing_timer() {
+            let ms = (next - now_ms()).clamp(0, 500) as u64;
+            wait = wait.min(Duration::from_millis(ms));
+        }
+        wait.max(Duration::from_millis(1))
+    }
+
     /// Sends partially filled output buffers if the buffer timeout passed.
     pub fn flush_if_due(&mut self) -> Result<(), Disconnected> {
         if self.last_flush.elapsed() >= self.buffer_timeout {

@@ -190,6 +190,11 @@ impl OutputEdge {
         self.send(t, Message::Batch(Batch::new(data, records)))
     }
 
+    /// Whether records wait in a partially filled buffer.
+    pub fn has_buffered(&self) -> bool {
+        self.buffers.iter().any(|b| !b.is_empty())
+    }
+
     /// Sends partially filled buffers.
     pub fn flush(&mut self) -> Result<(), Disconnected> {
         for t in 0..self.buffers.len() {

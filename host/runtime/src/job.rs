@@ -300,6 +300,12 @@ pub fn is_batch(config: &Config, graph: &weir_core::JobGraph) -> bool {
 
 /// Starts a job on its own coordinator thread.
 pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
+    // The first job of a process sizes the memory its RocksDB instances
+    // share, unless the process did (a session does, for all its jobs).
+    weir_state::share_memory(
+        spec.config.managed_memory as usize,
+        spec.config.write_buffer_ratio,
+    );
     let graph = spec.factory.graph();
     let metrics = Arc::new(JobMetrics::new(graph.operators.len()));
     for w in &graph.warnings {
@@ -807,7 +813,15 @@ impl Master {
         let mut queued: std::collections::VecDeque<(SnapshotKind, Reply)> =
             std::collections::VecDeque::new();
         let mut stopping = false;
-        let tick = Duration::from_millis(20);
+        // How often time-driven work is looked at (periodic checkpoints,
+        // expired ones); events and commands wake the loop at once. A job
+        // without checkpoints has little to time: a thousand idle ones
+        // should not keep a core busy.
+        let tick = if self.settings.is_some() {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(200)
+        };
         let end = 'attempt: loop {
             let now = now_ms(self.started);
             crossbeam_channel::select! {

@@ -56,6 +56,11 @@ impl TaskHost {
         }
     }
 
+    /// A lower bound of the earliest processing-time timer of any operator.
+    pub fn next_processing_timer(&self) -> Option<i64> {
+        self.timers.values().filter_map(|t| t.next_processing).min()
+    }
+
     pub fn backend(&mut self) -> Result<&mut KeyedStateBackend, Failure> {
         self.backend
             .as_mut()

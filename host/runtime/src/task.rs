@@ -614,7 +614,7 @@ fn run_inputs(
             sel.recv(&channels[i]);
         }
         let control_index = sel.recv(control);
-        let op = match sel.select_timeout(runner.buffer_timeout.min(Duration::from_millis(50))) {
+        let op = match sel.select_timeout(runner.idle_wait()) {
             Ok(op) => op,
             Err(_) => {
                 runner.tick()?;

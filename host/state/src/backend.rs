@@ -63,23 +63,41 @@ fn append_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) 
     Some(out)
 }
 
+/// Most bytes a column family's memtable holds before it is flushed.
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+
+/// Options of a state's column family.
 pub(crate) fn cf_options() -> Options {
-    let mut o = Options::default();
-    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    o.set_merge_operator_associative("weir-append", append_merge);
+    let mut o = base_options();
     // Most reads of a new key (a first record, a new window) find nothing:
-    // bloom filters answer those without touching the data.
-    let mut t = rocksdb::BlockBasedOptions::default();
-    t.set_bloom_filter(10.0, false);
-    t.set_whole_key_filtering(true);
-    o.set_block_based_table_factory(&t);
+    // bloom filters answer those without touching the data. A memtable's
+    // filter is allocated (and zeroed) with the memtable: 2 % of the write
+    // buffer, about 330 KiB per state.
     o.set_memtable_whole_key_filtering(true);
-    o.set_memtable_prefix_bloom_ratio(0.1);
+    o.set_memtable_prefix_bloom_ratio(0.02);
     o
 }
 
+/// What every column family shares: the format, the merge operator, the
+/// process-wide block cache and write buffer budget.
+fn base_options() -> Options {
+    let shared = crate::memory::shared();
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_merge_operator_associative("weir-append", append_merge);
+    o.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    let mut t = rocksdb::BlockBasedOptions::default();
+    t.set_bloom_filter(10.0, false);
+    t.set_whole_key_filtering(true);
+    t.set_block_cache(&shared.cache);
+    o.set_block_based_table_factory(&t);
+    o
+}
+
+/// Options of a task's database (its default column family holds nothing).
 pub(crate) fn db_options() -> Options {
-    let mut o = cf_options();
+    let mut o = base_options();
+    o.set_write_buffer_manager(&crate::memory::shared().write_buffers);
     o.create_if_missing(true);
     o.create_missing_column_families(true);
     // The WAL is never replayed: recovery restores from checkpoints.

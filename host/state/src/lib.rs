@@ -13,10 +13,12 @@
 mod backend;
 mod cache;
 mod layout;
+mod memory;
 mod snapshot;
 mod timers;
 
 pub use backend::{KeyedStateBackend, StateError, StateId};
 pub use layout::{StateKey, decode_state_key, encode_state_key};
+pub use memory::{DEFAULT_MANAGED_BYTES, DEFAULT_WRITE_BUFFER_RATIO, share_memory};
 pub use snapshot::{LocalSnapshot, RestoreSource, SnapshotFile, StateDescriptorInfo};
 pub use timers::Timer;
