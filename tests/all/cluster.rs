@@ -608,7 +608,7 @@ fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
     feed.accept(LIMIT);
     feed.send("a");
     s.process.wait_for_output("(\"a\", 4, 4, 1)", LIMIT);
-    assert_eq!(api.state(&job), "RUNNING");
+    api.wait_for_state(&job, "RUNNING", LIMIT);
     assert_eq!(api.versions(&job).0, ["submitted", "upgraded"]);
 
     // Version 2 crashes on "crash" within its probation: the job goes back
@@ -637,7 +637,8 @@ fn a_running_job_upgrades_refuses_what_would_not_restore_and_rolls_back() {
     feed.accept(LIMIT);
     feed.send("b");
     s.process.wait_for_output("(\"b\", 3, 6, 2)", LIMIT);
-    assert_eq!(api.state(&job), "RUNNING");
+    // Its tasks run; the coordinator says so a moment later.
+    api.wait_for_state(&job, "RUNNING", LIMIT);
     let (how, v) = api.versions(&job);
     assert_eq!(
         how,
