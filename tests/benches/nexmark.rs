@@ -4,7 +4,8 @@
 //! parallelism 1 and 2, once without checkpoints and once with exactly-once
 //! checkpoints every 10 s on RocksDB. Printed per run: events per second,
 //! the CPU seconds used (user + system, the whole process), events per
-//! CPU-second and the peak memory (RSS).
+//! CPU-second and the peak memory (RSS). `WEIR_NEXMARK_QUERIES=q4,q5`
+//! runs some queries only.
 //!
 //! Beside them, Apache Flink 2.3 SQL on the same queries: run here when
 //! `WEIR_FLINK_NEXMARK` names a directory holding a Flink Nexmark program
@@ -160,7 +161,13 @@ fn main() {
         "Weir/Flink",
         "memory"
     );
+    let only: Option<Vec<String>> = std::env::var("WEIR_NEXMARK_QUERIES")
+        .ok()
+        .map(|v| v.split(',').map(|q| q.trim().to_owned()).collect());
     for q in QUERIES {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == q)) {
+            continue;
+        }
         let (flink_rate, flink_mb, measured_here) = match &flink {
             Some(cp) => {
                 let mut c = Command::new("java");

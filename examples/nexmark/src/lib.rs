@@ -180,11 +180,18 @@ const OPEN: ValueState<(i64, i64, i64, Option<i64>, bool)> = ValueState::new("op
 /// Bids that came before their auction: (time, price).
 const EARLY: ListState<(i64, i64)> = ListState::new("early");
 
+/// What q4 needs of an auction or a bid, projected before the shuffle:
+/// `(AUCTION, id, category, opened, expires)` or `(BID, auction, price,
+/// time, 0)`.
+type Sale = (u8, i64, i64, i64, i64);
+const AUCTION: u8 = 0;
+const BID: u8 = 1;
+
 /// Closes each auction at its expiry with its highest bid placed while it
 /// was open.
 struct Closing;
 
-impl KeyedProcessFunction<i64, Event> for Closing {
+impl KeyedProcessFunction<i64, Sale> for Closing {
     type Out = (i64, i64);
 
     fn states(&self) -> Vec<StateDescriptor> {
@@ -193,35 +200,35 @@ impl KeyedProcessFunction<i64, Event> for Closing {
 
     fn process_element(
         &mut self,
-        e: Event,
+        (kind, _, x, y, z): Sale,
         ctx: &mut Context<'_, i64>,
         _out: &mut Collector<'_, (i64, i64)>,
     ) -> Result<(), Error> {
-        match e {
-            Event::Auction(a) => {
-                let mut best = None;
-                for (t, price) in ctx.list(&EARLY).get()? {
-                    if t >= a.date_time && t <= a.expires {
-                        best = best.max(Some(price));
-                    }
+        if kind == AUCTION {
+            let (category, opened, expires) = (x, y, z);
+            let mut best = None;
+            for (t, price) in ctx.list(&EARLY).get()? {
+                if t >= opened && t <= expires {
+                    best = best.max(Some(price));
                 }
-                ctx.list(&EARLY).clear()?;
-                ctx.value(&OPEN)
-                    .set(&(a.category, a.date_time, a.expires, best, false))?;
-                ctx.timer_service().register_event_time_timer(a.expires);
             }
-            Event::Bid(b) => match ctx.value(&OPEN).get()? {
-                Some((category, opened, expires, best, false)) => {
-                    if b.date_time >= opened && b.date_time <= expires && Some(b.price) > best {
-                        ctx.value(&OPEN)
-                            .set(&(category, opened, expires, Some(b.price), false))?;
-                    }
+            ctx.list(&EARLY).clear()?;
+            ctx.value(&OPEN)
+                .set(&(category, opened, expires, best, false))?;
+            ctx.timer_service().register_event_time_timer(expires);
+            return Ok(());
+        }
+        let (price, time) = (x, y);
+        match ctx.value(&OPEN).get()? {
+            Some((category, opened, expires, best, false)) => {
+                if time >= opened && time <= expires && Some(price) > best {
+                    ctx.value(&OPEN)
+                        .set(&(category, opened, expires, Some(price), false))?;
                 }
-                // Closed: the bid came too late.
-                Some(_) => {}
-                None => ctx.list(&EARLY).add(&(b.date_time, b.price))?,
-            },
-            Event::Person(_) => {}
+            }
+            // Closed: the bid came too late.
+            Some(_) => {}
+            None => ctx.list(&EARLY).add(&(time, price))?,
         }
         Ok(())
     }
@@ -246,14 +253,14 @@ impl KeyedProcessFunction<i64, Event> for Closing {
 
 fn q4(events: DataStream<Event>) -> DataStream<String> {
     events
-        .filter(|e: &Event| !matches!(e, Event::Person(_)))
+        .flat_map(|e: Event| match e {
+            Event::Auction(a) => Some((AUCTION, a.id, a.category, a.date_time, a.expires)),
+            Event::Bid(b) => Some((BID, b.auction, b.price, b.date_time, 0)),
+            Event::Person(_) => None,
+        })
         .name("auctions and bids")
         .uid("q4-filter")
-        .key_by(|e: &Event| match e {
-            Event::Auction(a) => a.id,
-            Event::Bid(b) => b.auction,
-            Event::Person(p) => p.id,
-        })
+        .key_by(|s: &Sale| s.1)
         .process(Closing)
         .name("closing prices")
         .uid("q4-closing")
@@ -342,7 +349,8 @@ impl KeyedProcessFunction<i64, (i64, i64, u64)> for HotItems {
 
 fn q5(events: DataStream<Event>) -> DataStream<String> {
     bids(events)
-        .key_by(|b: &Bid| b.auction)
+        .map(|b: Bid| b.auction)
+        .key_by(|auction: &i64| *auction)
         .window(SlidingEventTimeWindows::of(
             Duration::from_secs(10),
             Duration::from_secs(2),
@@ -399,17 +407,20 @@ fn q7(events: DataStream<Event>) -> DataStream<String> {
 /// Whether a window saw the person (its name) and an auction of theirs.
 struct NewSeller;
 
-impl AggregateFunction<Event> for NewSeller {
+/// A person's id and name, or an auction's seller, projected before the
+/// shuffle.
+type Party = (i64, Option<String>);
+
+impl AggregateFunction<Party> for NewSeller {
     type Acc = (Option<String>, bool);
     type Out = Option<String>;
     fn create_accumulator(&self) -> Self::Acc {
         (None, false)
     }
-    fn add(&self, acc: &mut Self::Acc, e: Event) {
-        match e {
-            Event::Person(Person { name, .. }) => acc.0 = Some(name),
-            Event::Auction(Auction { .. }) => acc.1 = true,
-            Event::Bid(_) => {}
+    fn add(&self, acc: &mut Self::Acc, (_, name): Party) {
+        match name {
+            Some(name) => acc.0 = Some(name),
+            None => acc.1 = true,
         }
     }
     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
@@ -423,14 +434,14 @@ impl AggregateFunction<Event> for NewSeller {
 
 fn q8(events: DataStream<Event>) -> DataStream<String> {
     events
-        .filter(|e: &Event| !matches!(e, Event::Bid(_)))
+        .flat_map(|e: Event| match e {
+            Event::Person(Person { id, name, .. }) => Some((id, Some(name))),
+            Event::Auction(Auction { seller, .. }) => Some((seller, None)),
+            Event::Bid(_) => None,
+        })
         .name("persons and auctions")
         .uid("q8-filter")
-        .key_by(|e: &Event| match e {
-            Event::Person(p) => p.id,
-            Event::Auction(a) => a.seller,
-            Event::Bid(b) => b.bidder,
-        })
+        .key_by(|(id, _): &Party| *id)
         .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
         .aggregate_with(
             NewSeller,

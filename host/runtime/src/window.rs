@@ -614,27 +614,32 @@ impl WindowStep {
                 // Cleanup-only purges go through the guest too, so that it
                 // drops its slots; their output is discarded.
                 for (purge, emit) in [(false, true), (true, true), (true, false)] {
-                    let mut req = Writer::new();
-                    let mut slots = Vec::new();
-                    for f in fires.iter().filter(|f| f.purge == purge && f.emit == emit) {
-                        let ns = f.state.to_namespace();
-                        let actual = f.window.to_namespace();
-                        req.push(&Record {
-                            key: Some(&f.key),
-                            namespace: Some(&ns),
-                            timestamp: Some(f.window.max_timestamp()),
-                            value: if f.window == f.state { b"" } else { &actual },
-                            ..Record::default()
-                        });
-                        slots.push(self.slots.slot(&f.key, &ns));
-                    }
-                    if req.is_empty() {
-                        continue;
-                    }
-                    host.current_op = self.op;
-                    let o = guest.fire(host, self.op, req.as_bytes(), &slots, purge)?;
-                    if emit {
-                        out.add(o);
+                    let these: Vec<&Fire> = fires
+                        .iter()
+                        .filter(|f| f.purge == purge && f.emit == emit)
+                        .collect();
+                    // Many windows at once (the final watermark fires them
+                    // all): a bounded number per guest call.
+                    for chunk in these.chunks(FIRES_PER_CALL) {
+                        let mut req = Writer::new();
+                        let mut slots = Vec::with_capacity(chunk.len());
+                        for f in chunk {
+                            let ns = f.state.to_namespace();
+                            let actual = f.window.to_namespace();
+                            req.push(&Record {
+                                key: Some(&f.key),
+                                namespace: Some(&ns),
+                                timestamp: Some(f.window.max_timestamp()),
+                                value: if f.window == f.state { b"" } else { &actual },
+                                ..Record::default()
+                            });
+                            slots.push(self.slots.slot(&f.key, &ns));
+                        }
+                        host.current_op = self.op;
+                        let o = guest.fire(host, self.op, req.as_bytes(), &slots, purge)?;
+                        if emit {
+                            out.add(o);
+                        }
                     }
                 }
             }
@@ -732,6 +737,9 @@ impl WindowStep {
         self.fire(host, guest, fires)
     }
 }
+
+/// Windows fired in one guest call.
+const FIRES_PER_CALL: usize = 4096;
 
 fn read_count(v: Option<Vec<u8>>) -> u64 {
     v.and_then(|b| b.try_into().ok())
