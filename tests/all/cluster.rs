@@ -722,13 +722,11 @@ fn a_running_job_swaps_its_module_in_place() {
     // probation, and the job goes back to version 1 from the swap's
     // savepoint (the job takes no checkpoints), memory image and all.
     let jar4 = api.upload_file(COUNTER_WASM[3]);
-    let (status, t) = api.post(
-        &format!("/jobs/{job}/upgrade"),
+    let (trigger, op) = api.upgrade(
+        &job,
         json!({"jarId": jar4, "programArgsList": ["--port", port, "--counts-uid", "tally"]}),
+        LIMIT,
     );
-    assert_eq!(status, 202, "{t}");
-    let trigger = t["request-id"].as_str().unwrap().to_owned();
-    let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
     assert_eq!(
         (&op["result"], &op["mode"]),
         (&json!("UPGRADED"), &json!("hot-swap")),

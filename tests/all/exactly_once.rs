@@ -33,6 +33,22 @@ fn expected(records: u64, keys: u64) -> BTreeMap<String, usize> {
     out
 }
 
+/// The arguments of the exactly-once job writing files under `out`.
+fn file_sink_args(out: &Path, records: u64, rate: u64, keys: u64) -> Vec<String> {
+    vec![
+        "--sink".to_owned(),
+        "file".to_owned(),
+        "--output".to_owned(),
+        out.display().to_string(),
+        "--records".to_owned(),
+        records.to_string(),
+        "--rate".to_owned(),
+        rate.to_string(),
+        "--keys".to_owned(),
+        keys.to_string(),
+    ]
+}
+
 /// Lines lost and duplicated in `got`, against `want`.
 fn compare(want: &BTreeMap<String, usize>, got: &[String]) -> (usize, usize, Vec<String>) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -409,18 +425,9 @@ fn a_savepoint_between_checkpoints_commits_nothing() {
         if let Some(r) = restore {
             c.arg("-s").arg(r);
         }
-        c.arg(EXACTLY_ONCE_WASM).arg("--").args([
-            "--sink",
-            "file",
-            "--output",
-            &out.display().to_string(),
-            "--records",
-            &records.to_string(),
-            "--rate",
-            "5000",
-            "--keys",
-            &keys.to_string(),
-        ]);
+        c.arg(EXACTLY_ONCE_WASM)
+            .arg("--")
+            .args(file_sink_args(&out, records, 5000, keys));
         c
     };
     let mut job = Running::start(&mut command(None));
@@ -467,21 +474,7 @@ fn upgrades_and_a_rollback_keep_the_output_exact() {
     let jar = api.upload_file(EXACTLY_ONCE_WASM);
     let (records, keys) = (40_000u64, 20u64);
     let args = |extra: &[&str]| {
-        let mut a: Vec<String> = [
-            "--sink",
-            "file",
-            "--output",
-            &out.display().to_string(),
-            "--records",
-            &records.to_string(),
-            "--rate",
-            "4000",
-            "--keys",
-            &keys.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut a = file_sink_args(&out, records, 4000, keys);
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
@@ -493,13 +486,7 @@ fn upgrades_and_a_rollback_keep_the_output_exact() {
             "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
         }),
     );
-    let upgrade = |body: serde_json::Value| {
-        let (status, t) = api.post(&format!("/jobs/{job}/upgrade"), body);
-        assert_eq!(status, 202, "{t}");
-        let trigger = t["request-id"].as_str().unwrap().to_owned();
-        let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
-        (trigger, op)
-    };
+    let upgrade = |body: serde_json::Value| api.upgrade(&job, body, LIMIT);
     let wait_checkpoints = |n: u64| {
         let start = Instant::now();
         loop {
@@ -562,21 +549,7 @@ fn a_hot_swap_changes_the_output_at_the_barrier_exactly_once() {
     let api = s.api();
     let jar = api.upload_file(EXACTLY_ONCE_WASM);
     let (records, keys) = (30_000u64, 20u64);
-    let mut args: Vec<String> = [
-        "--sink",
-        "file",
-        "--output",
-        &out.display().to_string(),
-        "--records",
-        &records.to_string(),
-        "--rate",
-        "5000",
-        "--keys",
-        &keys.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = file_sink_args(&out, records, 5000, keys);
     let job = api.run(
         &jar,
         json!({
@@ -592,13 +565,7 @@ fn a_hot_swap_changes_the_output_at_the_barrier_exactly_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     args.extend(["--tag".to_owned(), "v2:".to_owned()]);
-    let (status, t) = api.post(
-        &format!("/jobs/{job}/upgrade"),
-        json!({"jarId": jar, "programArgsList": args}),
-    );
-    assert_eq!(status, 202, "{t}");
-    let trigger = t["request-id"].as_str().unwrap().to_owned();
-    let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
+    let (_, op) = api.upgrade(&job, json!({"jarId": jar, "programArgsList": args}), LIMIT);
     assert_eq!(
         (&op["result"], &op["mode"]),
         (&json!("UPGRADED"), &json!("hot-swap")),

@@ -15,18 +15,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use weir_tests::CLICK_EVENT_COUNT_WASM;
 use weir_tests::cluster::SessionProcess;
+use weir_tests::process::rss_kib;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 /// CPU seconds (user + system) the process has used.
 fn cpu_seconds(pid: u32) -> f64 {

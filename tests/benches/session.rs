@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use weir_tests::CLICK_EVENT_COUNT_WASM;
 use weir_tests::cluster::SessionProcess;
+use weir_tests::process::rss_kib;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
@@ -22,16 +23,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// `weir run -d` of an idle click-event-count until RUNNING.

@@ -11,7 +11,7 @@
 //!
 //! Run with `cargo bench -p weir-tests --bench upgrade`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use weir_tests::EXACTLY_ONCE_WASM;
@@ -170,18 +170,7 @@ fn main() {
          committed output sampled every 5 ms"
     );
     let upgrade = |job: &str, restart: bool| {
-        let (status, t) = api.post(
-            &format!("/jobs/{job}/upgrade"),
-            json!({"jarId": new_jar, "restart": restart}),
-        );
-        assert_eq!(status, 202, "{t}");
-        let trigger = t["request-id"].as_str().unwrap().to_owned();
-        let op = api.wait_for_upgrade(
-            job,
-            &trigger,
-            |op: &Value| op.get("result").is_some(),
-            LIMIT,
-        );
+        let (_, op) = api.upgrade(job, json!({"jarId": new_jar, "restart": restart}), LIMIT);
         assert_eq!(op["result"], "UPGRADED", "{op}");
         let mode = if restart { "restart" } else { "hot-swap" };
         assert_eq!(op["mode"], mode, "{op}");

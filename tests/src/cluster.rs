@@ -297,8 +297,19 @@ impl Api {
         }
     }
 
+    /// Upgrades `job` (`POST /jobs/:id/upgrade` with `body`) and waits for
+    /// the operation's first result; its trigger and the operation.
+    pub fn upgrade(&self, job: &str, body: Value, limit: Duration) -> (String, Value) {
+        let (status, t) = self.post(&format!("/jobs/{job}/upgrade"), body);
+        assert_eq!(status, 202, "{t}");
+        let trigger = t["request-id"].as_str().expect("a request id").to_owned();
+        let op = self.wait_for_upgrade(job, &trigger, |op| op.get("result").is_some(), limit);
+        (trigger, op)
+    }
+
     /// How the job came to run each of its modules (`submitted`,
-    /// `upgraded`, `rolled-back`), oldest first; and the versions' list.
+    /// `swapped`, `upgraded`, `rolled-back`), oldest first; and the
+    /// versions' list.
     pub fn versions(&self, job: &str) -> (Vec<String>, Value) {
         let (status, v) = self.get(&format!("/jobs/{job}/versions"));
         assert_eq!(status, 200, "{v}");

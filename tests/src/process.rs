@@ -341,3 +341,14 @@ fn completed_checkpoint(job_dir: &std::path::Path) -> Option<(u64, std::path::Pa
 pub fn newest_checkpoint(job_dir: &std::path::Path) -> Option<std::path::PathBuf> {
     completed_checkpoint(job_dir).map(|(_, p)| p)
 }
+
+/// The resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}

@@ -57,9 +57,9 @@ pub const DEFAULT_CONNECTORS: &str = "datagen, nexmark, print, blackhole, file, 
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct TenantKeys {
     token_sha256: Option<String>,
-    #[serde(default, deserialize_with = "opt_parsed")]
+    #[serde(default, deserialize_with = "options::opt_parsed")]
     slots: Option<u32>,
-    #[serde(default, deserialize_with = "opt_parsed")]
+    #[serde(default, deserialize_with = "options::opt_parsed")]
     jobs: Option<u32>,
     #[serde(default, deserialize_with = "opt_bytes")]
     max_module_size: Option<u64>,
@@ -67,7 +67,7 @@ struct TenantKeys {
     memory_per_instance: Option<u64>,
     #[serde(default, with = "weir_core::options::human_opt")]
     cpu_per_call: Option<Duration>,
-    #[serde(default, deserialize_with = "opt_parsed")]
+    #[serde(default, deserialize_with = "options::opt_parsed")]
     fuel_per_call: Option<u64>,
     imports: Option<String>,
     connectors: Option<String>,
@@ -76,15 +76,6 @@ struct TenantKeys {
     checkpoint_min_interval: Option<Duration>,
     #[serde(default, deserialize_with = "opt_bytes")]
     storage_quota: Option<u64>,
-}
-
-fn opt_parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    options::parsed(d).map(Some)
 }
 
 fn opt_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

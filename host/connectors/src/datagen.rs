@@ -2,11 +2,11 @@
 //! indices `0, 1, 2, ...` (split over subtasks) that the job's generator
 //! function turns into values, optionally at a bounded rate.
 
+use crate::pace::Pace;
 use crate::{Poll, SourceContext, SourceReader};
 use serde::Deserialize;
-use std::time::{Duration, Instant};
 use weir_core::Failure;
-use weir_core::options::parsed;
+use weir_core::options::opt_parsed;
 use weir_frame::{Record, Writer};
 
 #[derive(Debug, Deserialize)]
@@ -18,43 +18,23 @@ pub struct GeneratorOptions {
     rate: Option<f64>,
 }
 
-fn opt_parsed<'de, D: serde::Deserializer<'de>, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    parsed(d).map(Some)
-}
-
 /// One subtask of a generator: indices `subtask, subtask + p, ...`.
 #[derive(Debug)]
 pub struct Generator {
     next: u64,
     step: u64,
     end: Option<u64>,
-    /// Records per second for this subtask.
-    rate: Option<f64>,
-    started: Instant,
-    emitted: u64,
+    pace: Pace,
     batch_size: usize,
 }
 
 impl Generator {
     pub fn new(o: GeneratorOptions, ctx: &SourceContext) -> Result<Self, Failure> {
-        if let Some(r) = o.rate
-            && !(r > 0.0 && r.is_finite())
-        {
-            return Err(Failure::user(format!(
-                "generator rows-per-second must be a positive number, not {r}"
-            )));
-        }
         Ok(Generator {
             next: u64::from(ctx.subtask),
             step: u64::from(ctx.parallelism),
             end: o.rows,
-            rate: o.rate.map(|r| r / f64::from(ctx.parallelism)),
-            started: Instant::now(),
-            emitted: 0,
+            pace: Pace::new(o.rate, ctx.parallelism, "generator rows-per-second")?,
             batch_size: ctx.batch_size,
         })
     }
@@ -65,25 +45,17 @@ impl SourceReader for Generator {
         if self.end.is_some_and(|e| self.next >= e) {
             return Ok(Poll::Finished);
         }
-        let mut budget = self.batch_size as u64;
-        if let Some(rate) = self.rate {
-            let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
-            let allowed = due.saturating_sub(self.emitted);
-            if allowed == 0 {
-                let wait = Duration::from_secs_f64(1.0 / rate).min(Duration::from_millis(50));
-                std::thread::sleep(wait);
-                return Ok(Poll::Idle);
-            }
-            budget = budget.min(allowed);
+        let budget = self.pace.allowed(self.batch_size as u64);
+        if budget == 0 {
+            return Ok(Poll::Idle);
         }
-        for _ in 0..budget {
-            if self.end.is_some_and(|e| self.next >= e) {
-                break;
-            }
+        let mut n = 0;
+        while n < budget && self.end.is_none_or(|e| self.next < e) {
             out.push(&Record::value(&self.next.to_le_bytes()));
             self.next += self.step;
-            self.emitted += 1;
+            n += 1;
         }
+        self.pace.emitted(n);
         Ok(Poll::Ready)
     }
 
@@ -96,8 +68,7 @@ impl SourceReader for Generator {
             .get("next")
             .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| Failure::user("generator position has no 'next' index"))?;
-        self.started = Instant::now();
-        self.emitted = 0;
+        self.pace.restart();
         Ok(())
     }
 }

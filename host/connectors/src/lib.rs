@@ -10,6 +10,7 @@ mod datagen;
 mod file;
 mod file_sink;
 mod nexmark;
+mod pace;
 mod print;
 mod socket;
 

@@ -5,11 +5,11 @@
 //! event's flat encoding. Its position in checkpoints is the next event
 //! number.
 
+use crate::pace::Pace;
 use crate::{Poll, SourceContext, SourceReader};
 use serde::Deserialize;
-use std::time::{Duration, Instant};
 use weir_core::Failure;
-use weir_core::options::parsed;
+use weir_core::options::opt_parsed;
 use weir_frame::nexmark::GeneratorConfig;
 use weir_frame::{Record, Writer};
 
@@ -31,14 +31,6 @@ pub struct NexmarkOptions {
     base_time: Option<i64>,
 }
 
-fn opt_parsed<'de, D: serde::Deserializer<'de>, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    parsed(d).map(Some)
-}
-
 /// One subtask of the Nexmark source.
 #[derive(Debug)]
 pub struct NexmarkSource {
@@ -46,23 +38,13 @@ pub struct NexmarkSource {
     next: u64,
     step: u64,
     end: Option<u64>,
-    /// Events per second for this subtask.
-    rate: Option<f64>,
-    started: Instant,
-    emitted: u64,
+    pace: Pace,
     batch_size: usize,
     value: Vec<u8>,
 }
 
 impl NexmarkSource {
     pub fn new(o: NexmarkOptions, ctx: &SourceContext) -> Result<Self, Failure> {
-        if let Some(r) = o.rate
-            && !(r > 0.0 && r.is_finite())
-        {
-            return Err(Failure::user(format!(
-                "nexmark events-per-second must be a positive number, not {r}"
-            )));
-        }
         let defaults = GeneratorConfig::default();
         let ns_per_event = match o.event_time_rate {
             None => defaults.ns_per_event,
@@ -82,9 +64,7 @@ impl NexmarkSource {
             next: u64::from(ctx.subtask),
             step: u64::from(ctx.parallelism.max(1)),
             end: o.events,
-            rate: o.rate.map(|r| r / f64::from(ctx.parallelism.max(1))),
-            started: Instant::now(),
-            emitted: 0,
+            pace: Pace::new(o.rate, ctx.parallelism, "nexmark events-per-second")?,
             batch_size: ctx.batch_size.max(1),
             value: Vec::with_capacity(512),
         })
@@ -96,21 +76,12 @@ impl SourceReader for NexmarkSource {
         if self.end.is_some_and(|e| self.next >= e) {
             return Ok(Poll::Finished);
         }
-        let mut budget = self.batch_size as u64;
-        if let Some(rate) = self.rate {
-            let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
-            let allowed = due.saturating_sub(self.emitted);
-            if allowed == 0 {
-                let wait = Duration::from_secs_f64(1.0 / rate).min(Duration::from_millis(50));
-                std::thread::sleep(wait);
-                return Ok(Poll::Idle);
-            }
-            budget = budget.min(allowed);
+        let budget = self.pace.allowed(self.batch_size as u64);
+        if budget == 0 {
+            return Ok(Poll::Idle);
         }
-        for _ in 0..budget {
-            if self.end.is_some_and(|e| self.next >= e) {
-                break;
-            }
+        let mut n = 0;
+        while n < budget && self.end.is_none_or(|e| self.next < e) {
             self.value.clear();
             let ts = self.config.encode(self.next, &mut self.value);
             out.push(&Record {
@@ -118,8 +89,9 @@ impl SourceReader for NexmarkSource {
                 ..Record::value(&self.value)
             });
             self.next += self.step;
-            self.emitted += 1;
+            n += 1;
         }
+        self.pace.emitted(n);
         Ok(Poll::Ready)
     }
 
@@ -139,8 +111,7 @@ impl SourceReader for NexmarkSource {
             ));
         }
         self.next = next;
-        self.started = Instant::now();
-        self.emitted = 0;
+        self.pace.restart();
         Ok(())
     }
 }

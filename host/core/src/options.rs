@@ -35,6 +35,16 @@ where
         .map_err(|e| serde::de::Error::custom(format!("'{s}': {e}")))
 }
 
+/// An optional option parsed from its text (with `#[serde(default)]`).
+pub fn opt_parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    parsed(d).map(Some)
+}
+
 pub fn upper<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
