@@ -307,7 +307,9 @@ impl Default for GeneratorConfig {
 impl GeneratorConfig {
     /// Event time of event `n`.
     pub fn time_of(&self, n: u64) -> i64 {
-        self.base_time_ms + (u128::from(n) * u128::from(self.ns_per_event) / 1_000_000) as i64
+        let offset = u128::from(n) * u128::from(self.ns_per_event) / 1_000_000;
+        self.base_time_ms
+            .saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
     }
 
     /// Event `n` of the sequence.
@@ -350,7 +352,7 @@ impl GeneratorConfig {
             let item = r.pad(20);
             let description = r.pad(100);
             let reserve = initial + price(&mut r);
-            let expires = ts + 2000 + i64::from(r.int_below(18_000));
+            let expires = ts.saturating_add(2000 + i64::from(r.int_below(18_000)));
             let category = FIRST_CATEGORY_ID + i64::from(r.int_below(5));
             w.tag(AUCTION);
             w.ints(&[

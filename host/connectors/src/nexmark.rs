@@ -166,6 +166,16 @@ mod tests {
         assert_eq!(wa.as_bytes(), wb.as_bytes());
         let mut other = NexmarkSource::new(options(100), &SourceContext::new(0, 2, 10)).unwrap();
         assert!(other.seek(&pos).is_err());
+        // Times at the end of the range saturate rather than overflow.
+        let late = NexmarkOptions {
+            base_time: Some(i64::MAX - 5),
+            event_time_rate: Some(1),
+            ..options(100)
+        };
+        let mut src = NexmarkSource::new(late, &SourceContext::new(0, 1, 100)).unwrap();
+        let mut w = Writer::new();
+        while src.poll(&mut w).unwrap() != Poll::Finished {}
+        assert_eq!(Reader::new(w.as_bytes()).count(), 100);
         let bad = NexmarkOptions {
             event_time_rate: Some(0),
             ..options(1)

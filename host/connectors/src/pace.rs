@@ -39,7 +39,9 @@ impl Pace {
         let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
         let allowed = due.saturating_sub(self.emitted);
         if allowed == 0 {
-            std::thread::sleep(Duration::from_secs_f64(1.0 / rate).min(Duration::from_millis(50)));
+            // At most 50 ms, so that the task hears of barriers; a tiny
+            // rate must not make a duration out of range.
+            std::thread::sleep(Duration::from_secs_f64((1.0 / rate).min(0.05)));
         }
         allowed.min(want)
     }
@@ -52,5 +54,22 @@ impl Pace {
     pub fn restart(&mut self) {
         self.started = Instant::now();
         self.emitted = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_checked_and_tiny_ones_wait_briefly() {
+        assert!(Pace::new(Some(0.0), 1, "rate").is_err());
+        assert!(Pace::new(Some(f64::NAN), 1, "rate").is_err());
+        let mut p = Pace::new(Some(1e-300), 2, "rate").unwrap();
+        let t = Instant::now();
+        assert_eq!(p.allowed(10), 0);
+        assert!(t.elapsed() < Duration::from_millis(500));
+        let mut fast = Pace::new(None, 1, "rate").unwrap();
+        assert_eq!(fast.allowed(10), 10);
     }
 }
