@@ -104,7 +104,16 @@ fn install_crypto() {
 impl Storage {
     /// Opens the location `url`.
     pub fn open(url: &str, s3: &S3Options) -> Result<Storage, StorageError> {
-        let url = url.trim_end_matches('/');
+        // `file:///` is the root directory, not a relative `file:`.
+        let url = match url.strip_prefix("file://") {
+            Some("") => {
+                return Err(StorageError::new(
+                    "'file://' names no directory: use file:///absolute/path",
+                ));
+            }
+            Some(p) if p.trim_matches('/').is_empty() => "file:///",
+            _ => url.trim_end_matches('/'),
+        };
         if let Some(rest) = url.strip_prefix("s3://") {
             install_crypto();
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -171,7 +180,11 @@ impl Storage {
                 fsync: false,
             });
         }
-        let path = url.strip_prefix("file://").unwrap_or(url);
+        let path = match url.strip_prefix("file://") {
+            Some("/") => "/",
+            Some(p) => p,
+            None => url,
+        };
         if path.contains("://") {
             return Err(StorageError::new(format!(
                 "unsupported storage '{url}': use file://, s3:// or memory://"
@@ -388,6 +401,18 @@ pub fn split_location(location: &str) -> Result<(String, String), StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_urls_without_a_path_never_mean_the_working_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        assert!(Storage::open("file://", &S3Options::default()).is_err());
+        let root = Storage::open("file:///", &S3Options::default()).unwrap();
+        assert!(
+            root.local.as_deref() == Some(std::path::Path::new("/")),
+            "{root:?}"
+        );
+        assert!(!cwd.join("file:").exists());
+    }
 
     #[test]
     fn local_and_memory_round_trip() {
