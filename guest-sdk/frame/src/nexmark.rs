@@ -387,16 +387,19 @@ impl GeneratorConfig {
                 price,
                 ts,
             ]);
-            let ch = channel.to_string();
-            w.str_parts(&["channel-", &ch]);
-            let page = r.pad(5);
+            // Bids are most events: no allocation for their text.
+            let mut digits = [0u8; 10];
+            let ch = decimal(channel.unsigned_abs(), &mut digits);
+            w.str_parts(&["channel-", ch]);
+            let page: [u8; 5] = r.pad_array();
             w.str_parts(&[
                 "https://www.nexmark.com/",
                 as_str(&page),
                 "/item.htm?query=1&channel_id=",
-                &ch,
+                ch,
             ]);
-            w.str(as_str(&r.pad(20)));
+            let extra: [u8; 20] = r.pad_array();
+            w.str(as_str(&extra));
         }
         ts
     }
@@ -410,6 +413,20 @@ impl Encoder<'_> {
             self.0.extend_from_slice(p.as_bytes());
         }
     }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    as_str(&buf[i..])
 }
 
 fn as_str(b: &[u8]) -> &str {
@@ -525,6 +542,15 @@ impl SplitRandom {
     }
 
     /// `len` random lower-case letters.
+    /// `N` random lower-case letters, without allocating.
+    fn pad_array<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        for c in &mut out {
+            *c = b'a' + self.int_below(26) as u8;
+        }
+        out
+    }
+
     fn pad(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| b'a' + self.int_below(26) as u8).collect()
     }

@@ -2,7 +2,7 @@
 //! indices `0, 1, 2, ...` (split over subtasks) that the job's generator
 //! function turns into values, optionally at a bounded rate.
 
-use crate::pace::Pace;
+use crate::pace::Sequence;
 use crate::{Poll, SourceContext, SourceReader};
 use serde::Deserialize;
 use weir_core::Failure;
@@ -21,54 +21,32 @@ pub struct GeneratorOptions {
 /// One subtask of a generator: indices `subtask, subtask + p, ...`.
 #[derive(Debug)]
 pub struct Generator {
-    next: u64,
-    step: u64,
-    end: Option<u64>,
-    pace: Pace,
-    batch_size: usize,
+    numbers: Sequence,
 }
 
 impl Generator {
     pub fn new(o: GeneratorOptions, ctx: &SourceContext) -> Result<Self, Failure> {
         Ok(Generator {
-            next: u64::from(ctx.subtask),
-            step: u64::from(ctx.parallelism),
-            end: o.rows,
-            pace: Pace::new(o.rate, ctx.parallelism, "generator rows-per-second")?,
-            batch_size: ctx.batch_size,
+            numbers: Sequence::new(ctx, o.rows, o.rate, "generator rows-per-second")?,
         })
     }
 }
 
 impl SourceReader for Generator {
     fn poll(&mut self, out: &mut Writer) -> Result<Poll, Failure> {
-        if self.end.is_some_and(|e| self.next >= e) {
-            return Ok(Poll::Finished);
-        }
-        let budget = self.pace.allowed(self.batch_size as u64);
-        if budget == 0 {
-            return Ok(Poll::Idle);
-        }
-        let mut n = 0;
-        while n < budget && self.end.is_none_or(|e| self.next < e) {
-            out.push(&Record::value(&self.next.to_le_bytes()));
-            self.next += self.step;
-            n += 1;
-        }
-        self.pace.emitted(n);
-        Ok(Poll::Ready)
+        Ok(self.numbers.poll(out, |i, out| {
+            out.push(&Record::value(&i.to_le_bytes()));
+        }))
     }
 
     fn position(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "next": self.next }))
+        Some(self.numbers.position())
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), Failure> {
-        self.next = position
-            .get("next")
-            .and_then(serde_json::Value::as_u64)
+        let next = Sequence::next_of(position)
             .ok_or_else(|| Failure::user("generator position has no 'next' index"))?;
-        self.pace.restart();
+        self.numbers.seek(next);
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! event's flat encoding. Its position in checkpoints is the next event
 //! number.
 
-use crate::pace::Pace;
+use crate::pace::Sequence;
 use crate::{Poll, SourceContext, SourceReader};
 use serde::Deserialize;
 use weir_core::Failure;
@@ -35,11 +35,7 @@ pub struct NexmarkOptions {
 #[derive(Debug)]
 pub struct NexmarkSource {
     config: GeneratorConfig,
-    next: u64,
-    step: u64,
-    end: Option<u64>,
-    pace: Pace,
-    batch_size: usize,
+    numbers: Sequence,
     value: Vec<u8>,
 }
 
@@ -61,11 +57,7 @@ impl NexmarkSource {
                 base_time_ms: o.base_time.unwrap_or(defaults.base_time_ms),
                 ns_per_event,
             },
-            next: u64::from(ctx.subtask),
-            step: u64::from(ctx.parallelism.max(1)),
-            end: o.events,
-            pace: Pace::new(o.rate, ctx.parallelism, "nexmark events-per-second")?,
-            batch_size: ctx.batch_size.max(1),
+            numbers: Sequence::new(ctx, o.events, o.rate, "nexmark events-per-second")?,
             value: Vec::with_capacity(512),
         })
     }
@@ -73,45 +65,31 @@ impl NexmarkSource {
 
 impl SourceReader for NexmarkSource {
     fn poll(&mut self, out: &mut Writer) -> Result<Poll, Failure> {
-        if self.end.is_some_and(|e| self.next >= e) {
-            return Ok(Poll::Finished);
-        }
-        let budget = self.pace.allowed(self.batch_size as u64);
-        if budget == 0 {
-            return Ok(Poll::Idle);
-        }
-        let mut n = 0;
-        while n < budget && self.end.is_none_or(|e| self.next < e) {
-            self.value.clear();
-            let ts = self.config.encode(self.next, &mut self.value);
+        let NexmarkSource { config, value, .. } = self;
+        Ok(self.numbers.poll(out, |n, out| {
+            value.clear();
+            let ts = config.encode(n, value);
             out.push(&Record {
                 timestamp: Some(ts),
-                ..Record::value(&self.value)
+                ..Record::value(value)
             });
-            self.next += self.step;
-            n += 1;
-        }
-        self.pace.emitted(n);
-        Ok(Poll::Ready)
+        }))
     }
 
     fn position(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "next": self.next }))
+        Some(self.numbers.position())
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<(), Failure> {
-        let next = position
-            .get("next")
-            .and_then(serde_json::Value::as_u64)
+        let next = Sequence::next_of(position)
             .ok_or_else(|| Failure::user("nexmark position has no 'next' event number"))?;
-        if next % self.step != self.next % self.step {
+        if !self.numbers.is_mine(next) {
             return Err(Failure::user(
                 "the nexmark position belongs to another subtask; restore the source at its \
                  old parallelism",
             ));
         }
-        self.next = next;
-        self.pace.restart();
+        self.numbers.seek(next);
         Ok(())
     }
 }

@@ -1,11 +1,83 @@
-//! Generated sources that emit at most so many records per second.
+//! Generated sources: record numbers split over subtasks (subtask `s` of
+//! `p` takes `s, s + p, s + 2p, ...`), at most so many per second, with the
+//! next number as the checkpointed position.
 
+use crate::{Poll, SourceContext};
 use std::time::{Duration, Instant};
 use weir_core::Failure;
+use weir_frame::Writer;
+
+/// The record numbers of one subtask of a generated source.
+#[derive(Debug)]
+pub(crate) struct Sequence {
+    next: u64,
+    step: u64,
+    end: Option<u64>,
+    pace: Pace,
+    batch_size: u64,
+}
+
+impl Sequence {
+    /// Numbers below `end` (all without), `rate` per second in all
+    /// (`option` names it in errors).
+    pub fn new(
+        ctx: &SourceContext,
+        end: Option<u64>,
+        rate: Option<f64>,
+        option: &str,
+    ) -> Result<Self, Failure> {
+        Ok(Sequence {
+            next: u64::from(ctx.subtask),
+            step: u64::from(ctx.parallelism.max(1)),
+            end,
+            pace: Pace::new(rate, ctx.parallelism, option)?,
+            batch_size: ctx.batch_size.max(1) as u64,
+        })
+    }
+
+    /// Writes the records of the numbers due now with `push`.
+    pub fn poll(&mut self, out: &mut Writer, mut push: impl FnMut(u64, &mut Writer)) -> Poll {
+        if self.end.is_some_and(|e| self.next >= e) {
+            return Poll::Finished;
+        }
+        let budget = self.pace.allowed(self.batch_size);
+        if budget == 0 {
+            return Poll::Idle;
+        }
+        let mut n = 0;
+        while n < budget && self.end.is_none_or(|e| self.next < e) {
+            push(self.next, out);
+            self.next += self.step;
+            n += 1;
+        }
+        self.pace.emitted(n);
+        Poll::Ready
+    }
+
+    /// Whether number `n` is one of this subtask's.
+    pub fn is_mine(&self, n: u64) -> bool {
+        n % self.step == self.next % self.step
+    }
+
+    pub fn position(&self) -> serde_json::Value {
+        serde_json::json!({ "next": self.next })
+    }
+
+    /// The next number of a position, if it has one.
+    pub fn next_of(position: &serde_json::Value) -> Option<u64> {
+        position.get("next").and_then(serde_json::Value::as_u64)
+    }
+
+    /// Goes on from number `next`.
+    pub fn seek(&mut self, next: u64) {
+        self.next = next;
+        self.pace.restart();
+    }
+}
 
 /// The rate of one subtask of a generated source.
 #[derive(Debug)]
-pub(crate) struct Pace {
+struct Pace {
     /// Records per second for this subtask; as fast as possible without.
     rate: Option<f64>,
     started: Instant,
