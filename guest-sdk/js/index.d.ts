@@ -137,6 +137,14 @@ export declare class DataStream<T> extends Stream {
   keyBy<I extends keyof T>(field: I): KeyedStream<T, T[I]>;
   rebalance(): DataStream<T>;
   broadcast(): DataStream<T>;
+  /** Merges streams of the same type: the next operator reads all of them. */
+  union(...others: DataStream<T>[]): DataStream<T>;
+  /** Connects two streams so that one operator reads both (`map`, `flatMap`, or `keyBy(k1, k2).process`). */
+  connect<U>(other: DataStream<U>): ConnectedStreams<T, U>;
+  /** A window join: `join(other).where(k1).equalTo(k2).window(assigner).apply((a, b) => result)`. */
+  join<U>(other: DataStream<U>): JoinedStreams<T, U, false>;
+  /** A window co-group: as `join`, but `apply((first, second, out) => ...)` sees both lists of each key and window. */
+  coGroup<U>(other: DataStream<U>): JoinedStreams<T, U, true>;
   assignTimestampsAndWatermarks(strategy: WatermarkStrategy<T>): DataStream<T>;
   getSideOutput<U>(tag: OutputTag<U>): DataStream<U>;
   sinkTo(connector: Connector, name: string, encode?: (value: T) => Uint8Array | string): Sink;
@@ -255,6 +263,84 @@ export declare class KeyedStream<T, K> extends Stream {
   process<R>(fn: KeyedProcessFunction<K, T, R>): DataStream<R>;
   window(assigner: WindowAssigner): WindowedStream<T, K>;
   countWindow(size: number): WindowedStream<T, K>;
+  /** Connects two streams keyed the same way: one keyed operator reads both, with state and timers per key. */
+  connect<U>(other: KeyedStream<U, K>): ConnectedKeyedStreams<T, U, K>;
+  /** Joins records of both streams with equal keys whose event times lie within `between(lowerMs, upperMs)`. */
+  intervalJoin<U>(other: KeyedStream<U, K>): IntervalJoin<T, U>;
+}
+
+/** What a connected stream's map does with each input, as Flink's `CoMapFunction`. */
+export interface CoMapFunction<A, B, R> {
+  map1(value: A): R;
+  map2(value: B): R;
+}
+
+/** As Flink's `CoFlatMapFunction`: each returns an iterable of results or calls `out.collect(result)`. */
+export interface CoFlatMapFunction<A, B, R> {
+  flatMap1(value: A, out: Collector<R>): Iterable<R> | void;
+  flatMap2(value: B, out: Collector<R>): Iterable<R> | void;
+}
+
+/** Two streams read by one operator, as Flink's `ConnectedStreams`. */
+export declare class ConnectedStreams<A, B> {
+  map<R>(fn: CoMapFunction<A, B, R>): DataStream<R>;
+  flatMap<R>(fn: CoFlatMapFunction<A, B, R>): DataStream<R>;
+  keyBy<K extends Json>(key1: (value: A) => K, key2: (value: B) => K): ConnectedKeyedStreams<A, B, K>;
+}
+
+/** A keyed function over two connected inputs, as Flink's `KeyedCoProcessFunction`. */
+export interface KeyedCoProcessFunction<K, A, B, R> {
+  open?(ctx: RuntimeContext): void;
+  processElement1(value: A, ctx: ProcessContext<K>, out: Collector<R>): Iterable<R> | void;
+  processElement2(value: B, ctx: ProcessContext<K>, out: Collector<R>): Iterable<R> | void;
+  onTimer?(timestamp: number, ctx: ProcessContext<K>, out: Collector<R>): Iterable<R> | void;
+}
+
+/** Two keyed streams read by one keyed operator. */
+export declare class ConnectedKeyedStreams<A, B, K> {
+  process<R>(fn: KeyedCoProcessFunction<K, A, B, R>): DataStream<R>;
+}
+
+/** The event times of a joined pair; `timestamp` (the later) is the result's. */
+export interface JoinContext {
+  readonly leftTimestamp: number;
+  readonly rightTimestamp: number;
+  readonly timestamp: number;
+}
+
+/** As Flink's `ProcessJoinFunction`. */
+export interface ProcessJoinFunction<A, B, R> {
+  processElement(left: A, right: B, ctx: JoinContext, out: Collector<R>): Iterable<R> | void;
+}
+
+export declare class IntervalJoin<A, B> {
+  /** Joins `b` to `a` when `a.ts + lowerMs <= b.ts <= a.ts + upperMs`. */
+  between(lowerMs: number, upperMs: number): IntervalJoined<A, B>;
+}
+
+export declare class IntervalJoined<A, B> {
+  lowerBoundExclusive(): this;
+  upperBoundExclusive(): this;
+  process<R>(
+    fn: ProcessJoinFunction<A, B, R> | ((left: A, right: B, ctx: JoinContext, out: Collector<R>) => Iterable<R> | void),
+  ): DataStream<R>;
+}
+
+/** A window join or co-group being configured. */
+export declare class JoinedStreams<A, B, G extends boolean> {
+  where<K extends Json>(key1: (value: A) => K): JoinedStreams<A, B, G> & { equalTo(key2: (value: B) => K): JoinKeyed<A, B, G> };
+}
+
+export declare class JoinKeyed<A, B, G extends boolean> {
+  window(assigner: WindowAssigner): JoinWindowed<A, B, G>;
+}
+
+export declare class JoinWindowed<A, B, G extends boolean> {
+  allowedLateness(ms: number): this;
+  /** Join: `(a, b) => result` per pair. Co-group: `(first, second, out) => results` per key and window. */
+  apply<R>(
+    fn: G extends true ? (first: A[], second: B[], out: Collector<R>) => Iterable<R> | void : (a: A, b: B) => R,
+  ): DataStream<R>;
 }
 
 export interface WindowAssigner {

@@ -523,7 +523,7 @@ impl Nexmark {
 impl Env {
     /// Nexmark's events from the host's generator (see [`Nexmark`]).
     pub fn nexmark(&mut self, source: Nexmark) -> DataStream<crate::nexmark::Event> {
-        self.from_source(
+        self.shared_source(
             Connector {
                 kind: "nexmark".into(),
                 options: source.options,

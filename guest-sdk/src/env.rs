@@ -45,6 +45,11 @@ pub(crate) struct Graph {
     pub error: Option<Error>,
     /// Side output ports of operators that have them.
     pub side_ports: std::collections::HashMap<u32, SidePorts>,
+    /// Operators that are part of another one (an interval join's
+    /// timestamps): uid, name and parallelism set on them apply to it.
+    pub owners: std::collections::HashMap<u32, u32>,
+    /// Decode stages that can be made again, one per reader of a source.
+    pub decoders: std::collections::HashMap<u32, Rc<dyn Fn() -> FnEntry>>,
 }
 
 impl Graph {
@@ -139,6 +144,8 @@ impl Env {
                 hooks: None,
                 error: None,
                 side_ports: std::collections::HashMap::new(),
+                owners: std::collections::HashMap::new(),
+                decoders: std::collections::HashMap::new(),
             })),
         }
     }
@@ -423,6 +430,44 @@ impl Env {
         T: Serialize + DeserializeOwned + 'static,
         D: FnMut(&[u8]) -> Result<T, String> + 'static,
     {
+        self.source_decoded(
+            connector,
+            name,
+            FnEntry::Stage(Box::new(DecodeStage::new(decode))),
+        )
+    }
+
+    /// As [`Env::from_source`] with a decoder that can be copied: every
+    /// operator reading the stream gets its own decode stage, chained to
+    /// it, and the source hands all of them its raw records (rather than
+    /// values decoded and encoded once, then decoded by each reader).
+    pub(crate) fn shared_source<T, D>(
+        &mut self,
+        connector: Connector,
+        name: &str,
+        decode: D,
+    ) -> DataStream<T>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        D: FnMut(&[u8]) -> Result<T, String> + Clone + 'static,
+    {
+        let make: Rc<dyn Fn() -> FnEntry> =
+            Rc::new(move || FnEntry::Stage(Box::new(DecodeStage::new(decode.clone()))));
+        let stream = self.source_decoded(connector, name, make());
+        let op = stream.outputs[0].0;
+        self.g.borrow_mut().decoders.insert(op, make);
+        stream
+    }
+
+    fn source_decoded<T>(
+        &mut self,
+        connector: Connector,
+        name: &str,
+        decode: FnEntry,
+    ) -> DataStream<T>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+    {
         let mut g = self.g.borrow_mut();
         let source = g.add(
             Operator {
@@ -454,7 +499,7 @@ impl Env {
                 states: vec![],
                 side_outputs: 0,
             },
-            Some(FnEntry::Stage(Box::new(DecodeStage::new(decode)))),
+            Some(decode),
         );
         drop(g);
         DataStream::new(self.g.clone(), decode)

@@ -37,6 +37,7 @@ mod aggregate;
 #[doc(hidden)]
 pub mod alloc;
 mod args;
+mod co;
 mod codec;
 pub mod connectors;
 mod env;
@@ -64,6 +65,11 @@ pub mod wit;
 
 pub use aggregate::AggregateFunction;
 pub use args::Args;
+pub use co::{
+    CoFlatMapFunction, ConnectedKeyedStreams, ConnectedStreams, Either, IntervalBounds,
+    IntervalJoin, IntervalJoined, JoinContext, JoinKeyed, JoinWhere, JoinWindowed, JoinedStreams,
+    KeyedCoProcessFunction,
+};
 pub use env::{Env, RuntimeMode};
 pub use error::Error;
 pub use host::{LogLevel, TimeDomain};
@@ -101,9 +107,10 @@ impl std::fmt::Debug for Jobs {
 /// Everything a job function usually needs.
 pub mod prelude {
     pub use crate::{
-        AggregateFunction, Args, Collector, Context, CountTrigger, DataStream, Env, Error,
-        EventTimeSessionWindows, GlobalWindows, KeyedProcessFunction, KeyedStream, ListState,
-        MapState, OutputTag, ProcessingTimeSessionWindows, RuntimeMode, SlidingEventTimeWindows,
+        AggregateFunction, Args, CoFlatMapFunction, Collector, Context, CountTrigger, DataStream,
+        Either, Env, Error, EventTimeSessionWindows, GlobalWindows, JoinContext,
+        KeyedCoProcessFunction, KeyedProcessFunction, KeyedStream, ListState, MapState, OutputTag,
+        ProcessingTimeSessionWindows, RuntimeMode, SlidingEventTimeWindows,
         SlidingProcessingTimeWindows, StateDescriptor, TimeDomain, TimeWindow,
         TumblingEventTimeWindows, TumblingProcessingTimeWindows, ValueState, WatermarkStrategy,
     };

@@ -43,6 +43,37 @@ pub struct DataStream<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+/// A stream can feed several operators: each reads every record. A
+/// stream straight from a source whose decoder can be copied gets a decode
+/// stage of its own, so that each reader decodes the source's raw records.
+impl<T> Clone for DataStream<T> {
+    fn clone(&self) -> Self {
+        if let [(op, 0)] = self.outputs.as_slice() {
+            let mut g = self.g.borrow_mut();
+            if let Some(make) = g.decoders.get(op).cloned() {
+                let decode = Operator {
+                    uid: None,
+                    ..g.plan.operators[*op as usize].clone()
+                };
+                let id = g.add(decode, Some(make()));
+                g.decoders.insert(id, make);
+                return DataStream {
+                    g: self.g.clone(),
+                    outputs: vec![(id, 0)],
+                    partitioning: self.partitioning,
+                    _t: PhantomData,
+                };
+            }
+        }
+        DataStream {
+            g: self.g.clone(),
+            outputs: self.outputs.clone(),
+            partitioning: self.partitioning,
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<T> fmt::Debug for DataStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataStream")
@@ -520,9 +551,13 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
         self
     }
 
-    /// The source feeding decode stage `op` directly, if it is one.
+    /// The operator that `op` is part of: the source feeding decode stage
+    /// `op` directly, or the join whose timestamps `op` sets.
     fn source_of(&self, op: u32) -> Option<u32> {
         let g = self.g.borrow();
+        if let Some(owner) = g.owners.get(&op) {
+            return Some(*owner);
+        }
         let o = &g.plan.operators[op as usize];
         match (&o.kind, o.inputs.as_slice()) {
             (OperatorKind::Stage(StageKind::Decode), [e])
@@ -548,6 +583,8 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
     /// ```
     pub fn name(self, name: &str) -> Self {
         if let Some(op) = self.last_op("name") {
+            let owner = self.g.borrow().owners.get(&op).copied();
+            let op = owner.unwrap_or(op);
             self.g.borrow_mut().plan.operators[op as usize].name = name.to_owned();
         }
         self

@@ -435,3 +435,117 @@ fn session_process_and_count_windows_work_in_both_languages() {
         assert_eq!(got, want, "{name} nexmark");
     }
 }
+
+/// The Nexmark events the join jobs read: event time at 1 000 per second.
+fn join_events(n: u64) -> Vec<weir_frame::nexmark::Event> {
+    use weir_frame::nexmark::GeneratorConfig;
+    let g = GeneratorConfig {
+        ns_per_event: 1_000_000,
+        ..GeneratorConfig::default()
+    };
+    (0..n).map(|i| g.event(i)).collect()
+}
+
+/// What each join entry writes, computed from the events without a runtime.
+fn joins_model(entry: &str, events: &[weir_frame::nexmark::Event]) -> String {
+    use weir_frame::nexmark::Event;
+    let persons: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Person(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let auctions: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Auction(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let bids = events.iter().filter_map(|e| match e {
+        Event::Bid(b) => Some(b),
+        _ => None,
+    });
+    let window = |t: i64| t - t.rem_euclid(10_000);
+    match entry {
+        "connect" => {
+            let names: BTreeMap<i64, &str> =
+                persons.iter().map(|p| (p.id, p.name.as_str())).collect();
+            sorted_lines(auctions.iter().filter_map(|a| {
+                let name = names.get(&a.seller)?;
+                Some(format!("{},{name},{}", a.seller, a.id))
+            }))
+        }
+        "comap" => sorted_lines(
+            persons.iter().map(|p| format!("p,{}", p.id)).chain(
+                bids.filter(|b| b.auction % 123 == 0)
+                    .map(|b| format!("b,{},{}", b.auction, b.price)),
+            ),
+        ),
+        "interval" => {
+            let opened: BTreeMap<i64, i64> = auctions.iter().map(|a| (a.id, a.date_time)).collect();
+            sorted_lines(bids.filter_map(|b| {
+                let at = *opened.get(&b.auction)?;
+                (b.date_time >= at - 1000 && b.date_time <= at + 3000).then(|| {
+                    format!(
+                        "{},{},{},{at},{}",
+                        b.auction, b.bidder, b.price, b.date_time
+                    )
+                })
+            }))
+        }
+        "windowjoin" => sorted_lines(persons.iter().flat_map(|p| {
+            auctions
+                .iter()
+                .filter(|a| a.seller == p.id && window(a.date_time) == window(p.date_time))
+                .map(|a| format!("{},{},{}", p.id, p.name, a.id))
+                .collect::<Vec<_>>()
+        })),
+        other => unreachable!("{other}"),
+    }
+}
+
+#[test]
+fn connect_interval_and_window_joins_work_in_every_language() {
+    let dir = temp_dir();
+    let n = 30_000u64;
+    let events = join_events(n);
+    let entries = ["connect", "comap", "interval", "windowjoin"];
+    let models: Vec<String> = entries.iter().map(|e| joins_model(e, &events)).collect();
+    for (entry, want) in entries.iter().zip(&models) {
+        assert!(want.lines().count() > 20, "{entry}: {want}");
+    }
+    // Rust.
+    for (entry, want) in entries.iter().zip(&models) {
+        let out = file(&dir, &format!("rust-{entry}.txt"));
+        let o = run_local(
+            Path::new(weir_tests::WINDOWS_WASM),
+            &["-p", "2", "--entry", entry],
+            &[
+                "--clicks",
+                &n.to_string(),
+                "--output",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "rust {entry}: {}", stderr(&o));
+        assert!(
+            std::fs::read_to_string(&out).unwrap() == *want,
+            "rust {entry} differs from the model"
+        );
+    }
+    for (language, job) in FEATURES {
+        let wasm = build(language, job);
+        for (entry, want) in entries.iter().zip(&models) {
+            let got = feature_run(&dir, language, &wasm, entry, "2", n);
+            assert!(
+                got == *want,
+                "{} {entry} differs from the model: {} lines, the model {}",
+                language.name(),
+                got.lines().count(),
+                want.lines().count()
+            );
+        }
+    }
+}

@@ -146,7 +146,7 @@ fn stateless_queries_q0_q1_q2() {
 }
 
 #[test]
-fn join_q3_and_closing_prices_q4() {
+fn joins_q3_closing_prices_q4_and_winning_bids_q9() {
     let events = events();
     // q3: an inner join of local sellers and their category-10 auctions.
     let sellers: BTreeMap<i64, &Person> = persons(&events)
@@ -163,19 +163,37 @@ fn join_q3_and_closing_prices_q4() {
             })
             .collect(),
     );
-    // q4: each auction's highest bid while it was open; the last update of
-    // each category is its average over all closed auctions.
+    // q9: each auction's best bid while it was open (highest price, then
+    // earliest, then lowest bidder).
+    let winners: Vec<(&Auction, &Bid)> = auctions(&events)
+        .filter_map(|a| {
+            let best = bids(&events)
+                .filter(|b| {
+                    b.auction == a.id && b.date_time >= a.date_time && b.date_time <= a.expires
+                })
+                .max_by_key(|b| (b.price, -b.date_time, -b.bidder))?;
+            Some((a, best))
+        })
+        .collect();
+    check(
+        "q9",
+        winners
+            .iter()
+            .map(|(a, b)| {
+                format!(
+                    "{},{},{},{},{},{}",
+                    a.id, a.category, a.expires, b.bidder, b.price, b.date_time
+                )
+            })
+            .collect(),
+    );
+    // q4: the last update of each category is its average over all closed
+    // auctions.
     let mut per_category: BTreeMap<i64, (u64, i64)> = BTreeMap::new();
-    for a in auctions(&events) {
-        let best = bids(&events)
-            .filter(|b| b.auction == a.id && b.date_time >= a.date_time && b.date_time <= a.expires)
-            .map(|b| b.price)
-            .max();
-        if let Some(price) = best {
-            let e = per_category.entry(a.category).or_default();
-            e.0 += 1;
-            e.1 += price;
-        }
+    for (a, b) in &winners {
+        let e = per_category.entry(a.category).or_default();
+        e.0 += 1;
+        e.1 += b.price;
     }
     let want: Vec<String> = per_category
         .iter()

@@ -620,6 +620,27 @@ fn invalid_windows_are_rejected_before_running() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("slide must be positive"), "{e}");
+    // An interval join whose bounds are the wrong way round.
+    let o = run_local(
+        Path::new(WINDOWS_WASM),
+        &["--entry", "interval"],
+        &[
+            "--clicks",
+            "10",
+            "--output",
+            "/dev/null",
+            "--lower",
+            "5",
+            "--upper",
+            "-5",
+        ],
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("lower bound (5 ms) is after the upper bound (-5 ms)"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -22,7 +22,9 @@ use std::time::Instant;
 use weir_tests::NEXMARK_WASM;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
-const QUERIES: [&str; 8] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
+const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9"];
+/// The queries the Flink program runs.
+const FLINK_QUERIES: [&str; 8] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
 /// Flink 2.3 SQL, p=1, 10 M events: events per CPU-second and peak memory
 /// in MB, measured on a 2-core machine of this project.
 const FLINK_MEASURED: [(&str, f64, f64); 8] = [
@@ -169,20 +171,16 @@ fn main() {
             continue;
         }
         let (flink_rate, flink_mb, measured_here) = match &flink {
-            Some(cp) => {
+            Some(cp) if FLINK_QUERIES.contains(&q) => {
                 let mut c = Command::new("java");
                 c.args(["-cp", cp, "Nexmark", q, &events.to_string(), "1"]);
                 let r = measure(&mut c);
-                (r.per_cpu(events), r.peak_mb, true)
+                (Some(r.per_cpu(events)), Some(r.peak_mb), true)
             }
-            None => {
-                let (_, rate, mb) = FLINK_MEASURED
-                    .iter()
-                    .find(|(n, _, _)| *n == q)
-                    .copied()
-                    .expect("a figure per query");
-                (rate, mb, false)
-            }
+            _ => match FLINK_MEASURED.iter().find(|(n, _, _)| *n == q) {
+                Some((_, rate, mb)) => (Some(*rate), Some(*mb), false),
+                None => (None, None, false),
+            },
         };
         for (label, p, cp) in [
             ("p1", 1, None),
@@ -192,18 +190,25 @@ fn main() {
         ] {
             let r = weir(q, events, p, cp);
             let per_cpu = r.per_cpu(events);
+            let flink = match (flink_rate, flink_mb) {
+                (Some(rate), Some(mb)) => format!(
+                    "{rate:>12.0} {:>9.2} {:>8.3}x",
+                    per_cpu / rate,
+                    r.peak_mb / mb
+                ),
+                _ => format!("{:>12} {:>9} {:>9}", "-", "-", "-"),
+            };
             println!(
-                "{q:<4} {label:<22} {:>10.0} {:>8.2} {:>12.0} {:>9.0}   {:>12.0} {:>9.2} {:>8.3}x",
+                "{q:<4} {label:<22} {:>10.0} {:>8.2} {:>12.0} {:>9.0}   {flink}",
                 events as f64 / r.seconds,
                 r.cpu,
                 per_cpu,
                 r.peak_mb,
-                flink_rate,
-                per_cpu / flink_rate,
-                r.peak_mb / flink_mb
             );
         }
-        if !measured_here {
+        if flink_rate.is_none() {
+            println!("     (the Flink program has no {q})");
+        } else if !measured_here {
             println!("     (Flink figures: measured on this machine type, not in this run)");
         }
     }

@@ -2,7 +2,7 @@
 //! source (persons, auctions and bids; event time at 10 M events per second
 //! unless `--event-time-rate` says otherwise; watermarks 4 s behind).
 //!
-//! `--query q0|q1|q2|q3|q4|q5|q7|q8 [--events N] [--rate R] [--output PATH]`:
+//! `--query q0|q1|q2|q3|q4|q5|q7|q8|q9 [--events N] [--rate R] [--output PATH]`:
 //! `N` events in all (unbounded without), at most `R` per second; results
 //! go to text files under `PATH` (one line per result, fields separated by
 //! commas), or are discarded.
@@ -11,22 +11,26 @@
 //! - q1: every bid with its price in euros (`0.908 * price`, 3 decimals).
 //! - q2: the bids on auctions whose id is a multiple of 123.
 //! - q3: auctions of category 10 by sellers in Oregon, Idaho or California,
-//!   with the seller's name, city and state (a join of auctions and persons).
-//! - q4: the average closing price per category: each auction closes at its
-//!   expiry with its highest bid placed while it was open; every closing
-//!   updates its category's average (`category,auctions,average`).
+//!   with the seller's name, city and state (auctions and persons connected
+//!   by seller, joined by a keyed co-process function).
+//! - q4: the average closing price per category: every closing (q9) updates
+//!   its category's average (`category,auctions,average`).
 //! - q5: the hot items: per sliding window of 10 s every 2 s, the auctions
 //!   with the most bids (`auction,bids,window end`).
 //! - q7: the highest bids of every 10 s tumbling window.
 //! - q8: the people who registered and opened an auction in the same 10 s
-//!   tumbling window (`id,name,window start`).
+//!   tumbling window (`id,name,window start`; a window co-group of persons
+//!   and auctions).
+//! - q9: the winning bid of every auction: it closes at its expiry with its
+//!   highest bid placed while it was open, the earliest of equal bids
+//!   (`auction,category,expires,bidder,price,bid time`).
 
 use weir_sdk::connectors::Nexmark;
 use weir_sdk::nexmark::{Auction, Bid, Event, Person};
 use weir_sdk::prelude::*;
 
 /// Every query this job runs.
-pub const QUERIES: [&str; 8] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8"];
+pub const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9"];
 
 fn bids(events: DataStream<Event>) -> DataStream<Bid> {
     events
@@ -97,6 +101,7 @@ pub fn nexmark(env: &mut Env, args: &Args) -> Result<(), Error> {
         "q5" => q5(events),
         "q7" => q7(events),
         "q8" => q8(events),
+        "q9" => q9(events),
         other => {
             return Err(Error::new(format!(
                 "--query {other}: use one of {}",
@@ -116,155 +121,197 @@ pub fn nexmark(env: &mut Env, args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
+/// A q3 seller: id, name, city, state.
+type Seller = (i64, String, String, String);
+
 /// The person a q3 result names.
 const SELLER: ValueState<(String, String, String)> = ValueState::new("seller");
 /// Auctions whose seller has not been seen yet.
 const WAITING: ListState<i64> = ListState::new("waiting");
 
-/// Joins sellers and their auctions, whichever comes first.
+/// Joins auctions (id, seller) and their sellers, whichever comes first.
 struct LocalItems;
 
-impl KeyedProcessFunction<i64, Event> for LocalItems {
+impl KeyedCoProcessFunction<i64, (i64, i64), Seller> for LocalItems {
     type Out = String;
 
     fn states(&self) -> Vec<StateDescriptor> {
         vec![SELLER.descriptor(), WAITING.descriptor()]
     }
 
-    fn process_element(
+    fn process_element1(
         &mut self,
-        e: Event,
+        (auction, _): (i64, i64),
         ctx: &mut Context<'_, i64>,
         out: &mut Collector<'_, String>,
     ) -> Result<(), Error> {
-        match e {
-            Event::Person(p) => {
-                for a in ctx.list(&WAITING).get()? {
-                    out.collect(format!("{},{},{},{a}", p.name, p.city, p.state));
-                }
-                ctx.list(&WAITING).clear()?;
-                ctx.value(&SELLER).set(&(p.name, p.city, p.state))?;
-            }
-            Event::Auction(a) => match ctx.value(&SELLER).get()? {
-                Some((name, city, state)) => out.collect(format!("{name},{city},{state},{}", a.id)),
-                None => ctx.list(&WAITING).add(&a.id)?,
-            },
-            Event::Bid(_) => {}
+        match ctx.value(&SELLER).get()? {
+            Some((name, city, state)) => out.collect(format!("{name},{city},{state},{auction}")),
+            None => ctx.list(&WAITING).add(&auction)?,
         }
         Ok(())
+    }
+
+    fn process_element2(
+        &mut self,
+        (_, name, city, state): Seller,
+        ctx: &mut Context<'_, i64>,
+        out: &mut Collector<'_, String>,
+    ) -> Result<(), Error> {
+        for a in ctx.list(&WAITING).get()? {
+            out.collect(format!("{name},{city},{state},{a}"));
+        }
+        ctx.list(&WAITING).clear()?;
+        ctx.value(&SELLER).set(&(name, city, state))
     }
 }
 
 fn q3(events: DataStream<Event>) -> DataStream<String> {
-    events
-        .filter(|e: &Event| match e {
-            Event::Person(p) => matches!(p.state.as_str(), "OR" | "ID" | "CA"),
-            Event::Auction(a) => a.category == 10,
-            Event::Bid(_) => false,
+    let auctions = events
+        .clone()
+        .flat_map(|e: Event| match e {
+            Event::Auction(a) if a.category == 10 => Some((a.id, a.seller)),
+            _ => None,
         })
-        .name("sellers and auctions")
-        .uid("q3-filter")
-        .key_by(|e: &Event| match e {
-            Event::Person(p) => p.id,
-            Event::Auction(a) => a.seller,
-            Event::Bid(b) => b.auction,
+        .name("auctions")
+        .uid("q3-auctions");
+    let sellers = events
+        .flat_map(|e: Event| match e {
+            Event::Person(p) if matches!(p.state.as_str(), "OR" | "ID" | "CA") => {
+                Some((p.id, p.name, p.city, p.state))
+            }
+            _ => None,
         })
+        .name("sellers")
+        .uid("q3-sellers");
+    auctions
+        .connect(sellers)
+        .key_by(|(_, seller): &(i64, i64)| *seller, |p: &Seller| p.0)
         .process(LocalItems)
         .name("join")
         .uid("q3-join")
 }
 
-/// An auction: its category, when it opened and closes, its highest bid
-/// so far, whether it closed.
-const OPEN: ValueState<(i64, i64, i64, Option<i64>, bool)> = ValueState::new("open");
-/// Bids that came before their auction: (time, price).
-const EARLY: ListState<(i64, i64)> = ListState::new("early");
+/// What q9 keeps of an auction: id, category, opened, expires.
+type Opened = (i64, i64, i64, i64);
+/// What q9 keeps of a bid: auction, bidder, price, time.
+type Offer = (i64, i64, i64, i64);
+/// A winning bid: (auction id, category, expires) and (bidder, price, time).
+pub type Winner = ((i64, i64, i64), (i64, i64, i64));
 
-/// What q4 needs of an auction or a bid, projected before the shuffle:
-/// `(AUCTION, id, category, opened, expires)` or `(BID, auction, price,
-/// time, 0)`.
-type Sale = (u8, i64, i64, i64, i64);
-const AUCTION: u8 = 0;
-const BID: u8 = 1;
+/// An auction, its best bid so far, and whether it closed.
+const OPEN: ValueState<(Opened, Option<Offer>, bool)> = ValueState::new("open");
+/// Bids that came before their auction.
+const EARLY: ListState<Offer> = ListState::new("early");
 
-/// Closes each auction at its expiry with its highest bid placed while it
-/// was open.
+/// Whether `bid` was placed while `auction` was open and beats `best`: a
+/// higher price, then the earlier bid, then the lower bidder id.
+fn better(auction: &Opened, bid: &Offer, best: &Option<Offer>) -> bool {
+    let (_, _, opened, expires) = *auction;
+    bid.3 >= opened
+        && bid.3 <= expires
+        && best.is_none_or(|b| (bid.2, -bid.3, -bid.1) > (b.2, -b.3, -b.1))
+}
+
+/// Closes each auction at its expiry with its best bid placed while it was
+/// open (Nexmark's q9).
 struct Closing;
 
-impl KeyedProcessFunction<i64, Sale> for Closing {
-    type Out = (i64, i64);
+impl KeyedCoProcessFunction<i64, Opened, Offer> for Closing {
+    type Out = Winner;
 
     fn states(&self) -> Vec<StateDescriptor> {
         vec![OPEN.descriptor(), EARLY.descriptor()]
     }
 
-    fn process_element(
+    fn process_element1(
         &mut self,
-        (kind, _, x, y, z): Sale,
+        auction: Opened,
         ctx: &mut Context<'_, i64>,
-        _out: &mut Collector<'_, (i64, i64)>,
+        _out: &mut Collector<'_, Winner>,
     ) -> Result<(), Error> {
-        if kind == AUCTION {
-            let (category, opened, expires) = (x, y, z);
-            let mut best = None;
-            for (t, price) in ctx.list(&EARLY).get()? {
-                if t >= opened && t <= expires {
-                    best = best.max(Some(price));
-                }
+        let mut best = None;
+        for bid in ctx.list(&EARLY).get()? {
+            if better(&auction, &bid, &best) {
+                best = Some(bid);
             }
-            ctx.list(&EARLY).clear()?;
-            ctx.value(&OPEN)
-                .set(&(category, opened, expires, best, false))?;
-            ctx.timer_service().register_event_time_timer(expires);
-            return Ok(());
         }
-        let (price, time) = (x, y);
+        ctx.list(&EARLY).clear()?;
+        ctx.value(&OPEN).set(&(auction, best, false))?;
+        ctx.timer_service().register_event_time_timer(auction.3);
+        Ok(())
+    }
+
+    fn process_element2(
+        &mut self,
+        bid: Offer,
+        ctx: &mut Context<'_, i64>,
+        _out: &mut Collector<'_, Winner>,
+    ) -> Result<(), Error> {
         match ctx.value(&OPEN).get()? {
-            Some((category, opened, expires, best, false)) => {
-                if time >= opened && time <= expires && Some(price) > best {
-                    ctx.value(&OPEN)
-                        .set(&(category, opened, expires, Some(price), false))?;
+            Some((auction, best, false)) => {
+                if better(&auction, &bid, &best) {
+                    ctx.value(&OPEN).set(&(auction, Some(bid), false))?;
                 }
+                Ok(())
             }
             // Closed: the bid came too late.
-            Some(_) => {}
-            None => ctx.list(&EARLY).add(&(time, price))?,
+            Some(_) => Ok(()),
+            None => ctx.list(&EARLY).add(&bid),
         }
-        Ok(())
     }
 
     fn on_timer(
         &mut self,
         _timestamp: i64,
         ctx: &mut Context<'_, i64>,
-        out: &mut Collector<'_, (i64, i64)>,
+        out: &mut Collector<'_, Winner>,
     ) -> Result<(), Error> {
-        if let Some((category, opened, expires, best, _)) = ctx.value(&OPEN).get()? {
-            if let Some(price) = best {
-                out.collect((category, price));
+        if let Some((auction, best, _)) = ctx.value(&OPEN).get()? {
+            if let Some((_, bidder, price, time)) = best {
+                out.collect(((auction.0, auction.1, auction.3), (bidder, price, time)));
             }
             // Remembered as closed, so that later bids are not kept.
-            ctx.value(&OPEN)
-                .set(&(category, opened, expires, None, true))?;
+            ctx.value(&OPEN).set(&(auction, None, true))?;
         }
         Ok(())
     }
 }
 
-fn q4(events: DataStream<Event>) -> DataStream<String> {
-    events
+/// Nexmark's q9: the winning bid of every auction, when it closes.
+fn winning_bids(events: DataStream<Event>) -> DataStream<Winner> {
+    let auctions = events
+        .clone()
         .flat_map(|e: Event| match e {
-            Event::Auction(a) => Some((AUCTION, a.id, a.category, a.date_time, a.expires)),
-            Event::Bid(b) => Some((BID, b.auction, b.price, b.date_time, 0)),
-            Event::Person(_) => None,
+            Event::Auction(a) => Some((a.id, a.category, a.date_time, a.expires)),
+            _ => None,
         })
-        .name("auctions and bids")
-        .uid("q4-filter")
-        .key_by(|s: &Sale| s.1)
+        .name("auctions")
+        .uid("q9-auctions");
+    let bids = events
+        .flat_map(|e: Event| match e {
+            Event::Bid(b) => Some((b.auction, b.bidder, b.price, b.date_time)),
+            _ => None,
+        })
+        .name("bids")
+        .uid("q9-bids");
+    auctions
+        .connect(bids)
+        .key_by(|a: &Opened| a.0, |b: &Offer| b.0)
         .process(Closing)
         .name("closing prices")
-        .uid("q4-closing")
-        .map(|(category, price): (i64, i64)| (category, 1u64, price))
+        .uid("q9-closing")
+}
+
+fn q9(events: DataStream<Event>) -> DataStream<String> {
+    winning_bids(events).map(|((id, category, expires), (bidder, price, time)): Winner| {
+        format!("{id},{category},{expires},{bidder},{price},{time}")
+    })
+}
+
+fn q4(events: DataStream<Event>) -> DataStream<String> {
+    winning_bids(events)
+        .map(|((_, category, _), (_, price, _)): Winner| (category, 1u64, price))
         .key_by(|(category, _, _): &(i64, u64, i64)| *category)
         .reduce(|a, b| (a.0, a.1 + b.1, a.2 + b.2))
         .name("average per category")
@@ -404,52 +451,40 @@ fn q7(events: DataStream<Event>) -> DataStream<String> {
         .flat_map(|bids: Vec<Bid>| bids.iter().map(bid_line).collect::<Vec<_>>())
 }
 
-/// Whether a window saw the person (its name) and an auction of theirs.
-struct NewSeller;
-
-/// A person's id and name, or an auction's seller, projected before the
-/// shuffle.
-type Party = (i64, Option<String>);
-
-impl AggregateFunction<Party> for NewSeller {
-    type Acc = (Option<String>, bool);
-    type Out = Option<String>;
-    fn create_accumulator(&self) -> Self::Acc {
-        (None, false)
-    }
-    fn add(&self, acc: &mut Self::Acc, (_, name): Party) {
-        match name {
-            Some(name) => acc.0 = Some(name),
-            None => acc.1 = true,
-        }
-    }
-    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
-        acc.0 = acc.0.take().or(other.0);
-        acc.1 |= other.1;
-    }
-    fn get_result(&self, acc: &Self::Acc) -> Option<String> {
-        acc.0.clone().filter(|_| acc.1)
-    }
-}
-
 fn q8(events: DataStream<Event>) -> DataStream<String> {
-    events
+    let persons = events
+        .clone()
         .flat_map(|e: Event| match e {
-            Event::Person(Person { id, name, .. }) => Some((id, Some(name))),
-            Event::Auction(Auction { seller, .. }) => Some((seller, None)),
-            Event::Bid(_) => None,
+            Event::Person(Person { id, name, .. }) => Some((id, name)),
+            _ => None,
         })
-        .name("persons and auctions")
-        .uid("q8-filter")
-        .key_by(|(id, _): &Party| *id)
+        .name("persons")
+        .uid("q8-persons");
+    let sellers = events
+        .flat_map(|e: Event| match e {
+            Event::Auction(Auction { seller, .. }) => Some(seller),
+            _ => None,
+        })
+        .name("sellers")
+        .uid("q8-sellers");
+    persons
+        .join(sellers)
+        .where_key(|(id, _): &(i64, String)| *id)
+        .equal_to(|seller: &i64| *seller)
         .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
-        .aggregate_with(
-            NewSeller,
-            |id: &i64, w: &TimeWindow, name: Option<String>| {
-                name.map(|n| format!("{id},{n},{}", w.start))
+        .co_group(
+            |id: &i64,
+             w: &TimeWindow,
+             persons: Vec<(i64, String)>,
+             sellers: Vec<i64>,
+             out: &mut Collector<String>| {
+                if !sellers.is_empty() {
+                    for (_, name) in persons {
+                        out.collect(format!("{id},{name},{}", w.start));
+                    }
+                }
             },
         )
         .name("new sellers")
         .uid("q8-join")
-        .flat_map(|line: Option<String>| line)
 }

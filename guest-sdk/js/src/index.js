@@ -29,6 +29,8 @@ class Graph {
     this.fns = new Map();
     this.hooks = null;
     this.tags = new Map(); // `${op}/${tag}` -> port
+    // Operators that are part of another (an interval join's timestamps): name, uid and parallelism apply to it.
+    this.owners = new Map();
   }
 
   add(op, fn) {
@@ -282,19 +284,28 @@ export class OutputTag {
 }
 
 class Stream {
-  constructor(g, op, port = 0, partitioning = FORWARD) {
+  constructor(g, op, port = 0, partitioning = FORWARD, edges = undefined) {
     this._g = g;
     this._op = op;
     this._port = port;
     this._partitioning = partitioning;
+    // Several upstream outputs after a union.
+    this._edges = edges;
   }
 
   _edge() {
+    if (this._edges !== undefined) return this._edges.map((e) => ({ ...e }));
     return [{ from: this._op, port: this._port, partitioning: this._partitioning }];
   }
 
   _last() {
-    return this._g.ops[this._op];
+    if (this._edges !== undefined) {
+      throw new WeirError(
+        "this stream is a union of several operators; set name, uid and parallelism on the operators before the union",
+      );
+    }
+    const owner = this._g.owners.get(this._op);
+    return this._g.ops[owner === undefined ? this._op : owner];
   }
 
   /** Names the operator created last. */
@@ -344,12 +355,56 @@ export class DataStream extends Stream {
     return new KeyedStream(this._g, s._op);
   }
 
+  _repartitioned(partitioning) {
+    const edges = this._edges === undefined ? undefined : this._edges.map((e) => ({ ...e, partitioning }));
+    return new DataStream(this._g, this._op, this._port, partitioning, edges);
+  }
+
   rebalance() {
-    return new DataStream(this._g, this._op, this._port, REBALANCE);
+    return this._repartitioned(REBALANCE);
   }
 
   broadcast() {
-    return new DataStream(this._g, this._op, this._port, BROADCAST);
+    return this._repartitioned(BROADCAST);
+  }
+
+  /** Merges streams: the next operator reads all of them. */
+  union(...others) {
+    const edges = this._edge();
+    for (const o of others) {
+      if (o._g !== this._g) throw new WeirError("union of streams of different environments");
+      if (o._partitioning !== this._partitioning) {
+        throw new WeirError("union of streams with different partitioning; key or rebalance after the union");
+      }
+      edges.push(...o._edge());
+    }
+    return new DataStream(this._g, this._op, this._port, this._partitioning, edges);
+  }
+
+  /**
+   * Connects two streams, possibly of different types, so that one operator reads both:
+   * `map({ map1, map2 })`, `flatMap({ flatMap1, flatMap2 })`, or
+   * `keyBy(key1, key2).process({ processElement1, processElement2, onTimer })`.
+   */
+  connect(other) {
+    return new ConnectedStreams(this, other);
+  }
+
+  /**
+   * A window join: `join(other).where(key1).equalTo(key2).window(assigner).apply((a, b) => result)`
+   * emits one result per pair with equal keys in the same window.
+   */
+  join(other) {
+    return new JoinedStreams(this, other, false);
+  }
+
+  /** A window co-group: as `join`, but `apply((first, second, out) => ...)` sees both lists of each key and window. */
+  coGroup(other) {
+    return new JoinedStreams(this, other, true);
+  }
+
+  _tag(tag) {
+    return this.map((v) => [tag, v]).name(`Connect (${tag + 1})`);
   }
 
   /** Event time, as Flink's `assignTimestampsAndWatermarks`. */
@@ -472,9 +527,266 @@ export class KeyedStream extends Stream {
     return new WindowedStream(this, assigner);
   }
 
+  /** Connects two streams keyed the same way: `process(fn)` sees both, with state and timers per key. */
+  connect(other) {
+    if (!(other instanceof KeyedStream)) throw new WeirError("connect a keyed stream to a keyed stream (keyBy both)");
+    return new ConnectedKeyedStreams(tagKeyed(this, 0), tagKeyed(other, 1));
+  }
+
+  /**
+   * Joins each record with the records of `other` with the same key whose event time lies within
+   * `between(lowerMs, upperMs)` of its own, as Flink's `intervalJoin`.
+   */
+  intervalJoin(other) {
+    if (!(other instanceof KeyedStream)) throw new WeirError("intervalJoin joins two keyed streams (keyBy both)");
+    return new IntervalJoin(this, other);
+  }
+
   /** Windows of `size` records per key. */
   countWindow(size) {
     return new WindowedStream(this, GlobalWindows.create()).trigger(CountTrigger.of(size));
+  }
+}
+
+/** A keyed stream's values tagged with their input, key kept; runs with the key selector's parallelism. */
+function tagKeyed(keyed, tag) {
+  const g = keyed._g;
+  const op = g.add(
+    operator(`Connect (${tag + 1})`, [{ from: keyed._op, port: 0, partitioning: FORWARD }], { tag: "stage", val: "key-by" }),
+    ["map", (v) => [tag, v]],
+  );
+  return new KeyedStream(g, op);
+}
+
+function keyedProcess(g, edges, fn, name) {
+  const op = g.add(operator(name, edges, { tag: "process" }), ["process", fn]);
+  if (typeof fn.open === "function") fn.open(new RuntimeContext(g.ops[op]));
+  return new DataStream(g, op);
+}
+
+/** Two streams read by one operator, as Flink's `ConnectedStreams`. */
+export class ConnectedStreams {
+  constructor(first, second) {
+    this._first = first;
+    this._second = second;
+  }
+
+  _tagged() {
+    return this._first._tag(0).union(this._second._tag(1));
+  }
+
+  /** `{ map1(value), map2(value) }`. */
+  map(fn) {
+    return this._tagged()
+      .map(([tag, v]) => (tag === 0 ? fn.map1(v) : fn.map2(v)))
+      .name("Co-Map");
+  }
+
+  /** `{ flatMap1(value, out), flatMap2(value, out) }`, each returning an iterable or calling `out.collect`. */
+  flatMap(fn) {
+    return this._tagged()
+      .flatMap(([tag, v], out) => (tag === 0 ? fn.flatMap1(v, out) : fn.flatMap2(v, out)))
+      .name("Co-Flat Map");
+  }
+
+  /** Partitions both inputs by key, each with its own key selector. */
+  keyBy(key1, key2) {
+    return this._first.keyBy(key1).connect(this._second.keyBy(key2));
+  }
+}
+
+/** Two keyed streams read by one keyed operator. */
+export class ConnectedKeyedStreams {
+  constructor(first, second) {
+    this._g = first._g;
+    this._edges = [...first._edge(), ...second._edge()];
+  }
+
+  /** `{ open(ctx), processElement1(value, ctx, out), processElement2(value, ctx, out), onTimer(ts, ctx, out) }`. */
+  process(fn) {
+    const co = {
+      open: (ctx) => {
+        if (typeof fn.open === "function") fn.open(ctx);
+      },
+      processElement: ([tag, v], ctx, out) =>
+        tag === 0 ? fn.processElement1(v, ctx, out) : fn.processElement2(v, ctx, out),
+      onTimer: (ts, ctx, out) => (typeof fn.onTimer === "function" ? fn.onTimer(ts, ctx, out) : undefined),
+    };
+    return keyedProcess(this._g, this._edges, co, "KeyedCoProcess");
+  }
+}
+
+export class IntervalJoin {
+  constructor(first, second) {
+    this._first = first;
+    this._second = second;
+  }
+
+  /** Joins `b` to `a` when `a.ts + lowerMs <= b.ts <= a.ts + upperMs`. */
+  between(lowerMs, upperMs) {
+    const lower = Math.trunc(lowerMs);
+    const upper = Math.trunc(upperMs);
+    if (!Number.isFinite(lower) || !Number.isFinite(upper)) throw new WeirError("interval join: the bounds must be numbers of milliseconds");
+    if (lower > upper) {
+      throw new WeirError(`interval join: the lower bound (${lower} ms) is after the upper bound (${upper} ms)`);
+    }
+    return new IntervalJoined(this._first, this._second, lower, upper);
+  }
+}
+
+export class IntervalJoined {
+  constructor(first, second, lower, upper) {
+    this._first = first;
+    this._second = second;
+    this._bounds = { lower, upper, lowerInclusive: true, upperInclusive: true };
+  }
+
+  lowerBoundExclusive() {
+    this._bounds.lowerInclusive = false;
+    return this;
+  }
+
+  upperBoundExclusive() {
+    this._bounds.upperInclusive = false;
+    return this;
+  }
+
+  /**
+   * `{ processElement(left, right, ctx, out) }` (or such a function) for every joined pair;
+   * `ctx.leftTimestamp`, `ctx.rightTimestamp` and `ctx.timestamp` (the later) are the pair's event times.
+   */
+  process(fn) {
+    const call = typeof fn === "function" ? fn : (l, r, c, o) => fn.processElement(l, r, c, o);
+    const connected = this._first.connect(this._second);
+    const joined = keyedProcess(connected._g, connected._edges, intervalJoinFunction(call, this._bounds), "IntervalJoin");
+    const g = joined._g;
+    const op = g.add(operator("Timestamps", joined._edge(), { tag: "stage", val: "timestamps" }), ["stamp", undefined]);
+    g.owners.set(op, joined._op);
+    return new DataStream(g, op);
+  }
+}
+
+/** Buffers both sides by event time in map states until the watermark passes the last time they can join. */
+function intervalJoinFunction(call, b) {
+  let left;
+  let right;
+  const joins = (lt, rt) => {
+    const lo = lt + b.lower;
+    const hi = lt + b.upper;
+    return (b.lowerInclusive ? rt >= lo : rt > lo) && (b.upperInclusive ? rt <= hi : rt < hi);
+  };
+  const leftExpiry = (ts) => ts + Math.max(b.upper, 0);
+  const rightExpiry = (ts) => ts + Math.max(-b.lower, 0);
+  const pair = (l, r, lt, rt, results) => {
+    const ctx = { leftTimestamp: lt, rightTimestamp: rt, timestamp: Math.max(lt, rt) };
+    const out = {
+      collect: (x) => {
+        results.push([ctx.timestamp, x]);
+      },
+    };
+    const r2 = call(l, r, ctx, out);
+    if (r2 !== undefined && r2 !== null) {
+      if (typeof r2[Symbol.iterator] !== "function") {
+        throw new WeirError("a join function returned a value that is not iterable; return an array or use out.collect(value)");
+      }
+      for (const x of r2) out.collect(x);
+    }
+  };
+  return {
+    open(ctx) {
+      left = ctx.getMapState(new MapStateDescriptor("left"));
+      right = ctx.getMapState(new MapStateDescriptor("right"));
+    },
+    processElement([tag, v], ctx) {
+      const ts = ctx.timestamp();
+      if (ts === undefined || ts === null) {
+        throw new WeirError("an interval join needs event time: assign timestamps and watermarks to both inputs");
+      }
+      const watermark = ctx.timerService().currentWatermark();
+      if (ts < watermark) return [];
+      const results = [];
+      let own;
+      let expiry;
+      if (tag === 0) {
+        for (const [rt, rs] of right.entries()) if (joins(ts, rt)) for (const r of rs) pair(v, r, ts, rt, results);
+        own = left;
+        expiry = leftExpiry(ts);
+      } else {
+        for (const [lt, ls] of left.entries()) if (joins(lt, ts)) for (const l of ls) pair(l, v, lt, ts, results);
+        own = right;
+        expiry = rightExpiry(ts);
+      }
+      if (expiry >= watermark) {
+        const at = own.get(ts) || [];
+        at.push(v);
+        own.put(ts, at);
+      }
+      ctx.timerService().registerEventTimeTimer(expiry);
+      return results;
+    },
+    onTimer(timestamp) {
+      // Each buffered time registered a timer at its expiry: the timer names the one entry per side that expires now.
+      left.remove(timestamp - Math.max(b.upper, 0));
+      right.remove(timestamp - Math.max(-b.lower, 0));
+    },
+  };
+}
+
+/** A window join or co-group being configured (see `DataStream.join`). */
+export class JoinedStreams {
+  constructor(first, second, coGroup) {
+    this._first = first;
+    this._second = second;
+    this._coGroup = coGroup;
+  }
+
+  where(key1) {
+    this._key1 = key1;
+    return this;
+  }
+
+  equalTo(key2) {
+    this._key2 = key2;
+    return this;
+  }
+
+  window(assigner) {
+    if (this._key1 === undefined || this._key2 === undefined) {
+      throw new WeirError("a window join needs both keys: join(other).where(key1).equalTo(key2)");
+    }
+    const keyed = this._first.keyBy(this._key1).connect(this._second.keyBy(this._key2));
+    const stream = new KeyedStream(keyed._g, undefined);
+    stream._edges = keyed._edges;
+    return new JoinWindowed(new WindowedStream(stream, assigner), this._coGroup);
+  }
+}
+
+export class JoinWindowed {
+  constructor(windowed, coGroup) {
+    this._windowed = windowed;
+    this._coGroup = coGroup;
+  }
+
+  allowedLateness(ms) {
+    this._windowed.allowedLateness(ms);
+    return this;
+  }
+
+  /** Join: `(a, b) => result` per pair. Co-group: `(first, second, out) => iterable | void` per key and window. */
+  apply(fn) {
+    const coGroup = this._coGroup;
+    return this._windowed
+      .process({
+        process(_key, _context, elements, out) {
+          const first = [];
+          const second = [];
+          for (const [tag, v] of elements) (tag === 0 ? first : second).push(v);
+          if (coGroup) return fn(first, second, out);
+          for (const a of first) for (const b of second) out.collect(fn(a, b));
+          return undefined;
+        },
+      })
+      .name(coGroup ? "Window CoGroup" : "Window Join");
   }
 }
 

@@ -71,6 +71,9 @@ function stage(kind, f, next) {
       return (k, ts, v) => next(encode(f(v)), ts, v);
     case "timestamps":
       return (k, ts, v) => next(k, Math.trunc(f(v, ts)), v);
+    case "stamp":
+      // [timestamp, value] pairs of a join: the value with that time.
+      return (k, _ts, v) => next(k, v[0], v[1]);
     case "encode":
     case "decode":
       return (k, ts, v) => next(k, ts, f(v));
@@ -319,8 +322,10 @@ class Context {
     const reg = (domain, ts) => host.registerTimer(domain, currentKey, EMPTY, BigInt(Math.trunc(ts)));
     const del = (domain, ts) => host.deleteTimer(domain, currentKey, EMPTY, BigInt(Math.trunc(ts)));
     return {
-      currentWatermark: () => Number(wit.currentWatermark),
-      currentProcessingTime: () => Number(wit.processingTime),
+      // s64 values can arrive as their unsigned reading (the watermark
+      // before the first one is the smallest s64).
+      currentWatermark: () => Number(BigInt.asIntN(64, BigInt(wit.currentWatermark))),
+      currentProcessingTime: () => Number(BigInt.asIntN(64, BigInt(wit.processingTime))),
       registerEventTimeTimer: (ts) => reg("event-time", ts),
       registerProcessingTimeTimer: (ts) => reg("processing-time", ts),
       deleteEventTimeTimer: (ts) => del("event-time", ts),

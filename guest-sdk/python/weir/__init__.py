@@ -18,19 +18,27 @@ Build it into a component with `weir-py build job.py -o job.wasm`.
 
 from .api import (
     AggregateFunction,
+    CoFlatMapFunction,
+    CoMapFunction,
+    ConnectedKeyedStreams,
+    ConnectedStreams,
     Connector,
     CountTrigger,
     DataStream,
     Env,
     EventTimeSessionWindows,
     GlobalWindows,
+    IntervalJoin,
+    JoinedStreams,
+    KeyedCoProcessFunction,
     KeyedProcessFunction,
     KeyedStream,
     ListStateDescriptor,
     MapStateDescriptor,
     OutputTag,
-    ProcessingTimeSessionWindows,
+    ProcessJoinFunction,
     ProcessWindowFunction,
+    ProcessingTimeSessionWindows,
     SlidingEventTimeWindows,
     SlidingProcessingTimeWindows,
     Time,
@@ -40,25 +48,32 @@ from .api import (
     ValueStateDescriptor,
     WatermarkStrategy,
     WindowedStream,
-    job,
-)
+    job,)
 from .args import Args
 from .errors import WeirError
 
 __all__ = [
     "AggregateFunction",
     "Args",
+    "CoFlatMapFunction",
+    "CoMapFunction",
+    "ConnectedKeyedStreams",
+    "ConnectedStreams",
     "Connector",
     "CountTrigger",
     "DataStream",
     "Env",
     "EventTimeSessionWindows",
     "GlobalWindows",
+    "IntervalJoin",
+    "JoinedStreams",
+    "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",
     "ListStateDescriptor",
     "MapStateDescriptor",
     "OutputTag",
+    "ProcessJoinFunction",
     "ProcessWindowFunction",
     "ProcessingTimeSessionWindows",
     "SlidingEventTimeWindows",
@@ -72,8 +87,7 @@ __all__ = [
     "WeirError",
     "WindowedStream",
     "job",
-    "log",
-]
+    "log",]
 
 
 def log(level, message):

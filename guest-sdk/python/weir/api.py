@@ -48,6 +48,9 @@ class Graph:
         self.fns = {}
         self.hooks = None
         self.tags = {}  # (op, tag id) -> port
+        # Operators that are part of another (an interval join's
+        # timestamps): name, uid and parallelism apply to it.
+        self.owners = {}
 
     def add(self, op, fn=None):
         self.ops.append(op)
@@ -197,17 +200,26 @@ class OutputTag:
 
 
 class _Stream:
-    def __init__(self, g, op, port=0, partitioning=FORWARD):
+    def __init__(self, g, op, port=0, partitioning=FORWARD, edges=None):
         self._g = g
         self._op = op
         self._port = port
         self._partitioning = partitioning
+        # Several upstream outputs after a union.
+        self._edges = edges
 
     def _edge(self):
+        if self._edges is not None:
+            return list(self._edges)
         return [(self._op, self._port, self._partitioning)]
 
     def _last(self):
-        return self._g.ops[self._op]
+        if self._edges is not None:
+            raise WeirError(
+                "this stream is a union of several operators; set name, uid and "
+                "parallelism on the operators before the union"
+            )
+        return self._g.ops[self._g.owners.get(self._op, self._op)]
 
     def name(self, name):
         """Names the operator created last."""
@@ -257,11 +269,49 @@ class DataStream(_Stream):
         ks = self._stage("key_by", f, "Key By")
         return KeyedStream(self._g, ks._op)
 
+    def _repartitioned(self, partitioning):
+        if self._edges is not None:
+            edges = [(op, port, partitioning) for op, port, _ in self._edges]
+            return DataStream(self._g, self._op, self._port, partitioning, edges)
+        return DataStream(self._g, self._op, self._port, partitioning)
+
     def rebalance(self):
-        return DataStream(self._g, self._op, self._port, REBALANCE)
+        return self._repartitioned(REBALANCE)
 
     def broadcast(self):
-        return DataStream(self._g, self._op, self._port, BROADCAST)
+        return self._repartitioned(BROADCAST)
+
+    def union(self, *others):
+        """Merges streams: the next operator reads all of them."""
+        edges = self._edge()
+        for o in others:
+            if o._g is not self._g:
+                raise WeirError("union of streams of different environments")
+            if o._partitioning != self._partitioning:
+                raise WeirError("union of streams with different partitioning; key or rebalance after the union")
+            edges += o._edge()
+        return DataStream(self._g, self._op, self._port, self._partitioning, edges)
+
+    def connect(self, other):
+        """Connects two streams, possibly of different types, so that one
+        operator reads both: `map(CoMapFunction)`, `flat_map(CoFlatMapFunction)`,
+        or `key_by(key1, key2).process(KeyedCoProcessFunction)`."""
+        return ConnectedStreams(self, other)
+
+    def join(self, other):
+        """A window join: `join(other).where(key1).equal_to(key2)
+        .window(assigner).apply(join_function)` emits `join_function(a, b)`
+        (or calls its `join(a, b)`) for every pair with equal keys in the
+        same window."""
+        return JoinedStreams(self, other, cogroup=False)
+
+    def co_group(self, other):
+        """A window co-group: as `join`, but `apply(function)` is called once
+        per key and window with both lists (`co_group(first, second)`)."""
+        return JoinedStreams(self, other, cogroup=True)
+
+    def _tag(self, tag):
+        return self.map(lambda v, tag=tag: (tag, v)).name(f"Connect ({tag + 1})")
 
     def assign_timestamps_and_watermarks(self, strategy):
         """Event time, as Flink's `assignTimestampsAndWatermarks`."""
@@ -362,20 +412,338 @@ class KeyedStream(_Stream):
 
     def process(self, function):
         """A `KeyedProcessFunction` with keyed state and timers."""
-        g = self._g
-        op = g.add(Op("KeyedProcess", self._edge(), ("process",)), ("process", function))
-        ctx = RuntimeContext(g.ops[op])
-        if hasattr(function, "open"):
-            function.open(ctx)
-        return DataStream(g, op)
+        return _keyed_process(self._g, self._edge(), function, "KeyedProcess")
 
     def window(self, assigner):
         """Groups each key's records into windows."""
         return WindowedStream(self, assigner)
 
+    def connect(self, other):
+        """Connects two streams keyed the same way: `process(KeyedCoProcessFunction)`
+        sees both, with state and timers per key shared by both inputs."""
+        if not isinstance(other, KeyedStream):
+            raise WeirError("connect a keyed stream to a keyed stream (key_by both)")
+        return ConnectedKeyedStreams(_tag_keyed(self, 0), _tag_keyed(other, 1))
+
+    def interval_join(self, other):
+        """Joins each record with the records of `other` with the same key
+        whose event time lies within `between(lower_ms, upper_ms)` of its own,
+        as Flink's `intervalJoin`."""
+        if not isinstance(other, KeyedStream):
+            raise WeirError("interval_join joins two keyed streams (key_by both)")
+        return IntervalJoin(self, other)
+
     def count_window(self, size):
         """Windows of `size` records per key."""
         return WindowedStream(self, GlobalWindows.create()).trigger(CountTrigger.of(size))
+
+
+def _tag_keyed(keyed, tag):
+    """A keyed stream's values tagged with their input, key kept; the tag
+    runs with the key selector's parallelism."""
+    g = keyed._g
+    op = g.add(Op(f"Connect ({tag + 1})", [(keyed._op, 0, FORWARD)], ("stage", "key-by")), ("map", lambda v, tag=tag: (tag, v)))
+    return KeyedStream(g, op)
+
+
+class ConnectedStreams:
+    """Two streams read by one operator, as Flink's `ConnectedStreams`."""
+
+    def __init__(self, first, second):
+        self._first = first
+        self._second = second
+
+    def _tagged(self):
+        return self._first._tag(0).union(self._second._tag(1))
+
+    def map(self, function):
+        """A `CoMapFunction`: `map1` for the first input, `map2` for the second."""
+        f = function
+
+        def co_map(t):
+            return f.map1(t[1]) if t[0] == 0 else f.map2(t[1])
+
+        return self._tagged().map(co_map).name("Co-Map")
+
+    def flat_map(self, function):
+        """A `CoFlatMapFunction`: `flat_map1` and `flat_map2` return iterables."""
+        f = function
+
+        def co_flat_map(t):
+            return f.flat_map1(t[1]) if t[0] == 0 else f.flat_map2(t[1])
+
+        return self._tagged().flat_map(co_flat_map).name("Co-Flat Map")
+
+    def key_by(self, key1, key2):
+        """Partitions both inputs by key, each with its own key selector."""
+        return self._first.key_by(key1).connect(self._second.key_by(key2))
+
+
+class ConnectedKeyedStreams:
+    """Two keyed streams read by one keyed operator."""
+
+    def __init__(self, first, second):
+        self._g = first._g
+        self._edges = first._edge() + second._edge()
+
+    def process(self, function):
+        """A `KeyedCoProcessFunction`: `process_element1(value, ctx)`,
+        `process_element2(value, ctx)` and `on_timer(timestamp, ctx)` return
+        (or yield) results."""
+        return _keyed_process(self._g, self._edges, _CoProcess(function), "KeyedCoProcess")
+
+
+def _keyed_process(g, edges, function, name):
+    op = g.add(Op(name, edges, ("process",)), ("process", function))
+    ctx = RuntimeContext(g.ops[op])
+    if hasattr(function, "open"):
+        function.open(ctx)
+    return DataStream(g, op)
+
+
+class _CoProcess:
+    def __init__(self, f):
+        self._f = f
+
+    def open(self, ctx):
+        if hasattr(self._f, "open"):
+            self._f.open(ctx)
+
+    def process_element(self, value, ctx):
+        tag, v = value
+        if tag == 0:
+            return self._f.process_element1(v, ctx)
+        return self._f.process_element2(v, ctx)
+
+    def on_timer(self, timestamp, ctx):
+        if hasattr(self._f, "on_timer"):
+            return self._f.on_timer(timestamp, ctx)
+        return None
+
+
+class CoMapFunction:
+    """`map1(value)` for the first input, `map2(value)` for the second."""
+
+    def map1(self, value):
+        raise NotImplementedError
+
+    def map2(self, value):
+        raise NotImplementedError
+
+
+class CoFlatMapFunction:
+    """`flat_map1(value)` and `flat_map2(value)` return (or yield) results."""
+
+    def flat_map1(self, value):
+        raise NotImplementedError
+
+    def flat_map2(self, value):
+        raise NotImplementedError
+
+
+class KeyedCoProcessFunction:
+    """A keyed function over two connected inputs, as Flink's; declare
+    states in `open(runtime_context)` as for `KeyedProcessFunction`."""
+
+    def open(self, runtime_context):
+        pass
+
+    def process_element1(self, value, ctx):
+        raise NotImplementedError
+
+    def process_element2(self, value, ctx):
+        raise NotImplementedError
+
+    def on_timer(self, timestamp, ctx):
+        return None
+
+
+class ProcessJoinFunction:
+    """`process_element(left, right, ctx)` returns (or yields) the results
+    of a joined pair; `ctx.get_left_timestamp()`, `ctx.get_right_timestamp()`
+    and `ctx.get_timestamp()` (the later) are the pair's event times."""
+
+    def process_element(self, left, right, ctx):
+        raise NotImplementedError
+
+
+class _JoinContext:
+    __slots__ = ("_l", "_r")
+
+    def __init__(self, left, right):
+        self._l = left
+        self._r = right
+
+    def get_left_timestamp(self):
+        return self._l
+
+    def get_right_timestamp(self):
+        return self._r
+
+    def get_timestamp(self):
+        return max(self._l, self._r)
+
+
+class IntervalJoin:
+    def __init__(self, first, second):
+        self._first = first
+        self._second = second
+
+    def between(self, lower_ms, upper_ms):
+        """Joins `b` to `a` when `a.ts + lower_ms <= b.ts <= a.ts + upper_ms`."""
+        lower, upper = int(lower_ms), int(upper_ms)
+        if lower > upper:
+            raise WeirError(f"interval join: the lower bound ({lower} ms) is after the upper bound ({upper} ms)")
+        return IntervalJoined(self._first, self._second, lower, upper)
+
+
+class IntervalJoined:
+    def __init__(self, first, second, lower, upper):
+        self._first = first
+        self._second = second
+        self._bounds = [lower, upper, True, True]
+
+    def lower_bound_exclusive(self):
+        self._bounds[2] = False
+        return self
+
+    def upper_bound_exclusive(self):
+        self._bounds[3] = False
+        return self
+
+    def process(self, function):
+        """A `ProcessJoinFunction` (or a function `f(left, right, ctx)`) for
+        every joined pair; each result's event time is the later of the pair's."""
+        call = function.process_element if hasattr(function, "process_element") else function
+        connected = self._first.connect(self._second)
+        joined = _keyed_process(connected._g, connected._edges, _IntervalJoin(call, *self._bounds), "IntervalJoin")
+        stamped = joined._g.add(Op("Timestamps", joined._edge(), ("stage", "timestamps")), ("stamp", None))
+        joined._g.owners[stamped] = joined._op
+        return DataStream(joined._g, stamped)
+
+
+class _IntervalJoin:
+    """Buffers both sides by event time in map states until the watermark
+    passes the last time they can join."""
+
+    def __init__(self, call, lower, upper, lower_inclusive, upper_inclusive):
+        self._call = call
+        self._lower = lower
+        self._upper = upper
+        self._li = lower_inclusive
+        self._ui = upper_inclusive
+
+    def open(self, ctx):
+        self._left = ctx.get_map_state(MapStateDescriptor("left"))
+        self._right = ctx.get_map_state(MapStateDescriptor("right"))
+
+    def _joins(self, lt, rt):
+        lo, hi = lt + self._lower, lt + self._upper
+        return (rt >= lo if self._li else rt > lo) and (rt <= hi if self._ui else rt < hi)
+
+    def _left_expiry(self, ts):
+        return ts + max(self._upper, 0)
+
+    def _right_expiry(self, ts):
+        return ts + max(-self._lower, 0)
+
+    def process_element(self, value, ctx):
+        ts = ctx.timestamp()
+        if ts is None:
+            raise WeirError("an interval join needs event time: assign timestamps and watermarks to both inputs")
+        watermark = ctx.timer_service().current_watermark()
+        if ts < watermark:
+            return []
+        tag, v = value
+        results = []
+        if tag == 0:
+            for rt, rights in self._right.items():
+                if self._joins(ts, rt):
+                    for r in rights:
+                        jc = _JoinContext(ts, rt)
+                        results.extend((jc.get_timestamp(), o) for o in (self._call(v, r, jc) or ()))
+            own, expiry = self._left, self._left_expiry(ts)
+        else:
+            for lt, lefts in self._left.items():
+                if self._joins(lt, ts):
+                    for left in lefts:
+                        jc = _JoinContext(lt, ts)
+                        results.extend((jc.get_timestamp(), o) for o in (self._call(left, v, jc) or ()))
+            own, expiry = self._right, self._right_expiry(ts)
+        if expiry >= watermark:
+            at = own.get(ts) or []
+            at.append(v)
+            own.put(ts, at)
+        ctx.timer_service().register_event_time_timer(expiry)
+        return results
+
+    def on_timer(self, timestamp, ctx):
+        # Each buffered time registered a timer at its expiry: the timer
+        # names the one entry per side that expires now.
+        self._left.remove(timestamp - max(self._upper, 0))
+        self._right.remove(timestamp - max(-self._lower, 0))
+        return None
+
+
+class JoinedStreams:
+    """A window join or co-group being configured (see `DataStream.join`)."""
+
+    def __init__(self, first, second, cogroup):
+        self._first = first
+        self._second = second
+        self._cogroup = cogroup
+        self._key1 = None
+        self._key2 = None
+
+    def where(self, key1):
+        self._key1 = key1
+        return self
+
+    def equal_to(self, key2):
+        self._key2 = key2
+        return self
+
+    def window(self, assigner):
+        if self._key1 is None or self._key2 is None:
+            raise WeirError("a window join needs both keys: join(other).where(key1).equal_to(key2)")
+        keyed = self._first.key_by(self._key1).connect(self._second.key_by(self._key2))
+        stream = KeyedStream(keyed._g, None)
+        stream._edges = keyed._edges
+        return JoinWindowed(WindowedStream(stream, assigner), self._cogroup)
+
+
+class JoinWindowed:
+    def __init__(self, windowed, cogroup):
+        self._windowed = windowed
+        self._cogroup = cogroup
+
+    def allowed_lateness(self, ms):
+        self._windowed.allowed_lateness(ms)
+        return self
+
+    def apply(self, function):
+        """Join: `function(a, b)` (or its `join(a, b)`) per pair. Co-group:
+        `function(first, second)` (or its `co_group(first, second)`) per key
+        and window, returning (or yielding) the results."""
+        if self._cogroup:
+            call = function.co_group if hasattr(function, "co_group") else function
+        else:
+            pair = function.join if hasattr(function, "join") else function
+
+            def call(first, second):
+                return [pair(a, b) for a in first for b in second]
+
+        return self._windowed.process(_CoGroupWindow(call)).name("Window Join")
+
+
+class _CoGroupWindow:
+    def __init__(self, call):
+        self._call = call
+
+    def process(self, key, context, elements):
+        first = [v for tag, v in elements if tag == 0]
+        second = [v for tag, v in elements if tag == 1]
+        return self._call(first, second)
 
 
 class AggregateFunction:

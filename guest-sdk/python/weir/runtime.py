@@ -188,6 +188,9 @@ def _stage(kind, f, nxt):
         return lambda k, ts, v: nxt(_encode(f(v)), ts, v)
     if kind == "timestamps":
         return lambda k, ts, v: nxt(k, int(f(v, ts)), v)
+    if kind == "stamp":
+        # (timestamp, value) pairs of a join: the value with that time.
+        return lambda k, ts, v: nxt(k, v[0], v[1])
     if kind == "encode":
         return lambda k, ts, v: nxt(k, ts, f(v))
     if kind == "decode":
