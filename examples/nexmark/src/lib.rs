@@ -51,10 +51,43 @@ fn bid_line(b: &Bid) -> String {
 
 /// `0.908 * cents` with three decimals, exactly.
 pub fn euros(cents: i64) -> String {
-    let milli = i128::from(cents) * 908;
+    thousandths(i128::from(cents) * 908)
+}
+
+/// A number of thousandths as a decimal with three places.
+fn thousandths(milli: impl Into<i128>) -> String {
+    let milli: i128 = milli.into();
     let sign = if milli < 0 { "-" } else { "" };
     let milli = milli.abs();
     format!("{sign}{}.{:03}", milli / 1000, milli % 1000)
+}
+
+/// Sends a query's results to text lines under `output`, formatted by
+/// `line`, or discards them unformatted (as a blackhole sink does).
+fn results<T>(out: DataStream<T>, output: Option<&str>, line: fn(&T) -> String)
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    match output {
+        Some(path) => {
+            out.map(move |v: T| line(&v))
+                .name("format")
+                .uid("format")
+                .write_as_text(path)
+                .uid("sink");
+        }
+        None => {
+            out.discard().uid("sink");
+        }
+    }
+}
+
+/// [`results`] for queries that produce their lines themselves.
+fn lines(out: DataStream<String>, output: Option<&str>) {
+    match output {
+        Some(path) => out.write_as_text(path).uid("sink"),
+        None => out.discard().uid("sink"),
+    };
 }
 
 #[weir_sdk::job]
@@ -81,41 +114,40 @@ pub fn nexmark(env: &mut Env, args: &Args) -> Result<(), Error> {
     // events go, also when the number of events is bounded.
     env.set_runtime_mode(RuntimeMode::Streaming);
     let events = env.nexmark(source).uid("nexmark");
-    let out: DataStream<String> = match query.as_str() {
-        "q0" => bids(events).map(|b: Bid| bid_line(&b)),
-        "q1" => bids(events).map(|b: Bid| {
-            format!(
-                "{},{},{},{},{}",
-                b.auction,
-                b.bidder,
-                euros(b.price),
-                b.date_time,
-                b.extra
-            )
-        }),
-        "q2" => bids(events)
-            .filter(|b: &Bid| b.auction % 123 == 0)
-            .map(|b: Bid| format!("{},{}", b.auction, b.price)),
-        "q3" => q3(events),
-        "q4" => q4(events),
-        "q5" => q5(events),
-        "q7" => q7(events),
-        "q8" => q8(events),
-        "q9" => q9(events),
+    let output = args.get("output");
+    match query.as_str() {
+        "q0" => results(bids(events), output, bid_line),
+        "q1" => results(
+            bids(events).map(|b: Bid| {
+                let milli_euros = b.price.saturating_mul(908);
+                (b.auction, b.bidder, milli_euros, b.date_time, b.extra)
+            }),
+            output,
+            |(auction, bidder, milli_euros, time, extra)| {
+                format!(
+                    "{auction},{bidder},{},{time},{extra}",
+                    thousandths(*milli_euros)
+                )
+            },
+        ),
+        "q2" => results(
+            bids(events)
+                .filter(|b: &Bid| b.auction % 123 == 0)
+                .map(|b: Bid| (b.auction, b.price)),
+            output,
+            |(auction, price)| format!("{auction},{price}"),
+        ),
+        "q3" => lines(q3(events), output),
+        "q4" => lines(q4(events), output),
+        "q5" => lines(q5(events), output),
+        "q7" => results(q7(events), output, bid_line),
+        "q8" => lines(q8(events), output),
+        "q9" => lines(q9(events), output),
         other => {
             return Err(Error::new(format!(
                 "--query {other}: use one of {}",
                 QUERIES.join(", ")
             )));
-        }
-    };
-    let out = out.name("format").uid("format");
-    match args.get("output") {
-        Some(path) => {
-            out.write_as_text(path).uid("sink");
-        }
-        None => {
-            out.discard().uid("sink");
         }
     }
     Ok(())
@@ -341,76 +373,64 @@ impl<T: 'static> AggregateFunction<T> for Count {
     }
 }
 
-/// The most bids of a window so far.
-const MOST: ValueState<u64> = ValueState::new("most");
-/// The auctions that have them (appended to, never rewritten).
-const TOP: ListState<i64> = ListState::new("top");
+/// The auctions with the most bids of a window: (bids, auctions).
+struct Hottest;
 
-/// Keyed by window end: keeps the auctions with the most bids, and emits
-/// them when event time reaches the window's end.
-struct HotItems;
-
-impl KeyedProcessFunction<i64, (i64, i64, u64)> for HotItems {
-    type Out = String;
-
-    fn states(&self) -> Vec<StateDescriptor> {
-        vec![MOST.descriptor(), TOP.descriptor()]
+impl AggregateFunction<(i64, i64, u64)> for Hottest {
+    type Acc = (u64, Vec<i64>);
+    type Out = (u64, Vec<i64>);
+    fn create_accumulator(&self) -> Self::Acc {
+        (0, Vec::new())
     }
-
-    fn process_element(
-        &mut self,
-        (end, auction, n): (i64, i64, u64),
-        ctx: &mut Context<'_, i64>,
-        _out: &mut Collector<'_, String>,
-    ) -> Result<(), Error> {
-        let most = ctx.value(&MOST).get()?;
-        if most.is_none_or(|m| n > m) {
-            ctx.list(&TOP).clear()?;
-            ctx.value(&MOST).set(&n)?;
+    fn add(&self, acc: &mut Self::Acc, (_, auction, n): (i64, i64, u64)) {
+        if n > acc.0 {
+            acc.0 = n;
+            acc.1.clear();
         }
-        if most.is_none_or(|m| n >= m) {
-            ctx.list(&TOP).add(&auction)?;
+        if n == acc.0 {
+            acc.1.push(auction);
         }
-        if most.is_none() {
-            ctx.timer_service().register_event_time_timer(end);
-        }
-        Ok(())
     }
-
-    fn on_timer(
-        &mut self,
-        end: i64,
-        ctx: &mut Context<'_, i64>,
-        out: &mut Collector<'_, String>,
-    ) -> Result<(), Error> {
-        if let Some(n) = ctx.value(&MOST).get()? {
-            for a in ctx.list(&TOP).get()? {
-                out.collect(format!("{a},{n},{end}"));
-            }
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) {
+        if other.0 > acc.0 {
+            *acc = other;
+        } else if other.0 == acc.0 {
+            acc.1.extend(other.1);
         }
-        ctx.value(&MOST).clear()?;
-        ctx.list(&TOP).clear()?;
-        Ok(())
+    }
+    fn get_result(&self, acc: &Self::Acc) -> Self::Out {
+        acc.clone()
     }
 }
 
 fn q5(events: DataStream<Event>) -> DataStream<String> {
+    const SLIDE: Duration = Duration::from_secs(2);
     bids(events)
         .map(|b: Bid| b.auction)
         .key_by(|auction: &i64| *auction)
-        .window(SlidingEventTimeWindows::of(
-            Duration::from_secs(10),
-            Duration::from_secs(2),
-        ))
+        .window(SlidingEventTimeWindows::of(Duration::from_secs(10), SLIDE))
         .aggregate_with(Count, |auction: &i64, w: &TimeWindow, n: u64| {
             (w.end, *auction, n)
         })
         .name("bids per auction")
         .uid("q5-counts")
+        // Each count carries its window's last millisecond: the tumbling
+        // window of one slide that holds it gathers the counts of that
+        // sliding window.
         .key_by(|(end, _, _): &(i64, i64, u64)| *end)
-        .process(HotItems)
+        .window(TumblingEventTimeWindows::of(SLIDE))
+        .aggregate_with(
+            Hottest,
+            |end: &i64, _: &TimeWindow, (n, auctions): (u64, Vec<i64>)| {
+                auctions
+                    .into_iter()
+                    .map(|a| format!("{a},{n},{end}"))
+                    .collect::<Vec<_>>()
+            },
+        )
         .name("hot items")
         .uid("q5-top")
+        .flat_map(|lines: Vec<String>| lines)
 }
 
 /// The highest price of a window and its bids.
@@ -441,14 +461,14 @@ impl AggregateFunction<Bid> for Highest {
     }
 }
 
-fn q7(events: DataStream<Event>) -> DataStream<String> {
+fn q7(events: DataStream<Event>) -> DataStream<Bid> {
     bids(events)
         .key_by(|_: &Bid| 0u8)
         .window(TumblingEventTimeWindows::of(Duration::from_secs(10)))
         .aggregate(Highest)
         .name("highest bids")
         .uid("q7-highest")
-        .flat_map(|bids: Vec<Bid>| bids.iter().map(bid_line).collect::<Vec<_>>())
+        .flat_map(|bids: Vec<Bid>| bids)
 }
 
 fn q8(events: DataStream<Event>) -> DataStream<String> {

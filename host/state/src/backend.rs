@@ -63,6 +63,10 @@ fn append_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) 
     Some(out)
 }
 
+/// Most bytes of list elements kept in memory for a list the cache does
+/// not hold before they are appended in RocksDB.
+const MAX_PENDING_APPEND: usize = 64 << 10;
+
 /// Most bytes a column family's memtable holds before it is flushed.
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 
@@ -274,15 +278,25 @@ impl KeyedStateBackend {
         ns: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError> {
         self.keys(s, key, ns);
-        if let Some(e) = self.cache.get(&self.ck) {
-            return Ok(e.value.clone());
-        }
-        let v = self
+        let pending = match self.cache.get(&self.ck) {
+            Some(e) if !e.appended => return Ok(e.value.clone()),
+            Some(e) => e.value.clone(),
+            None => None,
+        };
+        let mut v = self
             .db
             .get_cf(self.cf(s)?, &self.raw)
             .map_err(|e| self.err(e))?;
+        let dirty = pending.is_some();
+        if let Some(appended) = pending {
+            // RocksDB's list and the elements appended since.
+            v.get_or_insert_with(Vec::new).extend_from_slice(&appended);
+        }
         self.make_room()?;
-        self.cache.put(&self.ck, v.clone(), false);
+        // make_room may have written the pending elements: the entry is
+        // then clean, and stays dirty only if they are still pending.
+        let still_pending = dirty && self.cache.get(&self.ck).is_some();
+        self.cache.put(&self.ck, v.clone(), still_pending);
         Ok(v)
     }
 
@@ -319,16 +333,32 @@ impl KeyedStateBackend {
         framed.push(&Record::value(value));
         let framed = framed.into_bytes();
         if let Some(e) = self.cache.get_mut(&self.ck) {
-            e.value
-                .get_or_insert_with(Vec::new)
-                .extend_from_slice(&framed);
-            e.dirty = true;
-            return Ok(());
+            let v = e.value.get_or_insert_with(Vec::new);
+            // A long run of appends to a list the cache does not hold goes
+            // to RocksDB rather than growing in memory.
+            if !(e.appended && v.len() + framed.len() > MAX_PENDING_APPEND) {
+                v.extend_from_slice(&framed);
+                e.dirty = true;
+                return Ok(());
+            }
         }
-        let cf = self.cf(s)?;
-        self.db
-            .merge_cf_opt(cf, &self.raw, &framed, &self.write_opts)
-            .map_err(|e| self.err(e))
+        self.make_room()?;
+        match self.cache.get_mut(&self.ck) {
+            Some(e) => {
+                // Too many pending elements: they and this one go now.
+                let mut pending = e.value.take().unwrap_or_default();
+                pending.extend_from_slice(&framed);
+                self.cache.remove(&self.ck);
+                let cf = self.cf(s)?;
+                self.db
+                    .merge_cf_opt(cf, &self.raw, &pending, &self.write_opts)
+                    .map_err(|e| self.err(e))
+            }
+            None => {
+                self.cache.append(&self.ck, &framed);
+                Ok(())
+            }
+        }
     }
 
     /// Entries of `key` whose namespace starts with `prefix`, framed as
@@ -435,14 +465,15 @@ impl KeyedStateBackend {
         {
             let db = &self.db;
             let states = &self.states;
-            self.cache.for_each_dirty(|state, raw, value| {
+            self.cache.for_each_dirty(|state, raw, value, appended| {
                 let Some(cf) = states.get(state as usize).and_then(|i| db.cf_handle(&i.cf)) else {
                     failed = Some(format!("state {state} has no column family"));
                     return;
                 };
-                match value {
-                    Some(v) => batch.put_cf(cf, raw, v),
-                    None => batch.delete_cf(cf, raw),
+                match (value, appended) {
+                    (Some(v), true) => batch.merge_cf(cf, raw, v),
+                    (Some(v), false) => batch.put_cf(cf, raw, v),
+                    (None, _) => batch.delete_cf(cf, raw),
                 }
             });
         }
@@ -556,5 +587,60 @@ mod tests {
         b.write_framed(a, w.as_bytes()).unwrap();
         assert_eq!(b.get(a, b"k", b"").unwrap(), Some(b"fresh".to_vec()));
         assert!(b.register("agg", "acc", StateKind::List).is_err());
+    }
+
+    fn elements(b: &mut KeyedStateBackend, l: StateId, key: &[u8]) -> Vec<Vec<u8>> {
+        match b.get(l, key, b"w").unwrap() {
+            Some(list) => Reader::new(&list)
+                .map(|r| r.unwrap().value.to_vec())
+                .collect(),
+            None => vec![],
+        }
+    }
+
+    #[test]
+    fn appends_to_lists_the_cache_does_not_hold_keep_every_element() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A cache of 4 entries: the 20 lists come and go.
+        let mut b = backend(tmp.path());
+        let l = b.register("op", "elements", StateKind::List).unwrap();
+        let mut want: Vec<Vec<Vec<u8>>> = vec![vec![]; 20];
+        for round in 0..5u8 {
+            for k in 0..20u8 {
+                let e = vec![k, round];
+                b.append(l, &[k], b"w", &e).unwrap();
+                want[k as usize].push(e);
+            }
+            // Read some lists back between rounds: RocksDB's part and the
+            // pending part together.
+            for k in (0..20u8).step_by(3) {
+                assert_eq!(elements(&mut b, l, &[k]), want[k as usize], "list {k}");
+            }
+        }
+        // Cleared lists stay cleared; a list appended to again starts over.
+        b.delete(l, &[1], b"w").unwrap();
+        b.append(l, &[2], b"w", b"x").unwrap();
+        b.delete(l, &[2], b"w").unwrap();
+        b.append(l, &[2], b"w", b"y").unwrap();
+        want[1].clear();
+        want[2] = vec![b"y".to_vec()];
+        // A long run of appends to one list spills to RocksDB as it goes.
+        let big = vec![7u8; 1000];
+        for _ in 0..200 {
+            b.append(l, &[3], b"w", &big).unwrap();
+            want[3].push(big.clone());
+        }
+        for k in 0..20u8 {
+            assert_eq!(elements(&mut b, l, &[k]), want[k as usize], "list {k}");
+        }
+        // What a snapshot writes holds every element.
+        b.flush().unwrap();
+        let mut n = 0;
+        b.for_each(l, |_, _, v| {
+            n += weir_frame::count(v).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, want.iter().map(Vec::len).sum::<usize>());
     }
 }

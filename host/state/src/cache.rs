@@ -6,11 +6,13 @@
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 
-/// A cached entry: a value, or a deletion not yet written.
+/// A cached entry: a value, or a deletion not yet written; or, with
+/// `appended`, list elements to append to whatever RocksDB holds.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub value: Option<Vec<u8>>,
     pub dirty: bool,
+    pub appended: bool,
 }
 
 #[derive(Debug)]
@@ -47,11 +49,28 @@ impl Cache {
                 let e = o.get_mut();
                 e.value = value;
                 e.dirty |= dirty;
+                e.appended = false;
             }
             EntryRef::Vacant(v) => {
-                v.insert(Entry { value, dirty });
+                v.insert(Entry {
+                    value,
+                    dirty,
+                    appended: false,
+                });
             }
         }
+    }
+
+    /// Records list elements appended to a key the cache does not hold.
+    pub fn append(&mut self, ck: &[u8], framed: &[u8]) {
+        self.map.insert(
+            ck.into(),
+            Entry {
+                value: Some(framed.to_vec()),
+                dirty: true,
+                appended: true,
+            },
+        );
     }
 
     pub fn remove(&mut self, ck: &[u8]) {
@@ -62,13 +81,16 @@ impl Cache {
         self.map.len() >= self.capacity
     }
 
-    /// Calls `f` for every dirty entry and marks it clean.
-    pub fn for_each_dirty(&mut self, mut f: impl FnMut(u32, &[u8], Option<&[u8]>)) {
+    /// Calls `f(state, raw key, value, appended)` for every dirty entry and
+    /// marks it clean. Pending appends are forgotten once written: the
+    /// cache does not know the whole list.
+    pub fn for_each_dirty(&mut self, mut f: impl FnMut(u32, &[u8], Option<&[u8]>, bool)) {
         for (ck, e) in self.map.iter_mut().filter(|(_, e)| e.dirty) {
             let (state, raw) = split(ck);
-            f(state, raw, e.value.as_deref());
+            f(state, raw, e.value.as_deref(), e.appended);
             e.dirty = false;
         }
+        self.map.retain(|_, e| !e.appended);
     }
 
     pub fn has_dirty(&self, state: u32) -> bool {
