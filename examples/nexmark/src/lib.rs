@@ -49,11 +49,6 @@ fn bid_line(b: &Bid) -> String {
     )
 }
 
-/// `0.908 * cents` with three decimals, exactly.
-pub fn euros(cents: i64) -> String {
-    thousandths(i128::from(cents) * 908)
-}
-
 /// A number of thousandths as a decimal with three places.
 fn thousandths(milli: impl Into<i128>) -> String {
     let milli: i128 = milli.into();
