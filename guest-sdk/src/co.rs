@@ -9,9 +9,9 @@
 //! as a two-input operator does in Flink, and its state and timers are those
 //! of any keyed operator.
 
-use crate::plan::{OperatorKind, Partitioning, StageKind};
+use crate::plan::{Partitioning, StageKind};
 use crate::process::{Context, KeyedProcessFunction};
-use crate::stage::{Cx, Push, TypedStage};
+use crate::stage::{Cx, MapPush, Push, TypedStage};
 use crate::window::{TimeWindow, WindowedStream, Windows};
 use crate::{Collector, DataStream, Error, KeyedStream, MapState, StateDescriptor};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -259,28 +259,13 @@ where
     T: Serialize + DeserializeOwned + 'static,
     E: Serialize + DeserializeOwned + 'static,
 {
-    let stream = stream.into_stream();
-    let mut tagged: DataStream<E> = stream.add_op(
+    let mut tagged: DataStream<E> = stream.into_stream().stage(
         name,
-        OperatorKind::Stage(StageKind::KeyBy),
-        Some(crate::env::FnEntry::Stage(Box::new(
-            TypedStage::<T, E>::new(move |next| Box::new(TagPush { tag, next })),
-        ))),
+        StageKind::KeyBy,
+        TypedStage::<T, E>::new(move |next| Box::new(MapPush { f: tag, next })),
     );
     tagged.partitioning = Partitioning::Hash;
     tagged
-}
-
-struct TagPush<T, E> {
-    tag: fn(T) -> E,
-    next: Box<dyn Push<E>>,
-}
-
-impl<T, E> Push<T> for TagPush<T, E> {
-    #[inline]
-    fn push(&mut self, value: T, cx: &mut Cx<'_>) -> Result<(), Error> {
-        self.next.push((self.tag)(value), cx)
-    }
 }
 
 impl<K, A> KeyedStream<K, A>
@@ -407,7 +392,7 @@ impl<K, A, B> std::fmt::Debug for IntervalJoin<K, A, B> {
 /// The relative bounds of an interval join, in milliseconds; negative
 /// bounds reach back in time.
 #[derive(Debug, Clone, Copy)]
-pub struct IntervalBounds {
+struct IntervalBounds {
     lower: i64,
     upper: i64,
     lower_inclusive: bool,
@@ -533,15 +518,10 @@ where
 impl<O: Serialize + DeserializeOwned + 'static> DataStream<(i64, O)> {
     /// Sets each value's event time from its first field and drops it.
     fn stamp(self) -> DataStream<O> {
-        self.add_op(
+        self.stage(
             "Timestamps",
-            OperatorKind::Stage(StageKind::Timestamps),
-            Some(crate::env::FnEntry::Stage(Box::new(TypedStage::<
-                (i64, O),
-                O,
-            >::new(
-                move |next| Box::new(StampPush { next }),
-            )))),
+            StageKind::Timestamps,
+            TypedStage::<(i64, O), O>::new(move |next| Box::new(StampPush { next })),
         )
     }
 }
@@ -647,19 +627,16 @@ where
         }
         let left: MapState<i64, Vec<A>> = MapState::new(LEFT);
         let right: MapState<i64, Vec<B>> = MapState::new(RIGHT);
+        // Each pair's results carry the later of the pair's times.
         let mut emit = |a: &A, b: &B, jc: JoinContext, f: &mut F| {
-            let mut results = Vec::new();
+            let at = jc.timestamp();
             let mut push = |o: O| {
-                results.push(o);
+                out.collect((at, o));
                 Ok(())
             };
             let mut c = Collector::new(&mut push);
             f(a, b, &jc, &mut c);
-            c.finish()?;
-            for o in results {
-                out.collect((jc.timestamp(), o));
-            }
-            Ok::<(), Error>(())
+            c.finish()
         };
         let expiry = match value {
             Either::Left(a) => {

@@ -66,8 +66,8 @@ pub mod wit;
 pub use aggregate::AggregateFunction;
 pub use args::Args;
 pub use co::{
-    CoFlatMapFunction, ConnectedKeyedStreams, ConnectedStreams, Either, IntervalBounds,
-    IntervalJoin, IntervalJoined, JoinContext, JoinKeyed, JoinWhere, JoinWindowed, JoinedStreams,
+    CoFlatMapFunction, ConnectedKeyedStreams, ConnectedStreams, Either, IntervalJoin,
+    IntervalJoined, JoinContext, JoinKeyed, JoinWhere, JoinWindowed, JoinedStreams,
     KeyedCoProcessFunction,
 };
 pub use env::{Env, RuntimeMode};

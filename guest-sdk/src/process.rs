@@ -393,20 +393,6 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapHandle
             })
             .collect()
     }
-
-    /// Every key, in the order of their encoded keys (values stay undecoded).
-    pub fn keys(&self) -> Result<Vec<K>, Error> {
-        let scanned = host::state_scan(self.index.clone()?, self.key, b"");
-        Reader::new(&scanned)
-            .map(|r| codec::decode(r?.key.unwrap_or_default()))
-            .collect()
-    }
-
-    /// Whether the map is empty.
-    pub fn is_empty(&self) -> Result<bool, Error> {
-        let scanned = host::state_scan(self.index.clone()?, self.key, b"");
-        Ok(scanned.is_empty())
-    }
 }
 
 /// Calls of the host for keyed process functions.

@@ -265,7 +265,7 @@ impl<T: Serialize + DeserializeOwned + 'static> DataStream<T> {
         DataStream::new(self.g.clone(), id)
     }
 
-    fn stage<U: Serialize + DeserializeOwned + 'static>(
+    pub(crate) fn stage<U: Serialize + DeserializeOwned + 'static>(
         &self,
         name: &str,
         kind: StageKind,

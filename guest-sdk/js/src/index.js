@@ -490,8 +490,8 @@ export class Sink extends Stream {
 
 /** A stream partitioned by key, as Flink's `KeyedStream`. */
 export class KeyedStream extends Stream {
-  constructor(g, op) {
-    super(g, op, 0, HASH);
+  constructor(g, op, edges = undefined) {
+    super(g, op, 0, HASH, edges);
   }
 
   _agg(folder, name) {
@@ -755,8 +755,7 @@ export class JoinedStreams {
       throw new WeirError("a window join needs both keys: join(other).where(key1).equalTo(key2)");
     }
     const keyed = this._first.keyBy(this._key1).connect(this._second.keyBy(this._key2));
-    const stream = new KeyedStream(keyed._g, undefined);
-    stream._edges = keyed._edges;
+    const stream = new KeyedStream(keyed._g, undefined, keyed._edges);
     return new JoinWindowed(new WindowedStream(stream, assigner), this._coGroup);
   }
 }

@@ -390,8 +390,8 @@ class Sink(_Stream):
 class KeyedStream(_Stream):
     """A stream partitioned by key, as Flink's `KeyedStream`."""
 
-    def __init__(self, g, op):
-        super().__init__(g, op, 0, HASH)
+    def __init__(self, g, op, edges=None):
+        super().__init__(g, op, 0, HASH, edges)
 
     def _agg(self, folder, name):
         op = self._g.add(Op(name, self._edge(), ("aggregate",)), folder)
@@ -707,8 +707,7 @@ class JoinedStreams:
         if self._key1 is None or self._key2 is None:
             raise WeirError("a window join needs both keys: join(other).where(key1).equal_to(key2)")
         keyed = self._first.key_by(self._key1).connect(self._second.key_by(self._key2))
-        stream = KeyedStream(keyed._g, None)
-        stream._edges = keyed._edges
+        stream = KeyedStream(keyed._g, None, keyed._edges)
         return JoinWindowed(WindowedStream(stream, assigner), self._cogroup)
 
 

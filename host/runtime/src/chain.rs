@@ -837,7 +837,7 @@ impl ChainRunner {
             wait = wait.min(Duration::from_millis(50));
         }
         if let Some(next) = self.host.next_processing_timer() {
-            let ms = (next - now_ms()).clamp(0, 500) as u64;
+            let ms = next.saturating_sub(now_ms()).clamp(0, 500) as u64;
             wait = wait.min(Duration::from_millis(ms));
         }
         wait.max(Duration::from_millis(1))
