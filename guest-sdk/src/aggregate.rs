@@ -382,6 +382,16 @@ fn load<F: Folder>(
     Ok(id)
 }
 
+/// The bytes of a window namespace.
+const WINDOW_BYTES: usize = 16;
+
+/// A copy of an accumulator, through its encoding.
+fn copy<A: Serialize + DeserializeOwned>(acc: &A) -> Result<A, Error> {
+    let mut bytes = Vec::new();
+    codec::encode(acc, &mut bytes);
+    codec::decode(&bytes)
+}
+
 fn acc_mut<A, M>(slots: &mut Slots<A, M>, id: usize) -> &mut A {
     slots.hot[id].acc.as_mut().expect("loaded")
 }
@@ -425,9 +435,31 @@ impl<F: Folder> AggregateOp for AggOp<F> {
             let id = load(&mut self.slots, &mut self.folder, s, key, ns)?;
             value.clear();
             // A session window's state may live under another window's
-            // namespace; the request then names the window itself.
-            let window = if rec.value.is_empty() { ns } else { rec.value };
-            let acc = self.slots.hot[id].acc.as_ref().expect("loaded");
+            // namespace; the request then names the window itself, and the
+            // further accumulators (panes) whose merge is its result.
+            let (window, others) = match rec.value.len() {
+                0 => (ns, &[][..]),
+                n if n >= WINDOW_BYTES && n % WINDOW_BYTES == 0 => rec.value.split_at(WINDOW_BYTES),
+                _ => {
+                    return Err(Error::new(
+                        "internal error: a window fire named a malformed window",
+                    ));
+                }
+            };
+            let merged;
+            let acc = if others.is_empty() {
+                self.slots.hot[id].acc.as_ref().expect("loaded")
+            } else {
+                let mut acc = copy(self.slots.hot[id].acc.as_ref().expect("loaded"))?;
+                for other in others.chunks_exact(WINDOW_BYTES) {
+                    let s = *slots.next().ok_or_else(missing_slot)?;
+                    let o = load(&mut self.slots, &mut self.folder, s, key, other)?;
+                    let other = copy(self.slots.hot[o].acc.as_ref().expect("loaded"))?;
+                    self.folder.merge(&mut acc, other);
+                }
+                merged = acc;
+                &merged
+            };
             if self.folder.emit_keyed(key, window, acc, &mut value)? {
                 out.push(&Record {
                     key: Some(key),

@@ -152,6 +152,25 @@ fn windows_model(n: u64) -> String {
     )
 }
 
+/// Sliding windows of 300 ms every 100 ms: clicks and distinct pages.
+fn sliding_model(n: u64) -> String {
+    let mut windows: BTreeMap<(String, i64), (u64, std::collections::BTreeSet<String>)> =
+        BTreeMap::new();
+    for (user, page, ts) in clicks(n) {
+        let ts = ts as i64;
+        let last = ts - ts.rem_euclid(100);
+        for start in [last, last - 100, last - 200] {
+            let w = windows.entry((user.clone(), start)).or_default();
+            w.0 += 1;
+            w.1.insert(page.clone());
+        }
+    }
+    sorted_lines(windows.into_iter().map(|((u, start), (c, pages))| {
+        let pages: Vec<String> = pages.into_iter().collect();
+        format!("{u},{start},{},{c}:{}", start + 300, pages.join("|"))
+    }))
+}
+
 fn summary_model(n: u64) -> String {
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (user, page, _) in clicks(n) {
@@ -214,6 +233,11 @@ fn windows_keyed_state_and_timers_work_in_both_languages() {
         assert!(
             got == windows_model(n),
             "{}: window counts differ from the model",
+            language.name()
+        );
+        assert!(
+            run("sliding", "2") == sliding_model(n),
+            "{}: sliding windows differ from the model",
             language.name()
         );
         // One source subtask, so that each user's first page is the model's.

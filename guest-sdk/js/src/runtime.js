@@ -137,6 +137,8 @@ const decodeAcc = (b) => {
   return v === null ? undefined : v;
 };
 
+const copyAcc = (acc) => decodeAcc(encode(acc === undefined ? null : acc));
+
 class Aggregate {
   constructor(spec) {
     Object.assign(this, folder(spec));
@@ -177,9 +179,20 @@ class Aggregate {
     frame.forEach(batch, (key, ns, ts, _p, value) => {
       ns = ns || new Uint8Array(0);
       const [id, e] = this.load(slots[i++], key, ns);
-      let r = this.result ? this.result(e.acc) : e.acc;
+      // The request may name the window and further accumulators (panes)
+      // whose merge is its result; they are merged as copies.
+      let acc = e.acc;
+      if (value.length > 16) {
+        if (value.length % 16 !== 0) throw new WeirError("internal error: a window fire named a malformed window");
+        acc = copyAcc(acc);
+        for (let o = 16; o < value.length; o += 16) {
+          const [, other] = this.load(slots[i++], key, value.subarray(o, o + 16));
+          acc = this.merge(acc, copyAcc(other.acc));
+        }
+      }
+      let r = this.result ? this.result(acc) : acc;
       if (r !== undefined && this.windowFn) {
-        const [start, end] = frame.windowBounds(value.length ? value : ns);
+        const [start, end] = frame.windowBounds(value.length ? value.subarray(0, 16) : ns);
         r = this.windowFn(decode(key), new TimeWindow(start, end), r);
       }
       if (r !== undefined) out.push(encode(r), key, undefined, ts);

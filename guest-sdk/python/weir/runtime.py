@@ -298,14 +298,25 @@ class _Aggregate:
 
     def fire(self, batch, slots, purge):
         out = frame.Writer()
-        for (key, ns, ts, _, value), s in zip(frame.read(batch), slots):
+        extra = iter(slots)
+        for key, ns, ts, _, value in frame.read(batch):
+            s = next(extra)
             ns = ns or b""
             i, e = self.load(s, key, ns)
             acc = e[2]
+            if value and len(value) > 16:
+                # The window, then further accumulators (panes) whose merge
+                # is its result; they are merged as copies.
+                if len(value) % 16:
+                    raise WeirError("internal error: a window fire named a malformed window")
+                acc = _decode(_encode(acc))
+                for o in range(16, len(value), 16):
+                    _, other = self.load(next(extra), key, value[o:o + 16])
+                    acc = self.merge(acc, _decode(_encode(other[2])))
             r = acc if self.result is None else self.result(acc)
             if r is not None:
                 if self.window_fn is not None:
-                    start, end = frame.window_bounds(value or ns)
+                    start, end = frame.window_bounds(value[:16] if value else ns)
                     r = self.window_fn(_decode(key), api.TimeWindow(start, end), r)
                 if r is not None:
                     out.push(_encode(r), key, None, ts)

@@ -253,13 +253,6 @@ impl ChainRunner {
         }
     }
 
-    fn context(&self) -> ProcessContext {
-        ProcessContext {
-            current_watermark: self.watermark,
-            processing_time: now_ms(),
-        }
-    }
-
     /// A new input watermark reached the task.
     pub fn on_watermark(&mut self, wm: i64) -> Result<(), TaskError> {
         if wm <= self.watermark {
@@ -280,36 +273,54 @@ impl ChainRunner {
     /// the final one), and what is left goes downstream.
     fn advance(&mut self, start: usize, wm: i64) -> Result<(), TaskError> {
         for i in start..self.steps.len() {
-            let cx = ProcessContext {
-                current_watermark: wm,
-                processing_time: now_ms(),
-            };
-            let out = {
-                let ChainRunner {
-                    steps, guest, host, ..
-                } = self;
-                match &mut steps[i] {
-                    Step::Watermarks(_) if wm != MAX_WATERMARK => return Ok(()),
-                    Step::Window(w) => {
-                        let g = guest_of(guest)?;
-                        Some(w.on_time(host, g, TimeDomain::EventTime, wm)?)
-                    }
-                    Step::Process(p) => {
-                        let g = guest_of(guest)?;
-                        Some(p.on_time(host, g, weir_core::TimeDomain::EventTime, wm, cx)?)
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(out) = out {
-                self.emit_step_output(i, out)?;
+            if matches!(self.steps[i], Step::Watermarks(_)) && wm != MAX_WATERMARK {
+                return Ok(());
             }
+            self.fire_timers(i, TimeDomain::EventTime, wm, wm)?;
             self.metrics.operators[self.steps[i].last_op() as usize]
                 .watermark
                 .store(wm as u64, std::sync::atomic::Ordering::Relaxed);
         }
         self.broadcast(|| Message::Watermark(wm))?;
         Ok(())
+    }
+
+    /// Fires the timers of step `i` (a window or process function) due at
+    /// `until` in domain `d`, in rounds of bounded size whose results go
+    /// downstream before the next round is taken.
+    fn fire_timers(
+        &mut self,
+        i: usize,
+        d: TimeDomain,
+        until: i64,
+        watermark: i64,
+    ) -> Result<(), TaskError> {
+        loop {
+            let (out, more) = {
+                let ChainRunner {
+                    steps, guest, host, ..
+                } = self;
+                match &mut steps[i] {
+                    Step::Window(w) => w.on_time(host, guest_of(guest)?, d, until)?,
+                    Step::Process(p) => {
+                        let cx = ProcessContext {
+                            current_watermark: watermark,
+                            processing_time: now_ms(),
+                        };
+                        let d = match d {
+                            TimeDomain::EventTime => weir_core::TimeDomain::EventTime,
+                            TimeDomain::ProcessingTime => weir_core::TimeDomain::ProcessingTime,
+                        };
+                        p.on_time(host, guest_of(guest)?, d, until, cx)?
+                    }
+                    _ => return Ok(()),
+                }
+            };
+            self.emit_step_output(i, out)?;
+            if !more {
+                return Ok(());
+            }
+        }
     }
 
     /// Sends what step `i` emitted on: side outputs to their edges, the
@@ -355,26 +366,7 @@ impl ChainRunner {
         }
         let now = now_ms();
         for i in 0..self.steps.len() {
-            let cx = self.context();
-            let out = {
-                let ChainRunner {
-                    steps, guest, host, ..
-                } = self;
-                match &mut steps[i] {
-                    Step::Window(w) => {
-                        let g = guest_of(guest)?;
-                        Some(w.on_time(host, g, TimeDomain::ProcessingTime, now)?)
-                    }
-                    Step::Process(p) => {
-                        let g = guest_of(guest)?;
-                        Some(p.on_time(host, g, weir_core::TimeDomain::ProcessingTime, now, cx)?)
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(out) = out {
-                self.emit_step_output(i, out)?;
-            }
+            self.fire_timers(i, TimeDomain::ProcessingTime, now, self.watermark)?;
             self.generate(i)?;
         }
         Ok(())
@@ -602,17 +594,7 @@ impl ChainRunner {
                 Step::Window(_) => {
                     // Processing-time windows still open fire now (event-time
                     // ones fired with the final watermark).
-                    let out = {
-                        let ChainRunner {
-                            steps, guest, host, ..
-                        } = self;
-                        let Step::Window(w) = &mut steps[i] else {
-                            unreachable!("matched above")
-                        };
-                        let g = guest_of(guest)?;
-                        w.on_time(host, g, TimeDomain::ProcessingTime, i64::MAX)?
-                    };
-                    self.emit_step_output(i, out)?;
+                    self.fire_timers(i, TimeDomain::ProcessingTime, i64::MAX, self.watermark)?;
                 }
                 Step::Process(_) | Step::Watermarks(_) => {}
                 Step::Sink { writer, .. } => writer.finish()?,

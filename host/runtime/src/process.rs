@@ -14,9 +14,8 @@ pub(crate) struct ProcessStep {
     due: Vec<Timer>,
 }
 
-/// Most rounds of timers one advance of time fires: timers registered by
-/// timers for a time already passed fire in the next round.
-const MAX_TIMER_ROUNDS: usize = 1_000;
+/// Timers fired in one guest call.
+pub(crate) const TIMERS_PER_CALL: usize = 4096;
 
 impl ProcessStep {
     pub fn new(op: &OperatorNode, host: &mut TaskHost) -> Result<Self, Failure> {
@@ -45,7 +44,8 @@ impl ProcessStep {
         guest.process(host, self.op, batch, cx)
     }
 
-    /// Calls the guest for every timer of `d` due at `until`.
+    /// Calls the guest for the next timers of `d` due at `until`, a bounded
+    /// number at a time; true when more may be due (call again).
     pub fn on_time(
         &mut self,
         host: &mut TaskHost,
@@ -53,33 +53,25 @@ impl ProcessStep {
         d: TimeDomain,
         until: i64,
         cx: ProcessContext,
-    ) -> Result<GuestOutput, Failure> {
-        let mut out = GuestOutput::default();
-        for _ in 0..MAX_TIMER_ROUNDS {
-            self.due.clear();
-            host.take_due(self.op, d, until, &mut self.due)?;
-            if self.due.is_empty() {
-                return Ok(out);
-            }
-            let mut w = Writer::new();
-            for t in &self.due {
-                w.push(&Record {
-                    key: Some(&t.key),
-                    namespace: Some(&t.namespace),
-                    timestamp: Some(t.timestamp),
-                    ..Record::default()
-                });
-            }
-            host.current_op = self.op;
-            let o = guest.on_timer(host, self.op, d, w.as_bytes(), cx)?;
-            out.main.extend_from_slice(&o.main);
-            out.records += o.records;
-            out.side.extend_from_slice(&o.side);
+    ) -> Result<(GuestOutput, bool), Failure> {
+        self.due.clear();
+        let more = host
+            .take_due(self.op, d, until, TIMERS_PER_CALL, &mut self.due)?
+            .more;
+        if self.due.is_empty() {
+            return Ok((GuestOutput::default(), more));
         }
-        Err(Failure::user(format!(
-            "timers of operator {} kept registering timers that were already due, \
-             {MAX_TIMER_ROUNDS} rounds in a row; register timers in the future",
-            self.op
-        )))
+        let mut w = Writer::new();
+        for t in &self.due {
+            w.push(&Record {
+                key: Some(&t.key),
+                namespace: Some(&t.namespace),
+                timestamp: Some(t.timestamp),
+                ..Record::default()
+            });
+        }
+        host.current_op = self.op;
+        let o = guest.on_timer(host, self.op, d, w.as_bytes(), cx)?;
+        Ok((o, more))
     }
 }

@@ -5,27 +5,63 @@ use std::collections::HashMap;
 use weir_core::guest::log_to_host;
 use weir_core::plan::StateKind;
 use weir_core::{Failure, HostServices, LogLevel, TimeDomain};
-use weir_state::{KeyedStateBackend, StateError, StateId, Timer};
+use weir_state::{KeyedStateBackend, StateError, StateId, Timer, TimerScan};
 
 /// The timer services of one keyed operator: a column family per time
 /// domain, and a lower bound of the earliest timer in each, so that asking
 /// for due timers costs nothing until one may be due.
 #[derive(Debug)]
 pub(crate) struct OpTimers {
-    event: StateId,
-    processing: StateId,
-    next_event: Option<i64>,
-    next_processing: Option<i64>,
+    event: DomainTimers,
+    processing: DomainTimers,
 }
 
-impl OpTimers {
-    fn of(&mut self, d: TimeDomain) -> (StateId, &mut Option<i64>) {
-        match d {
-            TimeDomain::EventTime => (self.event, &mut self.next_event),
-            TimeDomain::ProcessingTime => (self.processing, &mut self.next_processing),
+/// The timers of one operator in one time domain.
+#[derive(Debug)]
+struct DomainTimers {
+    id: StateId,
+    /// At most the earliest timer.
+    next: Option<i64>,
+    /// The scan for due timers under way, and how many passes it made.
+    scan: Option<(TimerScan, usize)>,
+    /// The earliest timer registered while the scan was under way.
+    registered: Option<i64>,
+}
+
+impl DomainTimers {
+    fn new(id: StateId, next: Option<i64>) -> Self {
+        DomainTimers {
+            id,
+            next,
+            scan: None,
+            registered: None,
         }
     }
 }
+
+impl OpTimers {
+    fn of(&mut self, d: TimeDomain) -> &mut DomainTimers {
+        match d {
+            TimeDomain::EventTime => &mut self.event,
+            TimeDomain::ProcessingTime => &mut self.processing,
+        }
+    }
+}
+
+/// What a round of due timers took.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DueRound {
+    /// More timers may be due: fire these, then ask again.
+    pub more: bool,
+    /// Every due timer of the key groups below this one is in this round
+    /// or was in an earlier one: none is left in the timer service.
+    pub groups_done: u16,
+}
+
+/// Most passes one advance of time makes over the timers of an operator:
+/// timers registered by timers for a time already passed, behind the scan,
+/// are found by the next pass.
+const MAX_TIMER_PASSES: usize = 1_000;
 
 /// Per-task host services.
 pub(crate) struct TaskHost {
@@ -45,6 +81,10 @@ pub(crate) fn state_failure(e: StateError) -> Failure {
     ))
 }
 
+fn no_timers() -> Failure {
+    Failure::user("timers are only available in keyed process functions and windows")
+}
+
 impl TaskHost {
     pub fn new(task: String, backend: Option<KeyedStateBackend>) -> Self {
         TaskHost {
@@ -58,7 +98,7 @@ impl TaskHost {
 
     /// A lower bound of the earliest processing-time timer of any operator.
     pub fn next_processing_timer(&self) -> Option<i64> {
-        self.timers.values().filter_map(|t| t.next_processing).min()
+        self.timers.values().filter_map(|t| t.processing.next).min()
     }
 
     pub fn backend(&mut self) -> Result<&mut KeyedStateBackend, Failure> {
@@ -91,19 +131,15 @@ impl TaskHost {
         self.timers.insert(
             op,
             OpTimers {
-                event,
-                processing,
-                next_event,
-                next_processing,
+                event: DomainTimers::new(event, next_event),
+                processing: DomainTimers::new(processing, next_processing),
             },
         );
         Ok(())
     }
 
     fn op_timers(&mut self, op: u32) -> Result<&mut OpTimers, Failure> {
-        self.timers.get_mut(&op).ok_or_else(|| {
-            Failure::user("timers are only available in keyed process functions and windows")
-        })
+        self.timers.get_mut(&op).ok_or_else(no_timers)
     }
 
     pub fn put_timer(
@@ -114,11 +150,18 @@ impl TaskHost {
         ns: &[u8],
         ts: i64,
     ) -> Result<(), Failure> {
-        let (id, next) = self.op_timers(op)?.of(d);
-        *next = Some(next.map_or(ts, |n| n.min(ts)));
-        self.backend()?
-            .put_timer(id, key, ns, ts)
-            .map_err(state_failure)
+        let backend = self
+            .backend
+            .as_mut()
+            .ok_or_else(|| Failure::internal("timers without keyed state"))?;
+        let t = self.timers.get_mut(&op).ok_or_else(no_timers)?.of(d);
+        t.next = Some(t.next.map_or(ts, |n| n.min(ts)));
+        if let Some((scan, _)) = &t.scan
+            && backend.timer_behind(scan, key, ns, ts)
+        {
+            t.registered = Some(t.registered.map_or(ts, |n| n.min(ts)));
+        }
+        backend.put_timer(t.id, key, ns, ts).map_err(state_failure)
     }
 
     pub fn remove_timer(
@@ -129,37 +172,97 @@ impl TaskHost {
         ns: &[u8],
         ts: i64,
     ) -> Result<(), Failure> {
-        let (id, _) = self.op_timers(op)?.of(d);
+        let id = self.op_timers(op)?.of(d).id;
         self.backend()?
             .delete_timer(id, key, ns, ts)
             .map_err(state_failure)
     }
 
-    /// Removes and returns the timers of `op` due at `until`.
+    /// Removes timers of `op` due at `until` and appends them to `due`:
+    /// about `limit` at a time, so that a time that makes millions of timers
+    /// due (the final watermark) fires them in rounds of bounded memory.
+    /// While `more`, the caller fires these and asks again with the same
+    /// `until`. Timers registered meanwhile that are due already are taken
+    /// too, in a later pass if they sort behind the scan.
     pub fn take_due(
         &mut self,
         op: u32,
         d: TimeDomain,
         until: i64,
+        limit: usize,
         due: &mut Vec<Timer>,
-    ) -> Result<(), Failure> {
-        let (id, next) = self.op_timers(op)?.of(d);
-        let Some(from) = *next else {
-            return Ok(());
+    ) -> Result<DueRound, Failure> {
+        let more = self.take_due_round(op, d, until, limit, due)?;
+        let t = self.op_timers(op)?.of(d);
+        let groups_done = match &t.scan {
+            Some((scan, _)) => scan.group,
+            None => u16::MAX,
         };
-        if from > until {
-            return Ok(());
-        }
-        let backend = self
-            .backend
+        Ok(DueRound { more, groups_done })
+    }
+
+    fn take_due_round(
+        &mut self,
+        op: u32,
+        d: TimeDomain,
+        until: i64,
+        limit: usize,
+        due: &mut Vec<Timer>,
+    ) -> Result<bool, Failure> {
+        let Self {
+            backend, timers, ..
+        } = self;
+        let backend = backend
             .as_mut()
             .ok_or_else(|| Failure::internal("timers without keyed state"))?;
-        let left = backend
-            .take_due_timers(id, from, until, due)
-            .map_err(state_failure)?;
-        let (_, next) = self.op_timers(op)?.of(d);
-        *next = left;
-        Ok(())
+        let t = timers.get_mut(&op).ok_or_else(no_timers)?.of(d);
+        let (mut scan, mut passes) = match t.scan.take() {
+            Some(s) => s,
+            None => match t.next {
+                Some(from) if from <= until => {
+                    t.registered = None;
+                    (TimerScan::new(from), 1)
+                }
+                _ => return Ok(false),
+            },
+        };
+        loop {
+            let first = due.len();
+            let finished = backend
+                .take_due_timers(t.id, &mut scan, until, limit, due)
+                .map_err(state_failure)?;
+            if !finished || due.len() > first {
+                // These fire first; the timers they register that are due
+                // already are taken by the next call (a finished pass sees
+                // every new timer as behind it).
+                t.scan = Some((scan, passes));
+                return Ok(true);
+            }
+            match t.registered.take() {
+                // Timers registered behind the scan that are due already:
+                // another pass.
+                Some(from) if from <= until => {
+                    passes += 1;
+                    if passes > MAX_TIMER_PASSES {
+                        return Err(Failure::user(format!(
+                            "timers of operator {op} kept registering timers that were \
+                             already due, {MAX_TIMER_PASSES} rounds in a row; register \
+                             timers in the future"
+                        )));
+                    }
+                    let later = scan.later;
+                    scan = TimerScan::new(from);
+                    scan.later = later;
+                }
+                registered => {
+                    t.next = match (scan.later, registered) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    return Ok(false);
+                }
+            }
+        }
     }
 
     fn resolve(&mut self, state: u32) -> Result<(StateId, &mut KeyedStateBackend), Failure> {

@@ -12,11 +12,12 @@
 //! (`weir.window.sessions`), counts (`weir.window.count`) and timers — so
 //! it is checkpointed, restored mid-window, and rescaled by key group.
 
-use crate::services::{TaskHost, state_failure};
+use crate::services::{DueRound, TaskHost, state_failure};
 use crate::slots::{FRESH, SlotIndex};
+use std::collections::BTreeMap;
 use weir_core::guest::{Guest, GuestOutput};
 use weir_core::plan::{TimeDomain, Trigger, WindowAssigner, WindowFunction, WindowSpec};
-use weir_core::{Failure, TimeDomain as HostDomain};
+use weir_core::{Failure, KeyGroup, TimeDomain as HostDomain};
 use weir_frame::{GLOBAL_WINDOW, Reader, Record, Window, Writer};
 use weir_state::{StateId, Timer};
 
@@ -181,6 +182,104 @@ fn domain(d: TimeDomain) -> HostDomain {
     }
 }
 
+/// Sliding event-time windows of an incremental aggregate, sliced into
+/// panes, as Flink SQL's sliced window aggregates: a record is folded into
+/// the one pane (of the greatest common divisor of size and slide) that
+/// holds it, not into each of the size/slide windows that do, and a window
+/// fires as the merge of its panes' accumulators.
+///
+/// Each (key, pane) has one timer, at the end of the next window to fire
+/// that holds the pane; when it fires it moves on to the next window, until
+/// the pane's last, after which the pane is cleared. So the timers of one
+/// key due at one time name exactly the panes of the window that fires.
+/// A namespace as wide as the window is an accumulator of the whole window,
+/// from a snapshot taken before panes: it joins the merge and then goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Panes {
+    size: i64,
+    slide: i64,
+    offset: i64,
+    pane: i64,
+}
+
+/// Most panes per window for which a window operator slices.
+const MAX_PANES: i64 = 64;
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl Panes {
+    /// Panes for a window spec that can use them: sliding event-time
+    /// windows of an incremental function with the default trigger and no
+    /// allowed lateness, each window a few panes.
+    pub fn of(spec: &WindowSpec) -> Option<Panes> {
+        let WindowAssigner::Sliding {
+            size_ms,
+            slide_ms,
+            offset_ms,
+        } = spec.assigner
+        else {
+            return None;
+        };
+        if spec.domain != TimeDomain::EventTime
+            || spec.function != WindowFunction::Aggregate
+            || spec.trigger != Trigger::Default
+            || spec.allowed_lateness_ms > 0
+            || size_ms <= slide_ms
+            || slide_ms <= 0
+        {
+            return None;
+        }
+        let pane = gcd(size_ms, slide_ms);
+        (size_ms / pane <= MAX_PANES).then_some(Panes {
+            size: size_ms,
+            slide: slide_ms,
+            offset: offset_ms,
+            pane,
+        })
+    }
+
+    /// The smallest window start at or after `x`.
+    fn start_at_or_after(&self, x: i128) -> i128 {
+        x + (i128::from(self.offset) - x).rem_euclid(i128::from(self.slide))
+    }
+
+    /// The pane of `ts`, and the end of the first window holding it whose
+    /// last millisecond is after `watermark`; None when every window that
+    /// holds it has fired (or lies beyond the ends of time).
+    fn place(&self, ts: i64, watermark: i64) -> Option<(Window, i64)> {
+        let (p, l, s) = (
+            i128::from(self.pane),
+            i128::from(self.slide),
+            i128::from(self.size),
+        );
+        let ts = i128::from(ts);
+        let start = ts - (ts - i128::from(self.offset)).rem_euclid(p);
+        let end = start + p;
+        // Windows holding the pane start in [end - size, start].
+        let last = start - (start - i128::from(self.offset)).rem_euclid(l);
+        let first = self
+            .start_at_or_after(end - s)
+            .max(self.start_at_or_after(i128::from(watermark) + 2 - s));
+        if first > last {
+            return None;
+        }
+        let pane = Window {
+            start: i64::try_from(start).ok()?,
+            end: i64::try_from(end).ok()?,
+        };
+        Some((pane, i64::try_from(first + s).ok()?))
+    }
+
+    /// The end of the window after the one ending at `end` when it still
+    /// holds `pane`.
+    fn next_end(&self, pane: &Window, end: i64) -> Option<i64> {
+        let next = end.checked_add(self.slide)?;
+        (next.checked_sub(self.size)? <= pane.start).then_some(next)
+    }
+}
+
 /// A window operator at the head of a task's chain.
 pub(crate) struct WindowStep {
     pub op: u32,
@@ -194,6 +293,8 @@ pub(crate) struct WindowStep {
     sessions: Option<StateId>,
     /// Record counts (count trigger).
     counts: Option<StateId>,
+    /// Set when the windows are sliced into panes.
+    panes: Option<Panes>,
     /// (key, state window) pairs the guest and the timers know about.
     pub slots: SlotIndex,
     capacity: usize,
@@ -260,6 +361,7 @@ impl WindowStep {
             contents,
             sessions,
             counts,
+            panes: Panes::of(&spec),
             slots: SlotIndex::default(),
             capacity: capacity.max(1),
             windows: Vec::new(),
@@ -464,6 +566,36 @@ impl WindowStep {
             } else {
                 now_ms
             };
+            if let Some(panes) = self.panes {
+                match panes.place(ts, watermark) {
+                    Some((pane, end)) => {
+                        let ns = pane.to_namespace();
+                        let slot = self.slots.slot(key, &ns);
+                        if slot & FRESH != 0 {
+                            // The pane's timer, unless it has one already
+                            // (registering it again is harmless).
+                            host.put_timer(self.op, HostDomain::EventTime, key, &ns, end - 1)?;
+                        }
+                        agg.push(&Record {
+                            key: Some(key),
+                            namespace: Some(&ns),
+                            timestamp: rec.timestamp,
+                            value: rec.value,
+                            ..Record::default()
+                        });
+                        agg_slots.push(slot);
+                    }
+                    None => match self.spec.late_port {
+                        Some(port) => late.push(&Record {
+                            port,
+                            namespace: None,
+                            ..rec
+                        }),
+                        None => out.dropped += 1,
+                    },
+                }
+                continue;
+            }
             assign(&self.spec.assigner, ts, &mut windows);
             let mut accepted = false;
             let mut fire_now: Option<Fire> = None;
@@ -690,23 +822,41 @@ impl WindowStep {
         Ok(())
     }
 
-    /// Fires the windows whose timers are due at `until` in `d`.
+    /// Fires the next windows whose timers are due at `until` in `d`, a
+    /// bounded number at a time; true when more may be due (call again).
     pub fn on_time(
         &mut self,
         host: &mut TaskHost,
         guest: &mut dyn Guest,
         d: TimeDomain,
         until: i64,
-    ) -> Result<GuestOutput, Failure> {
+    ) -> Result<(GuestOutput, bool), Failure> {
         if d != self.spec.domain {
-            return Ok(GuestOutput::default());
+            return Ok((GuestOutput::default(), false));
         }
         let mut due = std::mem::take(&mut self.due);
         due.clear();
-        host.take_due(self.op, domain(d), until, &mut due)?;
+        let round = host.take_due(self.op, domain(d), until, FIRES_PER_CALL, &mut due)?;
+        let out = match self.panes {
+            Some(panes) => self.fire_panes(host, guest, &panes, &due, round, until),
+            None => self.fire_due(host, guest, &due),
+        };
+        self.due = due;
+        let out = out?;
+        self.bound_slots(host, guest)?;
+        Ok((out, round.more))
+    }
+
+    /// Fires the windows of due timers (one timer per window).
+    fn fire_due(
+        &mut self,
+        host: &mut TaskHost,
+        guest: &mut dyn Guest,
+        due: &[Timer],
+    ) -> Result<GuestOutput, Failure> {
         let mut fires = Vec::new();
         let lateness = self.lateness();
-        for t in &due {
+        for t in due {
             let Some(window) = Window::from_namespace(&t.namespace) else {
                 return Err(Failure::internal("a window timer without a window"));
             };
@@ -730,11 +880,137 @@ impl WindowStep {
                 });
             }
         }
-        self.due = due;
         if fires.is_empty() {
             return Ok(GuestOutput::default());
         }
         self.fire(host, guest, fires)
+    }
+
+    /// Fires the windows of due pane timers: the timers of one key at one
+    /// time name the panes of the window ending then. Panes that later
+    /// windows hold move their timers on; the others are cleared. `due` is
+    /// in time order, with the timers of one key at one time together (and
+    /// never split between two rounds).
+    fn fire_panes(
+        &mut self,
+        host: &mut TaskHost,
+        guest: &mut dyn Guest,
+        panes: &Panes,
+        due: &[Timer],
+        round: DueRound,
+        until: i64,
+    ) -> Result<GuestOutput, Failure> {
+        // The windows to fire, by time and key, with their panes. A pane
+        // whose next window is due too, of a key whose due timers are all in
+        // this round, moves on here rather than through a timer.
+        let mut agenda: BTreeMap<(i64, &[u8]), Vec<[u8; 16]>> = BTreeMap::new();
+        for t in due {
+            let ns: [u8; 16] = t
+                .namespace
+                .as_slice()
+                .try_into()
+                .map_err(|_| Failure::internal("a window timer without a window"))?;
+            agenda
+                .entry((t.timestamp, t.key.as_slice()))
+                .or_default()
+                .push(ns);
+        }
+        let max_parallelism = host.backend()?.max_parallelism();
+        // Requests whose first accumulator goes after the window fires
+        // (purge) and whose first one stays; then accumulators that go and
+        // were not first.
+        let mut going = (Writer::new(), Vec::new());
+        let mut staying = (Writer::new(), Vec::new());
+        let mut cleanup = (Writer::new(), Vec::new());
+        let mut cleared: Vec<(&[u8], [u8; 16])> = Vec::new();
+        let mut value = Vec::with_capacity(16 * MAX_PANES as usize);
+        let mut parts: Vec<([u8; 16], bool)> = Vec::new();
+        while let Some(((at, key), spaces)) = agenda.pop_first() {
+            let end = at.saturating_add(1);
+            let window = Window {
+                start: end.saturating_sub(panes.size),
+                end,
+            };
+            parts.clear();
+            let mut all_here = None;
+            for ns in &spaces {
+                let Some(w) = Window::from_namespace(ns) else {
+                    return Err(Failure::internal("a window timer without a window"));
+                };
+                let next = if w.end - w.start == panes.pane {
+                    panes.next_end(&w, end)
+                } else {
+                    None
+                };
+                if let Some(next) = next {
+                    let here = next - 1 <= until
+                        && *all_here.get_or_insert_with(|| {
+                            KeyGroup::of(key, max_parallelism).0 < round.groups_done
+                        });
+                    if here {
+                        agenda.entry((next - 1, key)).or_default().push(*ns);
+                    } else {
+                        host.put_timer(self.op, HostDomain::EventTime, key, ns, next - 1)?;
+                    }
+                }
+                parts.push((*ns, next.is_none()));
+            }
+            // The first accumulator of the request is one that goes, if any.
+            if let Some(i) = parts.iter().position(|(_, goes)| *goes) {
+                parts.swap(0, i);
+            }
+            value.clear();
+            value.extend_from_slice(&window.to_namespace());
+            let (w, slots) = if parts[0].1 { &mut going } else { &mut staying };
+            slots.push(self.slots.slot(key, &parts[0].0));
+            for (ns, _) in &parts[1..] {
+                value.extend_from_slice(ns);
+                slots.push(self.slots.slot(key, ns));
+            }
+            w.push(&Record {
+                key: Some(key),
+                namespace: Some(&parts[0].0),
+                timestamp: Some(window.max_timestamp()),
+                value: &value,
+                ..Record::default()
+            });
+            for (i, (ns, goes)) in parts.iter().enumerate() {
+                if *goes {
+                    if i > 0 {
+                        cleanup.0.push(&Record {
+                            key: Some(key),
+                            namespace: Some(ns),
+                            ..Record::default()
+                        });
+                        cleanup.1.push(self.slots.slot(key, ns));
+                    }
+                    cleared.push((key, *ns));
+                }
+            }
+        }
+        let mut out = WindowOutput::default();
+        host.current_op = self.op;
+        for ((w, slots), purge, emit) in [
+            (&staying, false, true),
+            (&going, true, true),
+            (&cleanup, true, false),
+        ] {
+            if w.is_empty() {
+                continue;
+            }
+            let o = guest.fire(host, self.op, w.as_bytes(), slots, purge)?;
+            if emit {
+                out.add(o);
+            }
+        }
+        let acc = self.acc.expect("panes keep accumulators");
+        for (key, ns) in cleared {
+            self.slots.release(key, &ns);
+            host.backend()?
+                .delete(acc, key, &ns)
+                .map_err(state_failure)?;
+        }
+        Ok(out.out)
     }
 }
 
@@ -785,6 +1061,66 @@ mod tests {
         assert_eq!(out, vec![w(7, 107)]);
         assign(&WindowAssigner::Global, 7, &mut out);
         assert_eq!(out, vec![GLOBAL_WINDOW]);
+    }
+
+    #[test]
+    fn sliding_windows_slice_into_panes_that_move_from_window_to_window() {
+        let spec = |assigner, lateness| WindowSpec {
+            assigner,
+            domain: TimeDomain::EventTime,
+            trigger: Trigger::Default,
+            allowed_lateness_ms: lateness,
+            late_port: None,
+            function: WindowFunction::Aggregate,
+        };
+        let sliding = |size_ms, slide_ms, offset_ms| WindowAssigner::Sliding {
+            size_ms,
+            slide_ms,
+            offset_ms,
+        };
+        // Size 10, slide 4: panes of 2; windows start at 0, 4, 8, ...
+        let p = Panes::of(&spec(sliding(10, 4, 0), 0)).unwrap();
+        assert_eq!(p.pane, 2);
+        // Pane [4, 6) is held by windows [-4, 6) and [0, 10) and [4, 14).
+        let (pane, end) = p.place(5, i64::MIN).unwrap();
+        assert_eq!((pane, end), (w(4, 6), 6));
+        assert_eq!(p.next_end(&pane, 6), Some(10));
+        assert_eq!(p.next_end(&pane, 10), Some(14));
+        assert_eq!(p.next_end(&pane, 14), None);
+        // Windows ending at 6 and 10 fired: the next one holding the pane.
+        assert_eq!(p.place(5, 9).unwrap().1, 14);
+        assert_eq!(p.place(5, 12).unwrap().1, 14);
+        assert_eq!(p.place(5, 13), None, "every window holding it fired");
+        // Each window is exactly its panes, and each pane is in the windows
+        // the assigner gives its timestamps, from first to last.
+        for (size, slide, offset) in [(10, 4, 0), (10, 2, 1), (9, 6, -2), (6000, 2000, 0)] {
+            let p = Panes::of(&spec(sliding(size, slide, offset), 0)).unwrap();
+            let mut windows = Vec::new();
+            for ts in -50..50 {
+                assign(&sliding(size, slide, offset), ts, &mut windows);
+                let (pane, mut end) = p.place(ts, i64::MIN).unwrap();
+                assert!(pane.start <= ts && ts < pane.end);
+                let mut ends = vec![end];
+                while let Some(next) = p.next_end(&pane, end) {
+                    ends.push(next);
+                    end = next;
+                }
+                let mut expected: Vec<i64> = windows.iter().map(|w| w.end).collect();
+                expected.sort();
+                assert_eq!(ends, expected, "ts {ts} of {size}/{slide}/{offset}");
+            }
+        }
+        // Extremes neither overflow nor place records beyond time.
+        assert_eq!(p.place(i64::MAX, i64::MIN), None);
+        let _ = p.place(i64::MIN, i64::MIN);
+        // What does not slice.
+        assert!(Panes::of(&spec(sliding(10, 4, 0), 5)).is_none(), "lateness");
+        assert!(Panes::of(&spec(sliding(4, 4, 0), 0)).is_none(), "tumbling");
+        assert!(
+            Panes::of(&spec(sliding(1000, 7, 0), 0)).is_none(),
+            "too many panes"
+        );
+        assert!(Panes::of(&spec(WindowAssigner::Session { gap_ms: 5 }, 0)).is_none());
     }
 
     #[test]

@@ -21,4 +21,4 @@ pub use backend::{KeyedStateBackend, StateError, StateId};
 pub use layout::{StateKey, decode_state_key, encode_state_key};
 pub use memory::{DEFAULT_MANAGED_BYTES, DEFAULT_WRITE_BUFFER_RATIO, share_memory};
 pub use snapshot::{LocalSnapshot, RestoreSource, SnapshotFile, StateDescriptorInfo};
-pub use timers::Timer;
+pub use timers::{Timer, TimerScan};
