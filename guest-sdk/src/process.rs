@@ -10,6 +10,7 @@ use crate::stage::Collector;
 use crate::window::OutputTag;
 use crate::{DataStream, Error, KeyedStream, codec};
 use serde::{Serialize, de::DeserializeOwned};
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use weir_frame::{Reader, Writer};
 
@@ -152,8 +153,98 @@ pub struct Context<'a, K> {
     processing_time: i64,
     domain: Option<TimeDomain>,
     states: &'a [StateDescriptor],
+    values: &'a RefCell<ValueCache>,
     ports: &'a SidePorts,
     side: &'a mut Writer,
+}
+
+/// Keys of value states a process function keeps in its cache before it
+/// writes them back and starts over.
+const CACHED_VALUES: usize = 65_536;
+
+/// The write-back cache of a keyed process function's value states: the
+/// encoded values of the keys used lately, so that reading or writing a
+/// value usually costs no call of the host. Dirty values go to the host as
+/// one batch when the host asks (before every snapshot) or when the cache
+/// is full.
+#[derive(Debug, Default)]
+pub(crate) struct ValueCache {
+    /// `state index (u32 LE) | key` -> the value, or None when absent.
+    map: hashbrown::HashMap<Box<[u8]>, Cached>,
+    scratch: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    value: Option<Vec<u8>>,
+    dirty: bool,
+}
+
+impl ValueCache {
+    fn id(&mut self, state: u32, key: &[u8]) {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&state.to_le_bytes());
+        self.scratch.extend_from_slice(key);
+    }
+
+    fn get(&mut self, state: u32, key: &[u8]) -> Option<Vec<u8>> {
+        self.id(state, key);
+        if let Some(c) = self.map.get(self.scratch.as_slice()) {
+            return c.value.clone();
+        }
+        let value = host::state_get(state, key, b"");
+        self.insert(value.clone(), false);
+        value
+    }
+
+    fn set(&mut self, state: u32, key: &[u8], value: Option<Vec<u8>>) {
+        self.id(state, key);
+        match self.map.get_mut(self.scratch.as_slice()) {
+            Some(c) => {
+                c.value = value;
+                c.dirty = true;
+            }
+            None => self.insert(value, true),
+        }
+    }
+
+    /// Inserts the entry named by the scratch id, making room first.
+    fn insert(&mut self, value: Option<Vec<u8>>, dirty: bool) {
+        if self.map.len() >= CACHED_VALUES {
+            self.flush(true);
+        }
+        self.map
+            .insert(self.scratch.as_slice().into(), Cached { value, dirty });
+    }
+
+    /// Writes dirty values back to the host; `forget` empties the cache.
+    pub(crate) fn flush(&mut self, forget: bool) {
+        let mut by_state: Vec<(u32, Writer)> = Vec::new();
+        for (id, c) in self.map.iter_mut().filter(|(_, c)| c.dirty) {
+            let state = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+            let w = match by_state.iter_mut().position(|(s, _)| *s == state) {
+                Some(i) => &mut by_state[i].1,
+                None => {
+                    by_state.push((state, Writer::new()));
+                    &mut by_state.last_mut().expect("just pushed").1
+                }
+            };
+            w.push(&weir_frame::Record {
+                key: Some(&id[4..]),
+                namespace: Some(b""),
+                tombstone: c.value.is_none(),
+                value: c.value.as_deref().unwrap_or_default(),
+                ..weir_frame::Record::default()
+            });
+            c.dirty = false;
+        }
+        for (state, w) in by_state {
+            host::state_write(state, w.as_bytes());
+        }
+        if forget {
+            self.map.clear();
+        }
+    }
 }
 
 impl<K> std::fmt::Debug for Context<'_, K> {
@@ -244,6 +335,7 @@ impl<'a, K> Context<'a, K> {
         ValueHandle {
             index: self.index(state.name, StateKind::Value),
             key: self.key_bytes,
+            cache: self.values,
             _t: PhantomData,
         }
     }
@@ -287,6 +379,7 @@ impl<'a, K> Context<'a, K> {
 pub struct ValueHandle<'a, T> {
     index: Result<u32, Error>,
     key: &'a [u8],
+    cache: &'a RefCell<ValueCache>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -296,21 +389,27 @@ impl<T: Serialize + DeserializeOwned> ValueHandle<'_, T> {
     }
 
     pub fn get(&self) -> Result<Option<T>, Error> {
-        match host::state_get(self.index()?, self.key, b"") {
-            Some(b) => Ok(Some(codec::decode(&b)?)),
-            None => Ok(None),
-        }
+        let index = self.index()?;
+        let cache = &mut *self.cache.borrow_mut();
+        cache.id(index, self.key);
+        let bytes = match cache.map.get(cache.scratch.as_slice()) {
+            Some(c) => return c.value.as_deref().map(codec::decode).transpose(),
+            None => cache.get(index, self.key),
+        };
+        bytes.as_deref().map(codec::decode).transpose()
     }
 
     pub fn set(&self, value: &T) -> Result<(), Error> {
         let mut b = Vec::new();
         codec::encode(value, &mut b);
-        host::state_put(self.index()?, self.key, b"", &b);
+        let index = self.index()?;
+        self.cache.borrow_mut().set(index, self.key, Some(b));
         Ok(())
     }
 
     pub fn clear(&self) -> Result<(), Error> {
-        host::state_delete(self.index()?, self.key, b"");
+        let index = self.index()?;
+        self.cache.borrow_mut().set(index, self.key, None);
         Ok(())
     }
 }
@@ -405,11 +504,14 @@ pub(crate) trait ProcessOp {
         watermark: i64,
         now: i64,
     ) -> Result<Output, Error>;
+    /// Writes cached state back to the host; `forget` empties the cache.
+    fn flush(&mut self, forget: bool);
 }
 
 struct KeyedProcess<K, I, F> {
     f: F,
     states: Vec<StateDescriptor>,
+    values: RefCell<ValueCache>,
     ports: SidePorts,
     _t: PhantomData<fn(K, I)>,
 }
@@ -459,6 +561,7 @@ where
                 processing_time: now,
                 domain,
                 states: &self.states,
+                values: &self.values,
                 ports: &self.ports,
                 side: &mut side,
             };
@@ -496,6 +599,10 @@ where
             f.on_timer(ts, ctx, out)
         })
     }
+
+    fn flush(&mut self, forget: bool) {
+        self.values.get_mut().flush(forget);
+    }
 }
 
 impl<K, T> KeyedStream<K, T>
@@ -529,6 +636,7 @@ where
         let op = KeyedProcess::<K, T, F> {
             f,
             states: states.clone(),
+            values: RefCell::default(),
             ports: ports.clone(),
             _t: PhantomData,
         };
@@ -548,5 +656,99 @@ where
         g.side_ports.insert(id, ports);
         drop(g);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{LogLevel, TimeDomain};
+    use std::collections::BTreeMap;
+
+    /// Keyed state of one value state, and the calls that reached it.
+    #[derive(Default)]
+    struct Store {
+        values: BTreeMap<Vec<u8>, Vec<u8>>,
+        gets: usize,
+        writes: usize,
+    }
+
+    impl crate::native::Host for Store {
+        fn log(&mut self, _: LogLevel, _: &str) {}
+        fn state_get(&mut self, _: u32, key: &[u8], _: &[u8]) -> Option<Vec<u8>> {
+            self.gets += 1;
+            self.values.get(key).cloned()
+        }
+        fn state_put(&mut self, _: u32, _: &[u8], _: &[u8], _: &[u8]) {
+            unreachable!("values are written in batches")
+        }
+        fn state_delete(&mut self, _: u32, _: &[u8], _: &[u8]) {
+            unreachable!("values are written in batches")
+        }
+        fn state_append(&mut self, _: u32, _: &[u8], _: &[u8], _: &[u8]) {}
+        fn state_scan(&mut self, _: u32, _: &[u8], _: &[u8]) -> Vec<u8> {
+            Vec::new()
+        }
+        fn state_write(&mut self, state: u32, writes: &[u8]) {
+            assert_eq!(state, 3);
+            self.writes += 1;
+            for r in Reader::new(writes) {
+                let r = r.unwrap();
+                let key = r.key.unwrap().to_vec();
+                if r.tombstone {
+                    self.values.remove(&key);
+                } else {
+                    self.values.insert(key, r.value.to_vec());
+                }
+            }
+        }
+        fn register_timer(&mut self, _: TimeDomain, _: &[u8], _: &[u8], _: i64) {}
+        fn delete_timer(&mut self, _: TimeDomain, _: &[u8], _: &[u8], _: i64) {}
+    }
+
+    #[test]
+    fn cached_values_are_read_once_and_written_back_in_batches() {
+        let mut store = Store::default();
+        store.values.insert(b"old".to_vec(), b"1".to_vec());
+        let mut cache = ValueCache::default();
+        crate::host::with_host(&mut store, || {
+            assert_eq!(cache.get(3, b"old"), Some(b"1".to_vec()));
+            assert_eq!(cache.get(3, b"old"), Some(b"1".to_vec()));
+            assert_eq!(cache.get(3, b"none"), None);
+            assert_eq!(cache.get(3, b"none"), None);
+            cache.set(3, b"old", None);
+            cache.set(3, b"new", Some(b"2".to_vec()));
+            assert_eq!(cache.get(3, b"old"), None, "cleared, in the cache");
+        });
+        assert_eq!(
+            (store.gets, store.writes),
+            (2, 0),
+            "two reads, nothing written yet"
+        );
+        crate::host::with_host(&mut store, || cache.flush(false));
+        assert_eq!(store.writes, 1);
+        assert_eq!(store.values.get(&b"new"[..]), Some(&b"2".to_vec()));
+        assert!(
+            !store.values.contains_key(&b"old"[..]),
+            "the clear is a tombstone"
+        );
+        // Past its capacity the cache writes back and starts over; every
+        // value survives.
+        crate::host::with_host(&mut store, || {
+            for i in 0..(CACHED_VALUES as u32 + 10) {
+                cache.set(3, &i.to_le_bytes(), Some(i.to_be_bytes().to_vec()));
+            }
+        });
+        assert_eq!(store.writes, 2, "one write-back when full");
+        crate::host::with_host(&mut store, || {
+            cache.flush(true);
+            for i in [0u32, 7, CACHED_VALUES as u32 + 9] {
+                assert_eq!(
+                    cache.get(3, &i.to_le_bytes()),
+                    Some(i.to_be_bytes().to_vec())
+                );
+            }
+        });
+        assert_eq!(store.values.len(), CACHED_VALUES + 10 + 1);
     }
 }

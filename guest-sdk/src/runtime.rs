@@ -210,7 +210,11 @@ impl Runtime {
     pub fn flush(&mut self, op: u32, forget: bool) -> Result<(), Error> {
         match self.entry(op)? {
             FnEntry::Aggregate(a) => a.flush(forget),
-            FnEntry::Stage(_) | FnEntry::ProcessWindow(_) | FnEntry::Process(_) => Ok(()),
+            FnEntry::Process(p) => {
+                p.flush(forget);
+                Ok(())
+            }
+            FnEntry::Stage(_) | FnEntry::ProcessWindow(_) => Ok(()),
         }
     }
 

@@ -586,7 +586,7 @@ impl ChainRunner {
                 Step::Stages { .. } => {}
                 Step::Aggregate(a) => {
                     let (op, emit) = (a.op, a.emit);
-                    self.flush_guest_state(op)?;
+                    self.flush_guest_state(op, false)?;
                     if !emit {
                         self.emit_final(i)?;
                     }
@@ -604,13 +604,13 @@ impl ChainRunner {
     }
 
     /// Writes the guest's cached keyed state of `op` back to the backend.
-    pub fn flush_guest_state(&mut self, op: u32) -> Result<(), TaskError> {
+    pub fn flush_guest_state(&mut self, op: u32, forget: bool) -> Result<(), TaskError> {
         let ChainRunner { guest, host, .. } = self;
         host.current_op = op;
         let g = guest
             .as_mut()
             .ok_or_else(|| Failure::internal("no guest"))?;
-        g.flush(host, op, false)?;
+        g.flush(host, op, forget)?;
         Ok(())
     }
 
@@ -681,12 +681,14 @@ impl ChainRunner {
                 Step::Stages { .. } => {}
                 Step::Aggregate(a) => {
                     let op = a.op;
-                    self.flush_guest_state(op)?;
+                    self.flush_guest_state(op, false)?;
                 }
                 Step::Window(_) | Step::Process(_) => {
-                    if matches!(self.steps[i], Step::Window(_)) {
-                        self.flush_guest_state(op)?;
-                    }
+                    // A process function's cached values go too: its
+                    // instance may be snapshotted with its memory, which
+                    // must not restore values another subtask may own.
+                    let forget = matches!(self.steps[i], Step::Process(_));
+                    self.flush_guest_state(op, forget)?;
                     // Lateness after a restore is judged as before it.
                     operator_state.insert(
                         meta.uids[op as usize].clone(),

@@ -315,6 +315,14 @@ impl KeyedStateBackend {
 
     pub fn delete(&mut self, s: StateId, key: &[u8], ns: &[u8]) -> Result<(), StateError> {
         self.keys(s, key, ns);
+        if let Some(e) = self.cache.get(&self.ck)
+            && e.value.is_none()
+            && !e.appended
+        {
+            // Absent already: read as absent, or deleted since. A clean
+            // entry needs no tombstone in RocksDB.
+            return Ok(());
+        }
         self.make_room()?;
         self.cache.put(&self.ck, None, true);
         Ok(())
