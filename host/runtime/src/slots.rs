@@ -180,6 +180,28 @@ impl SlotIndex {
         id | FRESH
     }
 
+    /// Whether (key, namespace) has a slot.
+    pub fn contains(&mut self, key: &[u8], ns: &[u8]) -> bool {
+        let seed = self.seed();
+        if key.len() <= INLINE && ns.is_empty() {
+            let (k, len) = (load16(key), key.len() as u8);
+            self.plain
+                .find(hash_plain(seed, &k, len), |e| e.key == k && e.len == len)
+                .is_some()
+        } else if key.len() <= INLINE && ns.len() <= INLINE {
+            let (k, n) = (load16(key), load16(ns));
+            let (kl, nl) = (key.len() as u8, ns.len() as u8);
+            self.spaced
+                .find(hash_spaced(seed, &k, &n, kl, nl), |e| {
+                    e.key == k && e.ns == n && e.key_len == kl && e.ns_len == nl
+                })
+                .is_some()
+        } else {
+            self.long_key(key, ns);
+            self.long.contains_key(&self.scratch[..])
+        }
+    }
+
     /// Frees the slot of (key, namespace) (its accumulator was purged).
     #[allow(dead_code, reason = "purging window operators release slots")]
     pub fn release(&mut self, key: &[u8], ns: &[u8]) {

@@ -297,6 +297,10 @@ pub(crate) struct WindowStep {
     panes: Option<Panes>,
     /// (key, state window) pairs the guest and the timers know about.
     pub slots: SlotIndex,
+    /// With panes: the (key, pane) pairs that had slots before the guest
+    /// last forgot its slots. Each has its timer, so that a pane fresh again
+    /// in the guest need not register it again.
+    timed: SlotIndex,
     capacity: usize,
     windows: Vec<Window>,
     due: Vec<Timer>,
@@ -363,6 +367,7 @@ impl WindowStep {
             counts,
             panes: Panes::of(&spec),
             slots: SlotIndex::default(),
+            timed: SlotIndex::default(),
             capacity: capacity.max(1),
             windows: Vec::new(),
             due: Vec::new(),
@@ -571,9 +576,9 @@ impl WindowStep {
                     Some((pane, end)) => {
                         let ns = pane.to_namespace();
                         let slot = self.slots.slot(key, &ns);
-                        if slot & FRESH != 0 {
-                            // The pane's timer, unless it has one already
-                            // (registering it again is harmless).
+                        if slot & FRESH != 0 && !self.timed.contains(key, &ns) {
+                            // The pane's timer, unless it is known to have
+                            // one (registering it again is harmless).
                             host.put_timer(self.op, HostDomain::EventTime, key, &ns, end - 1)?;
                         }
                         agg.push(&Record {
@@ -711,6 +716,9 @@ impl WindowStep {
             if self.acc.is_some() {
                 host.current_op = self.op;
                 guest.flush(host, self.op, true)?;
+            }
+            if self.panes.is_some() {
+                self.timed = std::mem::take(&mut self.slots);
             }
             self.slots.clear();
         }
@@ -1006,6 +1014,7 @@ impl WindowStep {
         let acc = self.acc.expect("panes keep accumulators");
         for (key, ns) in cleared {
             self.slots.release(key, &ns);
+            self.timed.release(key, &ns);
             host.backend()?
                 .delete(acc, key, &ns)
                 .map_err(state_failure)?;
