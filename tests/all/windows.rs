@@ -40,6 +40,8 @@ struct Spec {
     count: u64,
     lateness: i64,
     ooo: i64,
+    /// `weir.state.cached-keys` of the run (0: the default).
+    cached_keys: u32,
 }
 
 impl Spec {
@@ -52,6 +54,7 @@ impl Spec {
             count: 3,
             lateness: 0,
             ooo: 200,
+            cached_keys: 0,
         }
     }
 
@@ -248,6 +251,12 @@ fn run_windows(events: &[Event], spec: Spec, p: u32) -> (Vec<String>, Vec<String
     let (out, late) = (file(&dir, "out.txt"), file(&dir, "late.txt"));
     let mut flags: Vec<String> = EXACT.iter().map(|s| (*s).to_owned()).collect();
     flags.extend(["-p".into(), p.to_string()]);
+    if spec.cached_keys > 0 {
+        flags.extend([
+            "-D".into(),
+            format!("weir.state.cached-keys={}", spec.cached_keys),
+        ]);
+    }
     let mut args: Vec<String> = vec![
         "--input".into(),
         input.display().to_string(),
@@ -305,6 +314,15 @@ fn allowed_lateness_fires_windows_again() {
 #[test]
 fn sliding_windows() {
     check(Spec::new(Kind::Sliding), &generated(2_000, 4), 2);
+    // Four panes a window (of 250 ms), with a guest that forgets its
+    // accumulators every few keys: panes are read back, and their timers
+    // are neither lost nor doubled.
+    let spec = Spec {
+        slide: 250,
+        cached_keys: 5,
+        ..Spec::new(Kind::Sliding)
+    };
+    check(spec, &generated(2_000, 7), 2);
 }
 
 #[test]
