@@ -258,6 +258,77 @@ impl Storage {
             .map_err(|e| self.err("write", rel, e))
     }
 
+    /// Writes the local file `src` as an object, as [`Storage::put`] does,
+    /// without holding it in memory: copied in chunks to local storage,
+    /// and uploaded in parts of [`PART_BYTES`] to object stores when it is
+    /// larger than one. Returns its size and CRC-32C.
+    pub async fn put_file(
+        &self,
+        rel: &str,
+        src: &std::path::Path,
+    ) -> Result<(u64, u32), StorageError> {
+        let url = self.url_of(rel);
+        let read_err = |e: std::io::Error| {
+            StorageError::new(format!("cannot read {} for {url}: {e}", src.display()))
+        };
+        if let (Some(root), true) = (&self.local, self.fsync) {
+            let (root, rel, src) = (root.clone(), rel.to_owned(), src.to_owned());
+            let url = url.clone();
+            return tokio::task::spawn_blocking(move || {
+                let mut sum = (0u64, 0u32);
+                durable_put_with(&root, &rel, |f| {
+                    let mut from = std::fs::File::open(&src).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("reading {}: {e}", src.display()))
+                    })?;
+                    sum = copy_summed(&mut from, f)?;
+                    Ok(())
+                })
+                .map(|()| sum)
+            })
+            .await
+            .map_err(|e| StorageError::new(format!("cannot write {url}: {e}")))?
+            .map_err(|e| StorageError::new(format!("cannot write {url}: {e}")));
+        }
+        let len = tokio::fs::metadata(src).await.map_err(read_err)?.len();
+        if len <= PART_BYTES as u64 {
+            let bytes = tokio::fs::read(src).await.map_err(read_err)?;
+            let sum = (bytes.len() as u64, crc32c::crc32c(&bytes));
+            self.put(rel, bytes.into()).await?;
+            return Ok(sum);
+        }
+        use tokio::io::AsyncReadExt;
+        let upload = self
+            .store
+            .put_multipart(&self.path(rel))
+            .await
+            .map_err(|e| self.err("write", rel, e))?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut f = tokio::fs::File::open(src).await.map_err(read_err)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut size, mut crc) = (0u64, 0u32);
+        let copied: Result<(), StorageError> = async {
+            loop {
+                let n = f.read(&mut buf).await.map_err(read_err)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                crc = crc32c::crc32c_append(crc, &buf[..n]);
+                size += n as u64;
+                w.wait_for_capacity(2)
+                    .await
+                    .map_err(|e| self.err("write", rel, e))?;
+                w.write(&buf[..n]);
+            }
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        w.finish().await.map_err(|e| self.err("write", rel, e))?;
+        Ok((size, crc))
+    }
+
     pub async fn get(&self, rel: &str) -> Result<Bytes, StorageError> {
         let r = self
             .store
@@ -340,7 +411,40 @@ impl Storage {
 
 /// Writes `root/rel` durably: into a synced temporary file renamed into
 /// place, with the directories it creates and the one holding it synced.
+/// The size of the parts of large files uploaded to object stores (S3 takes
+/// parts of 5 MiB and more).
+pub const PART_BYTES: usize = 8 << 20;
+
+/// Copies `src` into `dst`; returns the bytes copied and their CRC-32C.
+fn copy_summed(
+    src: &mut impl std::io::Read,
+    dst: &mut impl std::io::Write,
+) -> std::io::Result<(u64, u32)> {
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut size, mut crc) = (0u64, 0u32);
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok((size, crc)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        size += n as u64;
+        dst.write_all(&buf[..n])?;
+    }
+}
+
 fn durable_put(root: &std::path::Path, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    durable_put_with(root, rel, |f| f.write_all(bytes))
+}
+
+fn durable_put_with(
+    root: &std::path::Path,
+    rel: &str,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let path = root.join(rel);
     if !path.starts_with(root) || rel.split('/').any(|p| p == "..") {
         return Err(std::io::Error::new(
@@ -363,7 +467,7 @@ fn durable_put(root: &std::path::Path, rel: &str, bytes: &[u8]) -> std::io::Resu
     for c in created.iter().rev() {
         weir_core::fs::sync_parent(c)?;
     }
-    weir_core::fs::write_atomic(&path, bytes, true)
+    weir_core::fs::write_atomic_with(&path, true, write)
 }
 
 /// Splits a user-given snapshot location (a `chk-<n>` or savepoint
@@ -412,6 +516,46 @@ mod tests {
             "{root:?}"
         );
         assert!(!cwd.join("file:").exists());
+    }
+
+    #[test]
+    fn files_are_written_whole_in_chunks_and_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("big.sst");
+        // More than two parts, not a multiple of the chunk size.
+        let data: Vec<u8> = (0..PART_BYTES * 2 + 12_345)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        std::fs::write(&src, &data).unwrap();
+        let small = dir.path().join("small.sst");
+        std::fs::write(&small, b"small").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        for url in [
+            out.path().display().to_string(),
+            "memory://unit-test/files".into(),
+        ] {
+            let s = Storage::open(&url, &S3Options::default()).unwrap();
+            block_on(async {
+                let sum = s.put_file("job/shared/big.sst", &src).await.unwrap();
+                assert_eq!(sum, (data.len() as u64, crc32c::crc32c(&data)), "{url}");
+                assert!(s.get("job/shared/big.sst").await.unwrap() == data, "{url}");
+                let sum = s.put_file("job/shared/small.sst", &small).await.unwrap();
+                assert_eq!(sum, (5, crc32c::crc32c(b"small")));
+                assert_eq!(&s.get("job/shared/small.sst").await.unwrap()[..], b"small");
+                let e = s
+                    .put_file("job/x", &dir.path().join("missing"))
+                    .await
+                    .unwrap_err();
+                assert!(e.to_string().contains("missing"), "{e}");
+                assert!(!s.exists("job/x").await.unwrap());
+            });
+        }
+        // Nothing half-written is left beside the files.
+        let names: Vec<String> = std::fs::read_dir(out.path().join("job/shared"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]

@@ -42,6 +42,15 @@ pub fn sync_parent(path: &Path) -> io::Result<()> {
 /// synced (without `durable`, neither is synced).
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     use std::io::Write;
+    write_atomic_with(path, durable, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] with contents that `write` writes into the file.
+pub fn write_atomic_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path
@@ -51,7 +60,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> 
     let tmp = dir.join(format!(".{name}.{:016x}.tmp", rand_u64()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         if durable {
             f.sync_all()?;
         }

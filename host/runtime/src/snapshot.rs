@@ -145,10 +145,12 @@ impl Uploader {
                     (Some(dir), None) => format!("{dir}/{}-{}", self.instance, f.name),
                     (None, _) => format!("{task_dir}/{}", f.name),
                 };
-                let bytes = tokio::fs::read(&src)
+                let (size, crc) = target
+                    .storage
+                    .put_file(&path, &src)
                     .await
-                    .map_err(|e| Failure::internal(format!("reading {}: {e}", src.display())))?;
-                let (path, size, crc) = Self::put(&target.storage, &path, &f.name, bytes).await?;
+                    .map_err(storage_failure)
+                    .map_err(|e| e.context(format!("uploading {}", f.name)))?;
                 if shared.is_some() {
                     self.uploaded
                         .lock()

@@ -581,23 +581,9 @@ impl WindowStep {
                             // one (registering it again is harmless).
                             host.put_timer(self.op, HostDomain::EventTime, key, &ns, end - 1)?;
                         }
-                        agg.push(&Record {
-                            key: Some(key),
-                            namespace: Some(&ns),
-                            timestamp: rec.timestamp,
-                            value: rec.value,
-                            ..Record::default()
-                        });
-                        agg_slots.push(slot);
+                        to_fold(&mut agg, &mut agg_slots, &rec, key, &ns, slot);
                     }
-                    None => match self.spec.late_port {
-                        Some(port) => late.push(&Record {
-                            port,
-                            namespace: None,
-                            ..rec
-                        }),
-                        None => out.dropped += 1,
-                    },
+                    None => self.too_late(rec, &mut late, &mut out),
                 }
                 continue;
             }
@@ -632,14 +618,7 @@ impl WindowStep {
                 let fresh = slot & FRESH != 0;
                 match self.spec.function {
                     WindowFunction::Aggregate => {
-                        agg.push(&Record {
-                            key: Some(key),
-                            namespace: Some(&ns),
-                            timestamp: rec.timestamp,
-                            value: rec.value,
-                            ..Record::default()
-                        });
-                        agg_slots.push(slot);
+                        to_fold(&mut agg, &mut agg_slots, &rec, key, &ns, slot);
                     }
                     WindowFunction::Process => {
                         let c = self.contents.expect("process windows keep contents");
@@ -693,14 +672,7 @@ impl WindowStep {
                 }
             }
             if !accepted && event && ts.saturating_add(self.lateness()) <= watermark {
-                match self.spec.late_port {
-                    Some(port) => late.push(&Record {
-                        port,
-                        namespace: None,
-                        ..rec
-                    }),
-                    None => out.dropped += 1,
-                }
+                self.too_late(rec, &mut late, &mut out);
             }
         }
         self.windows = windows;
@@ -708,6 +680,19 @@ impl WindowStep {
         out.out.side.extend_from_slice(&late.into_bytes());
         self.bound_slots(host, guest)?;
         Ok(out)
+    }
+
+    /// A record too late for every window that holds it: to the side output
+    /// for late records, or dropped and counted.
+    fn too_late(&self, rec: Record<'_>, late: &mut Writer, out: &mut WindowOutput) {
+        match self.spec.late_port {
+            Some(port) => late.push(&Record {
+                port,
+                namespace: None,
+                ..rec
+            }),
+            None => out.dropped += 1,
+        }
     }
 
     /// Keeps the guest's slots within capacity.
@@ -1021,6 +1006,25 @@ impl WindowStep {
         }
         Ok(out.out)
     }
+}
+
+/// Adds a record to the batch folded into the accumulator of (key, ns).
+fn to_fold(
+    agg: &mut Writer,
+    slots: &mut Vec<u32>,
+    rec: &Record<'_>,
+    key: &[u8],
+    ns: &[u8],
+    slot: u32,
+) {
+    agg.push(&Record {
+        key: Some(key),
+        namespace: Some(ns),
+        timestamp: rec.timestamp,
+        value: rec.value,
+        ..Record::default()
+    });
+    slots.push(slot);
 }
 
 /// Windows fired in one guest call.
