@@ -10,10 +10,13 @@
 //! (`weir.secrets.NAME`, or `weir.tenants.<tenant>.secrets.NAME`), never
 //! from its own environment.
 
+use crate::env::FnEntry;
 use crate::plan::Connector;
+use crate::stage::DecodeStage;
 use crate::stream::SinkHandle;
 use crate::{DataStream, Env};
 use serde::{Serialize, de::DeserializeOwned};
+use std::rc::Rc;
 
 pub use weir_frame::connectors::{KafkaMessage, KafkaRecord, SqlValue};
 
@@ -520,6 +523,65 @@ impl Nexmark {
     }
 }
 
+impl DataStream<crate::nexmark::Event> {
+    /// The bids of a stream of Nexmark events. Read straight from the
+    /// source, the other events are skipped by their tag, undecoded.
+    pub fn bids(self) -> DataStream<crate::nexmark::Bid> {
+        use crate::nexmark::Event;
+        self.only("bids", Event::decode_bid, |e| match e {
+            Event::Bid(b) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The auctions of a stream of Nexmark events (see [`DataStream::bids`]).
+    pub fn auctions(self) -> DataStream<crate::nexmark::Auction> {
+        use crate::nexmark::Event;
+        self.only("auctions", Event::decode_auction, |e| match e {
+            Event::Auction(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// The people of a stream of Nexmark events (see [`DataStream::bids`]).
+    pub fn persons(self) -> DataStream<crate::nexmark::Person> {
+        use crate::nexmark::Event;
+        self.only("persons", Event::decode_person, |e| match e {
+            Event::Person(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The events of one kind: a decoder that skips the others when the
+    /// stream comes straight from the source (no operator reads its decode
+    /// stage yet, as every operator added takes the stream it reads), else
+    /// a flat map.
+    fn only<U>(
+        self,
+        kind: &str,
+        decode: fn(&[u8]) -> Result<Option<U>, String>,
+        pick: fn(crate::nexmark::Event) -> Option<U>,
+    ) -> DataStream<U>
+    where
+        U: Serialize + DeserializeOwned + 'static,
+    {
+        if let [(op, 0)] = self.outputs.as_slice() {
+            let mut g = self.g.borrow_mut();
+            if g.decoders.contains_key(op) {
+                let make: Rc<dyn Fn() -> FnEntry> =
+                    Rc::new(move || FnEntry::Stage(Box::new(DecodeStage::skipping(decode))));
+                let o = &mut g.plan.operators[*op as usize];
+                o.name = format!("{} ({kind})", o.name.trim_end_matches(" (decode)"));
+                g.fns[*op as usize] = Some(make());
+                g.decoders.insert(*op, make);
+                drop(g);
+                return DataStream::new(self.g.clone(), *op);
+            }
+        }
+        self.flat_map(pick)
+    }
+}
+
 impl Env {
     /// Nexmark's events from the host's generator (see [`Nexmark`]).
     pub fn nexmark(&mut self, source: Nexmark) -> DataStream<crate::nexmark::Event> {
@@ -536,5 +598,84 @@ impl Env {
                 4,
             )),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{OperatorKind, StageKind};
+    use super::Nexmark;
+    use crate::{Args, Env, Error, Jobs};
+
+    fn direct(env: &mut Env, _: &Args) -> Result<(), Error> {
+        let events = env.nexmark(Nexmark::new());
+        events.clone().auctions().print();
+        events.bids().print();
+        Ok(())
+    }
+
+    fn filtered(env: &mut Env, _: &Args) -> Result<(), Error> {
+        env.nexmark(Nexmark::new())
+            .filter(|_: &crate::nexmark::Event| true)
+            .bids()
+            .print();
+        Ok(())
+    }
+
+    /// The decode stages and flat maps of a planned job.
+    fn stages(job: crate::JobFn) -> (Vec<String>, usize) {
+        let jobs: &'static [(&'static str, crate::JobFn)] = Box::leak(Box::new([("j", job)]));
+        let plan = crate::runtime::Runtime::new()
+            .plan(Jobs(jobs), None, &[])
+            .unwrap();
+        let decodes = plan
+            .operators
+            .iter()
+            .filter(|o| o.kind == OperatorKind::Stage(StageKind::Decode))
+            .map(|o| o.name.clone())
+            .collect();
+        let flat_maps = plan
+            .operators
+            .iter()
+            .filter(|o| o.kind == OperatorKind::Stage(StageKind::FlatMap))
+            .count();
+        (decodes, flat_maps)
+    }
+
+    #[test]
+    fn events_of_one_kind_are_decoded_alone_straight_from_the_source() {
+        let (decodes, flat_maps) = stages(direct);
+        assert_eq!(
+            decodes,
+            ["Source: nexmark (bids)", "Source: nexmark (auctions)"],
+            "one decode stage per reader, each for its kind"
+        );
+        assert_eq!(flat_maps, 0);
+        // Past another operator, the events are decoded: a flat map picks.
+        let (decodes, flat_maps) = stages(filtered);
+        assert_eq!(decodes, ["Source: nexmark (decode)"]);
+        assert_eq!(flat_maps, 1);
+    }
+
+    #[test]
+    fn skipping_decoders_skip_other_kinds_and_reject_what_is_no_event() {
+        use crate::nexmark::Event;
+        let mut bid = Vec::new();
+        Event::Bid(crate::nexmark::Bid {
+            auction: 7,
+            bidder: 1,
+            price: 2,
+            date_time: 3,
+            channel: "c".into(),
+            url: "u".into(),
+            extra: String::new(),
+        })
+        .encode(&mut bid);
+        assert_eq!(Event::decode_bid(&bid).unwrap().unwrap().auction, 7);
+        assert!(Event::decode_auction(&bid).unwrap().is_none());
+        assert!(Event::decode_person(&bid).unwrap().is_none());
+        assert!(Event::decode_auction(&[9, 1, 2]).is_err());
+        assert!(Event::decode_bid(&[]).is_err());
+        assert!(Event::decode_bid(&bid[..5]).is_err(), "a truncated bid");
     }
 }

@@ -174,7 +174,7 @@ impl<T: Serialize> Push<T> for EncodeValues {
 }
 
 /// Turns a connector's raw record into a value.
-type DecodeFn<Out> = Box<dyn FnMut(&[u8]) -> Result<Out, String>>;
+type DecodeFn<Out> = Box<dyn FnMut(&[u8]) -> Result<Option<Out>, String>>;
 
 /// Writes a value in a sink's raw format.
 type EncodeFn<In> = Box<dyn FnMut(&In, &mut Vec<u8>)>;
@@ -186,7 +186,14 @@ pub(crate) struct DecodeStage<Out> {
 }
 
 impl<Out: 'static> DecodeStage<Out> {
-    pub fn new(f: impl FnMut(&[u8]) -> Result<Out, String> + 'static) -> Self {
+    pub fn new(mut f: impl FnMut(&[u8]) -> Result<Out, String> + 'static) -> Self {
+        DecodeStage {
+            f: Some(Box::new(move |raw| f(raw).map(Some))),
+        }
+    }
+
+    /// A decoder that skips the records it returns None for.
+    pub fn skipping(f: impl FnMut(&[u8]) -> Result<Option<Out>, String> + 'static) -> Self {
         DecodeStage {
             f: Some(Box::new(f)),
         }
@@ -226,7 +233,8 @@ impl<Out> RecordSink for DecodeRaw<Out> {
     #[inline]
     fn push_record(&mut self, rec: &Record<'_>, cx: &mut Cx<'_>) -> Result<(), Error> {
         match (self.f)(rec.value) {
-            Ok(v) => self.next.push(v, cx),
+            Ok(Some(v)) => self.next.push(v, cx),
+            Ok(None) => Ok(()),
             Err(message) => {
                 let key = cx.has_key.then_some(&cx.key[..]);
                 cx.side.push(&Record {

@@ -33,13 +33,7 @@ use weir_sdk::prelude::*;
 pub const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q9"];
 
 fn bids(events: DataStream<Event>) -> DataStream<Bid> {
-    events
-        .flat_map(|e: Event| match e {
-            Event::Bid(b) => Some(b),
-            _ => None,
-        })
-        .name("bids")
-        .uid("bids")
+    events.bids()
 }
 
 fn bid_line(b: &Bid) -> String {
@@ -196,18 +190,15 @@ impl KeyedCoProcessFunction<i64, (i64, i64), Seller> for LocalItems {
 fn q3(events: DataStream<Event>) -> DataStream<String> {
     let auctions = events
         .clone()
-        .flat_map(|e: Event| match e {
-            Event::Auction(a) if a.category == 10 => Some((a.id, a.seller)),
-            _ => None,
-        })
+        .auctions()
+        .flat_map(|a: Auction| (a.category == 10).then_some((a.id, a.seller)))
         .name("auctions")
         .uid("q3-auctions");
     let sellers = events
-        .flat_map(|e: Event| match e {
-            Event::Person(p) if matches!(p.state.as_str(), "OR" | "ID" | "CA") => {
-                Some((p.id, p.name, p.city, p.state))
-            }
-            _ => None,
+        .persons()
+        .flat_map(|p: Person| {
+            matches!(p.state.as_str(), "OR" | "ID" | "CA")
+                .then_some((p.id, p.name, p.city, p.state))
         })
         .name("sellers")
         .uid("q3-sellers");
@@ -309,17 +300,13 @@ impl KeyedCoProcessFunction<i64, Opened, Offer> for Closing {
 fn winning_bids(events: DataStream<Event>) -> DataStream<Winner> {
     let auctions = events
         .clone()
-        .flat_map(|e: Event| match e {
-            Event::Auction(a) => Some((a.id, a.category, a.date_time, a.expires)),
-            _ => None,
-        })
+        .auctions()
+        .map(|a: Auction| (a.id, a.category, a.date_time, a.expires))
         .name("auctions")
         .uid("q9-auctions");
     let bids = events
-        .flat_map(|e: Event| match e {
-            Event::Bid(b) => Some((b.auction, b.bidder, b.price, b.date_time)),
-            _ => None,
-        })
+        .bids()
+        .map(|b: Bid| (b.auction, b.bidder, b.price, b.date_time))
         .name("bids")
         .uid("q9-bids");
     auctions
@@ -469,17 +456,13 @@ fn q7(events: DataStream<Event>) -> DataStream<Bid> {
 fn q8(events: DataStream<Event>) -> DataStream<String> {
     let persons = events
         .clone()
-        .flat_map(|e: Event| match e {
-            Event::Person(Person { id, name, .. }) => Some((id, name)),
-            _ => None,
-        })
+        .persons()
+        .map(|p: Person| (p.id, p.name))
         .name("persons")
         .uid("q8-persons");
     let sellers = events
-        .flat_map(|e: Event| match e {
-            Event::Auction(Auction { seller, .. }) => Some(seller),
-            _ => None,
-        })
+        .auctions()
+        .map(|a: Auction| a.seller)
         .name("sellers")
         .uid("q8-sellers");
     persons

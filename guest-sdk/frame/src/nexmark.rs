@@ -220,16 +220,38 @@ impl Event {
         Ok(event)
     }
 
-    /// The bid in this event, without decoding other events' fields.
-    pub fn decode_bid(bytes: &[u8]) -> Result<Option<Bid>, String> {
+    /// The event, if it is of kind `tag`, without decoding other events.
+    fn decode_tagged(bytes: &[u8], tag: u8) -> Result<Option<Event>, String> {
         match bytes.first() {
-            Some(&BID) => match Event::decode(bytes)? {
-                Event::Bid(b) => Ok(Some(b)),
-                _ => unreachable!("tagged as a bid"),
-            },
-            Some(_) => Ok(None),
+            Some(&t) if t == tag => Event::decode(bytes).map(Some),
+            Some(&(PERSON | AUCTION | BID)) => Ok(None),
+            Some(t) => Err(format!("not a Nexmark event: tag {t}")),
             None => Err("not a Nexmark event: empty".into()),
         }
+    }
+
+    /// The bid in this event, without decoding other events' fields.
+    pub fn decode_bid(bytes: &[u8]) -> Result<Option<Bid>, String> {
+        Ok(match Event::decode_tagged(bytes, BID)? {
+            Some(Event::Bid(b)) => Some(b),
+            _ => None,
+        })
+    }
+
+    /// The auction in this event, without decoding other events' fields.
+    pub fn decode_auction(bytes: &[u8]) -> Result<Option<Auction>, String> {
+        Ok(match Event::decode_tagged(bytes, AUCTION)? {
+            Some(Event::Auction(a)) => Some(a),
+            _ => None,
+        })
+    }
+
+    /// The person in this event, without decoding other events' fields.
+    pub fn decode_person(bytes: &[u8]) -> Result<Option<Person>, String> {
+        Ok(match Event::decode_tagged(bytes, PERSON)? {
+            Some(Event::Person(p)) => Some(p),
+            _ => None,
+        })
     }
 }
 
