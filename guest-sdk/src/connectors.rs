@@ -603,8 +603,8 @@ impl Env {
 
 #[cfg(test)]
 mod tests {
-    use crate::plan::{OperatorKind, StageKind};
     use super::Nexmark;
+    use crate::plan::{OperatorKind, StageKind};
     use crate::{Args, Env, Error, Jobs};
 
     fn direct(env: &mut Env, _: &Args) -> Result<(), Error> {

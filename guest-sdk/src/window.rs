@@ -405,6 +405,8 @@ where
             allowed_lateness_ms: self.lateness,
             late_port: None,
             function,
+            // Aggregate functions, reduces and sums all merge.
+            mergeable: function == plan::WindowFunction::Aggregate,
         };
         let out: DataStream<U> = self
             .stream

@@ -239,6 +239,7 @@ fn kind(k: plan::OperatorKind) -> t::OperatorKind {
                 plan::WindowFunction::Aggregate => t::WindowFunction::Aggregate,
                 plan::WindowFunction::Process => t::WindowFunction::Process,
             },
+            mergeable: w.mergeable,
         }),
     }
 }

@@ -171,6 +171,22 @@ fn sliding_model(n: u64) -> String {
     }))
 }
 
+/// Sliding windows of 300 ms every 100 ms: clicks per user.
+fn sliding_count_model(n: u64) -> String {
+    let mut counts: BTreeMap<(String, i64), u64> = BTreeMap::new();
+    for (user, _, ts) in clicks(n) {
+        let last = ts as i64 - (ts as i64).rem_euclid(100);
+        for start in [last, last - 100, last - 200] {
+            *counts.entry((user.clone(), start)).or_default() += 1;
+        }
+    }
+    sorted_lines(
+        counts
+            .into_iter()
+            .map(|((u, start), c)| format!("{u},{start},{},{c}", start + 300)),
+    )
+}
+
 fn summary_model(n: u64) -> String {
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (user, page, _) in clicks(n) {
@@ -238,6 +254,11 @@ fn windows_keyed_state_and_timers_work_in_both_languages() {
         assert!(
             run("sliding", "2") == sliding_model(n),
             "{}: sliding windows differ from the model",
+            language.name()
+        );
+        assert!(
+            run("sliding-count", "2") == sliding_count_model(n),
+            "{}: sliding windows without a merge differ from the model",
             language.name()
         );
         // One source subtask, so that each user's first page is the model's.

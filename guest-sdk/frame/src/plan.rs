@@ -114,6 +114,10 @@ pub struct WindowSpec {
     pub allowed_lateness_ms: i64,
     pub late_port: Option<u32>,
     pub function: WindowFunction,
+    /// The function merges accumulators, so the host may slice sliding
+    /// windows into panes.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub mergeable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

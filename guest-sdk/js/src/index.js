@@ -950,6 +950,9 @@ export class WindowedStream {
       allowedLatenessMs: BigInt(this._lateness),
       latePort: undefined,
       function: fnKind,
+      // Reduces, sums and aggregate functions with a merge: the host may
+      // slice sliding windows into panes.
+      mergeable: fn[0] === "reduce" || fn[0] === "sum" || (fn[0] === "aggregate" && typeof fn[1]?.merge === "function"),
     };
     const op = g.add(operator(name, this._keyed._edge(), { tag: "window", val: spec }), fn);
     if (this._lateTag !== undefined) spec.latePort = g.sidePort(op, this._lateTag);

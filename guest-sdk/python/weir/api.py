@@ -763,6 +763,17 @@ class AggregateFunction:
         raise NotImplementedError
 
 
+def _merges(fn):
+    """Whether a window function merges accumulators: a reduce or a sum, or
+    an aggregate function with its own merge."""
+    if fn[0] in ("reduce", "sum"):
+        return True
+    if fn[0] != "aggregate":
+        return False
+    merge = getattr(type(fn[1]), "merge", None) or getattr(fn[1], "merge", None)
+    return callable(merge) and merge is not AggregateFunction.merge
+
+
 class ProcessWindowFunction:
     """Sees all elements of a window: `process(key, context, elements)`
     returns (or yields) the results; `context.window()` is the window."""
@@ -971,6 +982,7 @@ class WindowedStream:
             "lateness": self._lateness,
             "late_port": None,
             "function": function_kind,
+            "mergeable": _merges(fn),
         }
         op = g.add(Op(name, self._keyed._edge(), ("window", spec)), fn)
         if self._late_tag is not None:

@@ -121,6 +121,7 @@ def _wit_kind(kind):
                 allowed_lateness_ms=s["lateness"],
                 late_port=s["late_port"],
                 function=t.WindowFunction[s["function"].upper()],
+                mergeable=s["mergeable"],
             )
         )
     raise WeirError(f"internal error: unknown operator kind {tag}")

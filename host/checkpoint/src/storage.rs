@@ -325,6 +325,7 @@ impl Storage {
             let _ = w.abort().await;
             return Err(e);
         }
+        // A failed completion aborts the upload, leaving no parts behind.
         w.finish().await.map_err(|e| self.err("write", rel, e))?;
         Ok((size, crc))
     }

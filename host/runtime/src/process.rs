@@ -55,9 +55,7 @@ impl ProcessStep {
         cx: ProcessContext,
     ) -> Result<(GuestOutput, bool), Failure> {
         self.due.clear();
-        let more = host
-            .take_due(self.op, d, until, TIMERS_PER_CALL, &mut self.due)?
-            .more;
+        let more = host.take_due(self.op, d, until, TIMERS_PER_CALL, &mut self.due)?;
         if self.due.is_empty() {
             return Ok((GuestOutput::default(), more));
         }

@@ -48,16 +48,6 @@ impl OpTimers {
     }
 }
 
-/// What a round of due timers took.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DueRound {
-    /// More timers may be due: fire these, then ask again.
-    pub more: bool,
-    /// Every due timer of the key groups below this one is in this round
-    /// or was in an earlier one: none is left in the timer service.
-    pub groups_done: u16,
-}
-
 /// Most passes one advance of time makes over the timers of an operator:
 /// timers registered by timers for a time already passed, behind the scan,
 /// are found by the next pass.
@@ -164,6 +154,28 @@ impl TaskHost {
         backend.put_timer(t.id, key, ns, ts).map_err(state_failure)
     }
 
+    /// Whether the scan for due timers of `op` under way has passed where a
+    /// timer of `key` at `ts` sorts (or no scan is under way): every timer
+    /// of the key at that time that was due is taken already, and one
+    /// registered now would wait for another pass.
+    pub fn scan_passed(
+        &mut self,
+        op: u32,
+        d: TimeDomain,
+        key: &[u8],
+        ts: i64,
+    ) -> Result<bool, Failure> {
+        let backend = self
+            .backend
+            .as_mut()
+            .ok_or_else(|| Failure::internal("timers without keyed state"))?;
+        let t = self.timers.get_mut(&op).ok_or_else(no_timers)?.of(d);
+        Ok(match &t.scan {
+            Some((scan, _)) => backend.timer_behind(scan, key, b"", ts),
+            None => true,
+        })
+    }
+
     pub fn remove_timer(
         &mut self,
         op: u32,
@@ -185,23 +197,6 @@ impl TaskHost {
     /// `until`. Timers registered meanwhile that are due already are taken
     /// too, in a later pass if they sort behind the scan.
     pub fn take_due(
-        &mut self,
-        op: u32,
-        d: TimeDomain,
-        until: i64,
-        limit: usize,
-        due: &mut Vec<Timer>,
-    ) -> Result<DueRound, Failure> {
-        let more = self.take_due_round(op, d, until, limit, due)?;
-        let t = self.op_timers(op)?.of(d);
-        let groups_done = match &t.scan {
-            Some((scan, _)) => scan.group,
-            None => u16::MAX,
-        };
-        Ok(DueRound { more, groups_done })
-    }
-
-    fn take_due_round(
         &mut self,
         op: u32,
         d: TimeDomain,

@@ -12,12 +12,12 @@
 //! (`weir.window.sessions`), counts (`weir.window.count`) and timers — so
 //! it is checkpointed, restored mid-window, and rescaled by key group.
 
-use crate::services::{DueRound, TaskHost, state_failure};
+use crate::services::{TaskHost, state_failure};
 use crate::slots::{FRESH, SlotIndex};
 use std::collections::BTreeMap;
 use weir_core::guest::{Guest, GuestOutput};
 use weir_core::plan::{TimeDomain, Trigger, WindowAssigner, WindowFunction, WindowSpec};
-use weir_core::{Failure, KeyGroup, TimeDomain as HostDomain};
+use weir_core::{Failure, TimeDomain as HostDomain};
 use weir_frame::{GLOBAL_WINDOW, Reader, Record, Window, Writer};
 use weir_state::{StateId, Timer};
 
@@ -211,8 +211,8 @@ fn gcd(a: i64, b: i64) -> i64 {
 
 impl Panes {
     /// Panes for a window spec that can use them: sliding event-time
-    /// windows of an incremental function with the default trigger and no
-    /// allowed lateness, each window a few panes.
+    /// windows of an incremental function that merges accumulators, with
+    /// the default trigger and no allowed lateness, each window a few panes.
     pub fn of(spec: &WindowSpec) -> Option<Panes> {
         let WindowAssigner::Sliding {
             size_ms,
@@ -224,6 +224,7 @@ impl Panes {
         };
         if spec.domain != TimeDomain::EventTime
             || spec.function != WindowFunction::Aggregate
+            || !spec.mergeable
             || spec.trigger != Trigger::Default
             || spec.allowed_lateness_ms > 0
             || size_ms <= slide_ms
@@ -829,15 +830,15 @@ impl WindowStep {
         }
         let mut due = std::mem::take(&mut self.due);
         due.clear();
-        let round = host.take_due(self.op, domain(d), until, FIRES_PER_CALL, &mut due)?;
+        let more = host.take_due(self.op, domain(d), until, FIRES_PER_CALL, &mut due)?;
         let out = match self.panes {
-            Some(panes) => self.fire_panes(host, guest, &panes, &due, round, until),
+            Some(panes) => self.fire_panes(host, guest, &panes, &due, until),
             None => self.fire_due(host, guest, &due),
         };
         self.due = due;
         let out = out?;
         self.bound_slots(host, guest)?;
-        Ok((out, round.more))
+        Ok((out, more))
     }
 
     /// Fires the windows of due timers (one timer per window).
@@ -890,12 +891,12 @@ impl WindowStep {
         guest: &mut dyn Guest,
         panes: &Panes,
         due: &[Timer],
-        round: DueRound,
         until: i64,
     ) -> Result<GuestOutput, Failure> {
         // The windows to fire, by time and key, with their panes. A pane
-        // whose next window is due too, of a key whose due timers are all in
-        // this round, moves on here rather than through a timer.
+        // whose next window is due too, where the scan for due timers has
+        // passed already (so that the window's other panes are here, if
+        // any), moves on here rather than through a timer.
         let mut agenda: BTreeMap<(i64, &[u8]), Vec<[u8; 16]>> = BTreeMap::new();
         for t in due {
             let ns: [u8; 16] = t
@@ -908,7 +909,6 @@ impl WindowStep {
                 .or_default()
                 .push(ns);
         }
-        let max_parallelism = host.backend()?.max_parallelism();
         // Requests whose first accumulator goes after the window fires
         // (purge) and whose first one stays; then accumulators that go and
         // were not first.
@@ -918,14 +918,19 @@ impl WindowStep {
         let mut cleared: Vec<(&[u8], [u8; 16])> = Vec::new();
         let mut value = Vec::with_capacity(16 * MAX_PANES as usize);
         let mut parts: Vec<([u8; 16], bool)> = Vec::new();
-        while let Some(((at, key), spaces)) = agenda.pop_first() {
+        while let Some(((at, key), mut spaces)) = agenda.pop_first() {
             let end = at.saturating_add(1);
             let window = Window {
                 start: end.saturating_sub(panes.size),
                 end,
             };
             parts.clear();
-            let mut all_here = None;
+            // In time order, each once (a pane may have had two timers: a
+            // restore at another parallelism judges lateness by the lowest
+            // watermark of the subtasks before it).
+            spaces.sort_unstable();
+            spaces.dedup();
+            let mut here = None;
             for ns in &spaces {
                 let Some(w) = Window::from_namespace(ns) else {
                     return Err(Failure::internal("a window timer without a window"));
@@ -936,11 +941,20 @@ impl WindowStep {
                     None
                 };
                 if let Some(next) = next {
-                    let here = next - 1 <= until
-                        && *all_here.get_or_insert_with(|| {
-                            KeyGroup::of(key, max_parallelism).0 < round.groups_done
-                        });
-                    if here {
+                    let moves_here = match here {
+                        Some(h) => h,
+                        None => {
+                            let h = next - 1 <= until
+                                && host.scan_passed(
+                                    self.op,
+                                    HostDomain::EventTime,
+                                    key,
+                                    next - 1,
+                                )?;
+                            *here.insert(h)
+                        }
+                    };
+                    if moves_here {
                         agenda.entry((next - 1, key)).or_default().push(*ns);
                     } else {
                         host.put_timer(self.op, HostDomain::EventTime, key, ns, next - 1)?;
@@ -1085,6 +1099,7 @@ mod tests {
             allowed_lateness_ms: lateness,
             late_port: None,
             function: WindowFunction::Aggregate,
+            mergeable: true,
         };
         let sliding = |size_ms, slide_ms, offset_ms| WindowAssigner::Sliding {
             size_ms,
@@ -1128,6 +1143,11 @@ mod tests {
         let _ = p.place(i64::MIN, i64::MIN);
         // What does not slice.
         assert!(Panes::of(&spec(sliding(10, 4, 0), 5)).is_none(), "lateness");
+        let unmergeable = WindowSpec {
+            mergeable: false,
+            ..spec(sliding(10, 4, 0), 0)
+        };
+        assert!(Panes::of(&unmergeable).is_none(), "no merge");
         assert!(Panes::of(&spec(sliding(4, 4, 0), 0)).is_none(), "tumbling");
         assert!(
             Panes::of(&spec(sliding(1000, 7, 0), 0)).is_none(),

@@ -130,6 +130,7 @@ fn kind(k: wit::OperatorKind) -> p::OperatorKind {
                 wit::WindowFunction::Aggregate => p::WindowFunction::Aggregate,
                 wit::WindowFunction::Process => p::WindowFunction::Process,
             },
+            mergeable: w.mergeable,
         }),
     }
 }
