@@ -159,8 +159,9 @@ pub struct Context<'a, K> {
 }
 
 /// Keys of value states a process function keeps in its cache before it
-/// writes them back and starts over.
+/// writes them back and starts over; and the bytes of keys and values.
 const CACHED_VALUES: usize = 65_536;
+const CACHED_BYTES: usize = 16 << 20;
 
 /// The write-back cache of a keyed process function's value states: the
 /// encoded values of the keys used lately, so that reading or writing a
@@ -171,7 +172,13 @@ const CACHED_VALUES: usize = 65_536;
 pub(crate) struct ValueCache {
     /// `state index (u32 LE) | key` -> the value, or None when absent.
     map: hashbrown::HashMap<Box<[u8]>, Cached>,
+    /// Bytes of the ids and values in `map`.
+    bytes: usize,
     scratch: Vec<u8>,
+}
+
+fn size(value: &Option<Vec<u8>>) -> usize {
+    value.as_ref().map_or(0, Vec::len)
 }
 
 #[derive(Debug)]
@@ -201,8 +208,12 @@ impl ValueCache {
         self.id(state, key);
         match self.map.get_mut(self.scratch.as_slice()) {
             Some(c) => {
+                self.bytes = self.bytes - size(&c.value) + size(&value);
                 c.value = value;
                 c.dirty = true;
+                if self.bytes > CACHED_BYTES {
+                    self.flush(true);
+                }
             }
             None => self.insert(value, true),
         }
@@ -210,9 +221,11 @@ impl ValueCache {
 
     /// Inserts the entry named by the scratch id, making room first.
     fn insert(&mut self, value: Option<Vec<u8>>, dirty: bool) {
-        if self.map.len() >= CACHED_VALUES {
+        let bytes = self.scratch.len() + size(&value);
+        if self.map.len() >= CACHED_VALUES || self.bytes + bytes > CACHED_BYTES {
             self.flush(true);
         }
+        self.bytes += bytes;
         self.map
             .insert(self.scratch.as_slice().into(), Cached { value, dirty });
     }
@@ -243,6 +256,7 @@ impl ValueCache {
         }
         if forget {
             self.map.clear();
+            self.bytes = 0;
         }
     }
 }
@@ -750,5 +764,21 @@ mod tests {
             }
         });
         assert_eq!(store.values.len(), CACHED_VALUES + 10 + 1);
+        // Large values are written back by their size, well before the
+        // cache holds as many keys.
+        let writes = store.writes;
+        crate::host::with_host(&mut store, || {
+            for i in 0..40u32 {
+                cache.set(3, &i.to_le_bytes(), Some(vec![7; 1 << 20]));
+            }
+        });
+        assert!(store.writes >= writes + 2, "written back by size");
+        assert!(cache.bytes <= CACHED_BYTES + (1 << 20) + 8);
+        crate::host::with_host(&mut store, || cache.flush(true));
+        assert_eq!(cache.bytes, 0);
+        assert_eq!(
+            store.values.get(&39u32.to_le_bytes()[..]).map(Vec::len),
+            Some(1 << 20)
+        );
     }
 }
