@@ -115,8 +115,25 @@ enum Command {
     },
 }
 
+/// Caps glibc's malloc at two arenas unless `MALLOC_ARENA_MAX` says
+/// otherwise. By default every thread that meets a busy arena gets its own,
+/// up to eight per core; RocksDB's memtables and the tasks' batches then
+/// spread over a dozen arenas whose free space no other thread reuses, which
+/// cost 15–25 % of a state-heavy job's peak memory for no measurable speed.
+fn few_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first thing in `main`, before any thread starts or
+        // allocates; mallopt only sets a limit for arenas made later.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
+    few_malloc_arenas();
     let cli = Cli::parse();
     init_logging();
     let sources = settings::Sources::new(cli.config, cli.define);

@@ -67,8 +67,11 @@ fn append_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) 
 /// not hold before they are appended in RocksDB.
 const MAX_PENDING_APPEND: usize = 64 << 10;
 
+/// Bytes of cached entries written to RocksDB in one batch.
+const FLUSH_BATCH_BYTES: usize = 2 << 20;
+
 /// Most bytes a column family's memtable holds before it is flushed.
-const WRITE_BUFFER_BYTES: usize = 16 << 20;
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
 
 /// Options of a state's column family.
 pub(crate) fn cf_options() -> Options {
@@ -76,7 +79,7 @@ pub(crate) fn cf_options() -> Options {
     // Most reads of a new key (a first record, a new window) find nothing:
     // bloom filters answer those without touching the data. A memtable's
     // filter is allocated (and zeroed) with the memtable: 2 % of the write
-    // buffer, about 330 KiB per state.
+    // buffer, about 165 KiB per state.
     o.set_memtable_whole_key_filtering(true);
     o.set_memtable_prefix_bloom_ratio(0.02);
     o
@@ -466,14 +469,22 @@ impl KeyedStateBackend {
         Ok(())
     }
 
-    /// Writes every dirty cached entry to RocksDB.
+    /// Writes every dirty cached entry to RocksDB, in batches of about
+    /// `FLUSH_BATCH_BYTES`: a full cache is tens of MiB, which a single
+    /// batch would copy whole while the cache still holds it. Nothing needs
+    /// the batches to be one: RocksDB's state counts only at snapshots,
+    /// which follow a flush.
     pub fn flush(&mut self) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
         let mut failed = None;
         {
             let db = &self.db;
             let states = &self.states;
+            let opts = &self.write_opts;
             self.cache.for_each_dirty(|state, raw, value, appended| {
+                if failed.is_some() {
+                    return;
+                }
                 let Some(cf) = states.get(state as usize).and_then(|i| db.cf_handle(&i.cf)) else {
                     failed = Some(format!("state {state} has no column family"));
                     return;
@@ -482,6 +493,11 @@ impl KeyedStateBackend {
                     (Some(v), true) => batch.merge_cf(cf, raw, v),
                     (Some(v), false) => batch.put_cf(cf, raw, v),
                     (None, _) => batch.delete_cf(cf, raw),
+                }
+                if batch.size_in_bytes() >= FLUSH_BATCH_BYTES
+                    && let Err(e) = db.write_opt(std::mem::take(&mut batch), opts)
+                {
+                    failed = Some(e.to_string());
                 }
             });
         }
