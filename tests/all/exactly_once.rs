@@ -526,6 +526,134 @@ fn upgrades_and_a_rollback_keep_the_output_exact() {
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
 }
 
+/// A running exactly-once job rescaled 2 -> 4 -> 3 on a session: through
+/// Flink's `PATCH /jobs/:id/rescaling`, then `weir rescale`. Each stops
+/// with a savepoint and restarts from it under the same job id, its keyed
+/// counts carried over to the new key group ranges; every record is in the
+/// output exactly once. Rescales that cannot be done are refused up front
+/// and leave the job running.
+#[test]
+fn rescaling_2_4_3_keeps_keyed_state_and_the_output_exact() {
+    use serde_json::json;
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let s = weir_tests::cluster::SessionProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_weir-under-test")),
+        &dir.path().join("data"),
+        4,
+        &[],
+    );
+    let api = s.api();
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let (records, keys) = (30_000u64, 40u64);
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": file_sink_args(&out, records, 2000, keys),
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
+        }),
+    );
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    let widest = |job: &str| {
+        let (_, v) = api.get(&format!("/jobs/{job}"));
+        v["vertices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["parallelism"].as_u64().unwrap())
+            .max()
+            .unwrap()
+    };
+    assert_eq!(widest(&job), 2);
+
+    // Refused before anything stops: more slots than the session has, no
+    // parallelism, vertices asking for two different ones.
+    let (status, v) = api.patch(&format!("/jobs/{job}/rescaling?parallelism=5"));
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        weir_tests::cluster::error_of(&v).contains("task slots"),
+        "{v}"
+    );
+    let (status, v) = api.patch(&format!("/jobs/{job}/rescaling"));
+    assert_eq!(status, 400, "{v}");
+    let (_, req) = api.get(&format!("/jobs/{job}/resource-requirements"));
+    let vertices: Vec<String> = req.as_object().unwrap().keys().cloned().collect();
+    assert!(vertices.len() >= 2, "{req}");
+    let mut mixed = serde_json::Map::new();
+    for (i, v) in vertices.iter().enumerate() {
+        let upper = 3 + (i as u64 % 2);
+        mixed.insert(
+            v.clone(),
+            json!({"parallelism": {"lowerBound": 1, "upperBound": upper}}),
+        );
+    }
+    let (status, v) = api.request_json(
+        "PUT",
+        &format!("/jobs/{job}/resource-requirements"),
+        json!(mixed),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(api.state(&job), "RUNNING");
+
+    // 2 -> 4 through Flink's route.
+    let (status, t) = api.patch(&format!("/jobs/{job}/rescaling?parallelism=4"));
+    assert_eq!(status, 202, "{t}");
+    let trigger = t["request-id"].as_str().unwrap().to_owned();
+    let start = Instant::now();
+    let op = loop {
+        let (status, v) = api.get(&format!("/jobs/{job}/rescaling/{trigger}"));
+        assert_eq!(status, 200, "{v}");
+        if v["status"]["id"] == "COMPLETED" {
+            break v["operation"].clone();
+        }
+        assert!(start.elapsed() < LIMIT, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(op["result"], "UPGRADED", "{op}");
+    assert_eq!(op["kind"], "rescale", "{op}");
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    assert_eq!(widest(&job), 4);
+    let (_, req) = api.get(&format!("/jobs/{job}/resource-requirements"));
+    assert!(
+        req.as_object()
+            .unwrap()
+            .values()
+            .any(|v| v["parallelism"]["upperBound"] == 4),
+        "{req}"
+    );
+
+    // 4 -> 3 with the CLI, once the new run has checkpointed.
+    let start = Instant::now();
+    loop {
+        let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
+        if v["counts"]["completed"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(start.elapsed() < LIMIT, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = crate::weir();
+    c.args(["--cluster", &s.url, "rescale", &job, "-p", "3"]);
+    let o = crate::run_with_timeout(&mut c, LIMIT);
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && said.contains("runs at parallelism 3"),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(widest(&job), 3);
+
+    api.wait_for_state(&job, "FINISHED", LIMIT);
+    let (how, v) = api.versions(&job);
+    assert_eq!(how, ["submitted", "rescaled", "rescaled"], "{v}");
+    // Each run started from the savepoint that stopped the one before.
+    assert!(v[1]["from"].is_string() && v[2]["from"].is_string(), "{v}");
+    let got = Sink::File(out.clone()).committed();
+    let (lost, dup, sample) = compare(&expected(records, keys), &got);
+    assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+}
+
 /// A module swap while records flow into an exactly-once sink: every line
 /// before the swap's barrier is the old version's, every line after it the
 /// new one's (tagged), per key in count order; nothing lost or repeated,

@@ -515,13 +515,7 @@ pub fn upgrade(client: &Client, job: &str, module: &Path, a: UpgradeArgs) -> Res
         .context("no request id")?
         .to_owned();
     let started = Instant::now();
-    let op = loop {
-        let s = client.get(&format!("/jobs/{job}/upgrade/{trigger}"))?;
-        if s["status"]["id"] == "COMPLETED" {
-            break s["operation"].clone();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let op = wait_operation(client, &format!("/jobs/{job}/upgrade/{trigger}"))?;
     if client.output == OutputFormat::Json {
         print_json(&op);
     } else {
@@ -555,6 +549,68 @@ pub fn upgrade(client: &Client, job: &str, module: &Path, a: UpgradeArgs) -> Res
         }
         Some("ROLLED_BACK") => bail!("the upgrade was rolled back: {cause}"),
         _ => bail!("the upgrade failed: {cause}"),
+    }
+}
+
+/// Polls an asynchronous operation until it completes; its `operation`.
+fn wait_operation(client: &Client, route: &str) -> Result<Value> {
+    loop {
+        let s = client.get(route)?;
+        if s["status"]["id"] == "COMPLETED" {
+            return Ok(s["operation"].clone());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `weir rescale ID -p N`: a savepoint, and a restart from it at
+/// parallelism N under the same job id.
+pub fn rescale(
+    client: &Client,
+    job: &str,
+    parallelism: u32,
+    savepoint_dir: Option<String>,
+) -> Result<ExitCode> {
+    let mut query = reqwest::Url::parse("http://weir/").expect("a valid URL");
+    query
+        .query_pairs_mut()
+        .append_pair("parallelism", &parallelism.to_string());
+    if let Some(d) = savepoint_dir {
+        query.query_pairs_mut().append_pair("targetDirectory", &d);
+    }
+    let route = format!(
+        "/jobs/{job}/rescaling?{}",
+        query.query().unwrap_or_default()
+    );
+    println!("Rescaling job \"{job}\" to parallelism {parallelism}.");
+    let r = client.send(reqwest::Method::PATCH, &route, json!({}))?;
+    let trigger = r["request-id"]
+        .as_str()
+        .context("no request id")?
+        .to_owned();
+    let started = Instant::now();
+    let op = wait_operation(client, &format!("/jobs/{job}/rescaling/{trigger}"))?;
+    if client.output == OutputFormat::Json {
+        print_json(&op);
+    } else if let Some(loc) = op["location"].as_str() {
+        println!("Savepoint completed. Path: {loc}");
+    }
+    let cause = op["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap_or("no cause given");
+    match op["result"].as_str() {
+        Some("UPGRADED") => {
+            println!(
+                "Job \"{job}\" runs at parallelism {parallelism} (stopped with a savepoint and \
+                 restarted in {:.1} s).",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("ROLLED_BACK") => bail!(
+            "the rescale was rolled back, and the job runs at its previous parallelism: {cause}"
+        ),
+        _ => bail!("the rescale failed: {cause}"),
     }
 }
 

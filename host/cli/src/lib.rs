@@ -89,6 +89,17 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Rescales a running job: it stops with a savepoint and starts again
+    /// from it at the new parallelism, under the same job id.
+    Rescale {
+        job_id: String,
+        /// The new parallelism.
+        #[arg(long, short = 'p', value_name = "N")]
+        parallelism: u32,
+        /// Where the rescale's savepoint goes (default: state.savepoints.dir).
+        #[arg(long, value_name = "DIR")]
+        savepoint_dir: Option<String>,
+    },
     /// Takes a savepoint of a job (`savepoint ID [DIR]`), disposes of one
     /// (`--dispose PATH`), or checks one against a new job version.
     Savepoint(savepoint::SavepointArgs),
@@ -149,6 +160,11 @@ pub fn main() -> ExitCode {
             savepoint_dir,
             drain,
         } => client().and_then(|c| client::stop(&c, &job_id, savepoint_dir, drain)),
+        Command::Rescale {
+            job_id,
+            parallelism,
+            savepoint_dir,
+        } => client().and_then(|c| client::rescale(&c, &job_id, parallelism, savepoint_dir)),
         Command::Upgrade {
             job_id,
             module,

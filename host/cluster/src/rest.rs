@@ -53,6 +53,12 @@ fn api() -> Router<Session> {
         .route("/jobs/{id}/upgrade", post(upgrade_job))
         .route("/jobs/{id}/upgrade/{trigger}", get(upgrade_status))
         .route("/jobs/{id}/versions", get(job_versions))
+        .route("/jobs/{id}/rescaling", axum::routing::patch(rescale_job))
+        .route("/jobs/{id}/rescaling/{trigger}", get(upgrade_status))
+        .route(
+            "/jobs/{id}/resource-requirements",
+            get(resource_requirements).put(set_resource_requirements),
+        )
         .route("/jobs/{id}/savepoints", post(trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
         .route(
@@ -714,6 +720,7 @@ struct UpgradeBody {
     allow_non_restored_state: Option<bool>,
     target_directory: Option<String>,
     restart: Option<bool>,
+    parallelism: Option<u32>,
 }
 
 async fn upgrade_job(
@@ -731,8 +738,12 @@ async fn upgrade_job(
         ));
     };
     let args = program_args(b.program_args_list, b.program_args);
+    if b.parallelism == Some(0) {
+        return Err(ApiError::bad_request("parallelism must be at least 1"));
+    }
     let req = UpgradeRequest {
-        jar_id,
+        jar_id: Some(jar_id),
+        parallelism: b.parallelism,
         entry: b.entry_class,
         args,
         allow_non_restored: b.allow_non_restored_state.unwrap_or(false),
@@ -741,6 +752,85 @@ async fn upgrade_job(
     };
     let trigger = blocking(move || s.upgrade(&id, req, &caller)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+#[derive(Debug, Deserialize)]
+struct RescaleQuery {
+    parallelism: Option<String>,
+    #[serde(rename = "targetDirectory")]
+    target_directory: Option<String>,
+}
+
+/// Flink's `PATCH /jobs/:id/rescaling?parallelism=N`: a savepoint and a
+/// restart from it at parallelism N; the operation is read back at
+/// `/jobs/:id/rescaling/:request-id`.
+async fn rescale_job(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    Query(q): Query<RescaleQuery>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    s.job(&id, &caller)?;
+    let parallelism = match q.parallelism.as_deref().map(str::parse::<u32>) {
+        Some(Ok(p)) if p > 0 => p,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "parallelism must be a whole number of at least 1",
+            ));
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "give the new parallelism: PATCH /jobs/:id/rescaling?parallelism=N",
+            ));
+        }
+    };
+    let target = q.target_directory.filter(|d| !d.is_empty());
+    let trigger = blocking(move || s.rescale(&id, parallelism, target, &caller)).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))))
+}
+
+async fn resource_requirements(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    s.resource_requirements(&id, &caller).map(Json)
+}
+
+/// Flink's `PUT /jobs/:id/resource-requirements`: vertex id to
+/// `{"parallelism": {"lowerBound": l, "upperBound": u}}`.
+async fn set_resource_requirements(
+    State(s): State<Session>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    s.job(&id, &caller)?;
+    let invalid = |e: String| {
+        ApiError::bad_request(format!(
+            "the resource requirements are not valid: {e}; give {{\"<vertex id>\": \
+             {{\"parallelism\": {{\"lowerBound\": 1, \"upperBound\": N}}}}}}"
+        ))
+    };
+    let value: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    let Some(vertices) = value.as_object() else {
+        return Err(invalid("expected a JSON object".into()));
+    };
+    let mut asks = Vec::with_capacity(vertices.len());
+    for (vid, v) in vertices {
+        let bound = |name: &str| {
+            v.get("parallelism")
+                .and_then(|p| p.get(name))
+                .and_then(Value::as_i64)
+                .ok_or_else(|| invalid(format!("vertex {vid} has no parallelism.{name}")))
+        };
+        asks.push((vid.clone(), bound("lowerBound")?, bound("upperBound")?));
+    }
+    let trigger = blocking(move || s.set_resource_requirements(&id, &asks, &caller)).await?;
+    Ok(Json(match trigger {
+        Some(t) => json!({ "request-id": t }),
+        None => json!({}),
+    }))
 }
 
 async fn upgrade_status(

@@ -673,7 +673,7 @@ impl Session {
             });
         }
         let exec = ExecutionGraph::build(&graph);
-        let slots = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
+        let slots = slots_needed(&exec);
         let _guard = self.inner.submit.lock().expect("submit lock");
         if let Some(t) = &tenant {
             self.check_quota(t, slots)?;
@@ -1519,4 +1519,10 @@ fn check_savepoint(path: &str, config: &Config) -> ApiResult<()> {
                 f.message
             ))
         })
+}
+
+/// Task slots a job takes: one per subtask of its widest chain, as Flink's
+/// slot sharing.
+pub(crate) fn slots_needed(exec: &ExecutionGraph) -> u32 {
+    exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1)
 }

@@ -1,5 +1,7 @@
 //! Upgrading a running job to a new module (`weir upgrade`, `POST
-//! /jobs/:id/upgrade`).
+//! /jobs/:id/upgrade`), or rescaling it to another parallelism (`weir
+//! rescale`, `PATCH /jobs/:id/rescaling`, `PUT /jobs/:id/resource-
+//! requirements`): a rescale is an upgrade that keeps the module.
 //!
 //! The new module is planned and checked against the job's latest
 //! checkpoint first (the check `weir savepoint check` prints); a refusal
@@ -12,7 +14,7 @@
 //! its latest committed snapshot, so transactional sinks stay exact.
 
 use crate::ha::{JobRecord, ModuleVersion};
-use crate::session::{JobEntry, Session};
+use crate::session::{JobEntry, Prepared, Session, slots_needed};
 use crate::status::{JobState, Operation, now_ms, remember};
 use crate::tenancy::Caller;
 use crate::{ApiError, ApiResult};
@@ -34,8 +36,11 @@ const STOP_WAIT: Duration = Duration::from_secs(300);
 /// What an upgrade asks for.
 #[derive(Debug, Clone, Default)]
 pub struct UpgradeRequest {
-    /// The uploaded new module.
-    pub jar_id: String,
+    /// The uploaded new module; the job keeps its module when not given.
+    pub jar_id: Option<String>,
+    /// The job's new default parallelism (a rescale); the job keeps its
+    /// parallelism when not given.
+    pub parallelism: Option<u32>,
     /// The job in the module; the current one's when not given.
     pub entry: Option<String>,
     /// The job's arguments; the current ones when not given.
@@ -66,6 +71,9 @@ pub enum UpgradeState {
 pub struct UpgradeOperation {
     pub job: JobId,
     pub owner: String,
+    /// `upgrade` (a new module) or `rescale` (the same module at another
+    /// parallelism).
+    pub kind: &'static str,
     pub state: UpgradeState,
     /// `hot-swap`: the module changed in place at a barrier; `restart`:
     /// stop with a savepoint and start the new version from it.
@@ -91,6 +99,7 @@ impl UpgradeOperation {
             UpgradeState::Failed => ("COMPLETED", Some("FAILED")),
         };
         let mut op = json!({
+            "kind": self.kind,
             "mode": self.mode,
             "report": self.report,
         });
@@ -128,33 +137,50 @@ impl Session {
     /// operation's trigger id, or the pre-flight check's refusal.
     pub fn upgrade(&self, id: &str, req: UpgradeRequest, caller: &Caller) -> ApiResult<String> {
         let job = self.job(id, caller)?;
-        let jar = self.jar(&req.jar_id, caller)?;
+        let jar = match &req.jar_id {
+            Some(jar_id) => Some(self.jar(jar_id, caller)?),
+            None => None,
+        };
+        let verb = if jar.is_some() {
+            "upgraded"
+        } else {
+            "rescaled"
+        };
         if job.state() != JobState::Running {
             return Err(ApiError::conflict(format!(
-                "job {id} is {}; only a RUNNING job is upgraded",
+                "job {id} is {}; only a RUNNING job is {verb}",
                 job.state().name()
             )));
         }
         let current = job.record();
         let mut record = current.clone();
-        record.module_hash = jar.module_hash.clone();
-        record.jar_id = Some(jar.id.clone());
-        if let Some(e) = req.entry.filter(|e| !e.is_empty()) {
-            record.entry = Some(e);
-        } else if !jar.entries.iter().any(|e| Some(e) == record.entry.as_ref()) {
-            record.entry = None;
+        if let Some(jar) = &jar {
+            record.module_hash = jar.module_hash.clone();
+            record.jar_id = Some(jar.id.clone());
+            if let Some(e) = req.entry.filter(|e| !e.is_empty()) {
+                record.entry = Some(e);
+            } else if !jar.entries.iter().any(|e| Some(e) == record.entry.as_ref()) {
+                record.entry = None;
+            }
         }
         if let Some(args) = req.args {
             record.args = args;
         }
+        if let Some(p) = req.parallelism {
+            record.parallelism = Some(p);
+        }
         record.allow_non_restored = req.allow_non_restored;
-        // The new module's plan must be valid before anything stops.
+        // The new plan must be valid before anything stops.
         let mut planned = record.clone();
         planned.savepoint_path = None;
         planned.allow_non_restored = false;
         let prepared = self.prepare(&mut planned)?;
         let target = weir_runtime::target_job(prepared.factory.as_ref());
         let new_version = prepared.graph.version.clone();
+        let rescaled = prepared.config.parallelism != job.config.parallelism;
+        if rescaled {
+            self.check_rescale(&job, &prepared)?;
+        }
 
         // The pre-flight check, against the latest checkpoint.
         let latest = self.latest_snapshot(&job)?;
@@ -168,7 +194,12 @@ impl Session {
             )));
         }
         // In place when the new plan keeps the job's shape.
-        let refusal = if req.restart {
+        let refusal = if rescaled {
+            Some(format!(
+                "the parallelism changes from {} to {}",
+                job.config.parallelism, prepared.config.parallelism
+            ))
+        } else if req.restart {
             Some("a restart was asked for".to_owned())
         } else {
             weir_runtime::swap_refusal(&job.graph, &prepared.graph)
@@ -191,8 +222,7 @@ impl Session {
             }
             Some(why) => {
                 report.push(format!(
-                    "restart: {why}, so the job stops with a savepoint and starts again on the \
-                     new module"
+                    "restart: {why}, so the job stops with a savepoint and starts again from it"
                 ));
                 "restart"
             }
@@ -212,6 +242,7 @@ impl Session {
                 UpgradeOperation {
                     job: job.id,
                     owner: caller.owner().to_owned(),
+                    kind: if jar.is_some() { "upgrade" } else { "rescale" },
                     state: UpgradeState::InProgress,
                     mode,
                     savepoint: None,
@@ -280,6 +311,100 @@ impl Session {
         Ok(trigger)
     }
 
+    /// Rescales job `id` to `parallelism`: it stops with a savepoint and
+    /// starts again from it with the same module, under the same job id.
+    /// Returns the operation's trigger id.
+    pub fn rescale(
+        &self,
+        id: &str,
+        parallelism: u32,
+        target_directory: Option<String>,
+        caller: &Caller,
+    ) -> ApiResult<String> {
+        let job = self.job(id, caller)?;
+        if parallelism == 0 {
+            return Err(ApiError::bad_request("parallelism must be at least 1"));
+        }
+        if job.config.parallelism == parallelism {
+            return Err(ApiError::bad_request(format!(
+                "job {id} already runs at parallelism {parallelism}; give another"
+            )));
+        }
+        let req = UpgradeRequest {
+            parallelism: Some(parallelism),
+            allow_non_restored: job.record().allow_non_restored,
+            target_directory,
+            restart: true,
+            ..UpgradeRequest::default()
+        };
+        self.upgrade(id, req, caller)
+    }
+
+    /// Each vertex's parallelism as Flink's `GET /jobs/:id/resource-
+    /// requirements` shows it: vertex id to lower and upper bound.
+    pub fn resource_requirements(&self, id: &str, caller: &Caller) -> ApiResult<Value> {
+        let job = self.job(id, caller)?;
+        let mut out = serde_json::Map::new();
+        for c in &job.exec.chains {
+            out.insert(
+                crate::views::vertex_id(&job, c.id),
+                json!({ "parallelism": { "lowerBound": 1, "upperBound": c.parallelism } }),
+            );
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// Flink's `PUT /jobs/:id/resource-requirements`: `asks` maps vertex
+    /// ids to the parallelism (upper bound) wanted. Weir rescales a job as a
+    /// whole, so every vertex asked to change must ask for the same
+    /// parallelism, which becomes the job's; vertices asked for what they
+    /// run keep it. Returns the rescale's trigger id, or None when nothing
+    /// changes.
+    pub fn set_resource_requirements(
+        &self,
+        id: &str,
+        asks: &[(String, i64, i64)],
+        caller: &Caller,
+    ) -> ApiResult<Option<String>> {
+        let job = self.job(id, caller)?;
+        let mut wanted: Option<u32> = None;
+        for (vid, lower, upper) in asks {
+            let Some(chain) = job
+                .exec
+                .chains
+                .iter()
+                .find(|c| crate::views::vertex_id(&job, c.id) == *vid)
+            else {
+                return Err(ApiError::bad_request(format!(
+                    "job {id} has no vertex {vid}; GET /jobs/{id}/resource-requirements lists \
+                     its vertices"
+                )));
+            };
+            if *upper < 1 || *upper > i64::from(u32::MAX) || *lower < 1 || lower > upper {
+                return Err(ApiError::bad_request(format!(
+                    "vertex {vid}: give 1 <= lowerBound <= upperBound (got {lower} and {upper})"
+                )));
+            }
+            let upper = *upper as u32;
+            if upper == chain.parallelism {
+                continue;
+            }
+            match wanted {
+                Some(w) if w != upper => {
+                    return Err(ApiError::bad_request(format!(
+                        "the vertices ask for parallelism {w} and {upper}: a job rescales as a \
+                         whole, so give the vertices that change one upperBound"
+                    )));
+                }
+                _ => wanted = Some(upper),
+            }
+        }
+        match wanted {
+            None => Ok(None),
+            Some(p) => self.rescale(id, p, None, caller).map(Some),
+        }
+    }
+
     /// The upgrade operation `trigger` of job `id`.
     pub fn upgrade_status(&self, id: &str, trigger: &str, caller: &Caller) -> ApiResult<Value> {
         let job = self.job(id, caller)?;
@@ -321,6 +446,44 @@ impl Session {
         {
             f(o);
         }
+    }
+
+    /// A rescale must fit before the job stops: the slots it takes beyond
+    /// those it holds must be free, and within its tenant's quota.
+    fn check_rescale(&self, job: &JobEntry, prepared: &Prepared) -> ApiResult<()> {
+        let exec = weir_runtime::ExecutionGraph::build(&prepared.graph);
+        let need = slots_needed(&exec);
+        let more = need.saturating_sub(job.slots);
+        let free = self.slots_total().saturating_sub(self.slots_used());
+        if more > free {
+            return Err(ApiError::conflict(format!(
+                "not enough task slots to rescale job {} to parallelism {}: it needs {need} \
+                 slots, holds {}, and {free} more are free; the job keeps running as it is",
+                job.id, prepared.config.parallelism, job.slots
+            )));
+        }
+        if let Some(t) = &prepared.tenant
+            && let Some(max) = t.quota.slots
+        {
+            let used: u32 = self
+                .all_jobs()
+                .iter()
+                .filter(|j| j.tenant() == t.name && !j.state().is_terminal())
+                .map(|j| j.slots)
+                .sum();
+            if used + more > max {
+                return Err(ApiError::conflict(format!(
+                    "not enough task slots for tenant {} to rescale job {}: it needs {need}, \
+                     holds {}, and the tenant uses {used} of its {max} ({}); the job keeps \
+                     running as it is",
+                    t.name,
+                    job.id,
+                    job.slots,
+                    t.key("slots")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The job's latest completed checkpoint; a savepoint is taken when it
@@ -371,12 +534,19 @@ impl Session {
         }
         let mut previous = old.record();
         record.savepoint_path = Some(savepoint.clone());
+        let how = if record.module_hash == previous.module_hash
+            && record.parallelism != previous.parallelism
+        {
+            "rescaled"
+        } else {
+            "upgraded"
+        };
         record.versions.push(ModuleVersion {
             module_hash: record.module_hash.clone(),
             jar_id: record.jar_id.clone(),
             version: new_version,
             since: now_ms(),
-            how: "upgraded".into(),
+            how: how.into(),
             from: Some(savepoint.clone()),
         });
         // A rollback's history keeps the version that failed.

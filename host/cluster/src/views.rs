@@ -187,7 +187,7 @@ pub fn job_details(job: &JobEntry) -> Value {
     })
 }
 
-fn vertex_id(job: &JobEntry, chain: usize) -> String {
+pub(crate) fn vertex_id(job: &JobEntry, chain: usize) -> String {
     // Stable per job and chain, like Flink's vertex ids (32 hex digits).
     let head = job.exec.chains[chain].ops[0];
     format!("{:0>32}", format!("{:x}{:04x}", chain, head))
