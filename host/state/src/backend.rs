@@ -71,7 +71,7 @@ const MAX_PENDING_APPEND: usize = 64 << 10;
 const FLUSH_BATCH_BYTES: usize = 2 << 20;
 
 /// Most bytes a column family's memtable holds before it is flushed.
-const WRITE_BUFFER_BYTES: usize = 8 << 20;
+const WRITE_BUFFER_BYTES: usize = 4 << 20;
 
 /// Options of a state's column family.
 pub(crate) fn cf_options() -> Options {
@@ -79,7 +79,7 @@ pub(crate) fn cf_options() -> Options {
     // Most reads of a new key (a first record, a new window) find nothing:
     // bloom filters answer those without touching the data. A memtable's
     // filter is allocated (and zeroed) with the memtable: 2 % of the write
-    // buffer, about 165 KiB per state.
+    // buffer, about 80 KiB per state.
     o.set_memtable_whole_key_filtering(true);
     o.set_memtable_prefix_bloom_ratio(0.02);
     o
