@@ -526,14 +526,15 @@ fn upgrades_and_a_rollback_keep_the_output_exact() {
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
 }
 
-/// A running exactly-once job rescaled 2 -> 4 -> 3 on a session: through
-/// Flink's `PATCH /jobs/:id/rescaling`, then `weir rescale`. Each stops
+/// A running exactly-once job rescaled 2 -> 4 -> 3 -> 2 on a session:
+/// through Flink's `PATCH /jobs/:id/rescaling`, `weir rescale` and Flink's
+/// `PUT /jobs/:id/resource-requirements`. Each stops
 /// with a savepoint and restarts from it under the same job id, its keyed
 /// counts carried over to the new key group ranges; every record is in the
 /// output exactly once. Rescales that cannot be done are refused up front
 /// and leave the job running.
 #[test]
-fn rescaling_2_4_3_keeps_keyed_state_and_the_output_exact() {
+fn rescaling_2_4_3_2_keeps_keyed_state_and_the_output_exact() {
     use serde_json::json;
     let dir = temp_dir();
     let out = dir.path().join("out");
@@ -545,7 +546,7 @@ fn rescaling_2_4_3_keeps_keyed_state_and_the_output_exact() {
     );
     let api = s.api();
     let jar = api.upload_file(EXACTLY_ONCE_WASM);
-    let (records, keys) = (30_000u64, 40u64);
+    let (records, keys) = (40_000u64, 40u64);
     let job = api.run(
         &jar,
         json!({
@@ -575,8 +576,18 @@ fn rescaling_2_4_3_keeps_keyed_state_and_the_output_exact() {
         weir_tests::cluster::error_of(&v).contains("task slots"),
         "{v}"
     );
-    let (status, v) = api.patch(&format!("/jobs/{job}/rescaling"));
-    assert_eq!(status, 400, "{v}");
+    for bad in [
+        "",
+        "?parallelism=0",
+        "?parallelism=-1",
+        "?parallelism=x",
+        "?parallelism=70000",
+    ] {
+        let (status, v) = api.patch(&format!("/jobs/{job}/rescaling{bad}"));
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+    let (status, v) = api.patch(&format!("/jobs/{job}/rescaling?parallelism=2"));
+    assert_eq!(status, 400, "the parallelism it has: {v}");
     let (_, req) = api.get(&format!("/jobs/{job}/resource-requirements"));
     let vertices: Vec<String> = req.as_object().unwrap().keys().cloned().collect();
     assert!(vertices.len() >= 2, "{req}");
@@ -644,11 +655,39 @@ fn rescaling_2_4_3_keeps_keyed_state_and_the_output_exact() {
     );
     assert_eq!(widest(&job), 3);
 
+    // 3 -> 2 through Flink's resource requirements: the vertices at 3 ask
+    // for 2, the others for what they run.
+    let (_, req) = api.get(&format!("/jobs/{job}/resource-requirements"));
+    let mut asks = serde_json::Map::new();
+    for (v, r) in req.as_object().unwrap() {
+        let p = r["parallelism"]["upperBound"].as_u64().unwrap();
+        let upper = if p == 3 { 2 } else { p };
+        asks.insert(
+            v.clone(),
+            json!({"parallelism": {"lowerBound": 1, "upperBound": upper}}),
+        );
+    }
+    let (status, t) = api.request_json(
+        "PUT",
+        &format!("/jobs/{job}/resource-requirements"),
+        json!(asks),
+    );
+    assert_eq!(status, 200, "{t}");
+    let trigger = t["request-id"].as_str().unwrap().to_owned();
+    let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
+    assert_eq!(op["result"], "UPGRADED", "{op}");
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    assert_eq!(widest(&job), 2);
+
     api.wait_for_state(&job, "FINISHED", LIMIT);
     let (how, v) = api.versions(&job);
-    assert_eq!(how, ["submitted", "rescaled", "rescaled"], "{v}");
+    assert_eq!(
+        how,
+        ["submitted", "rescaled", "rescaled", "rescaled"],
+        "{v}"
+    );
     // Each run started from the savepoint that stopped the one before.
-    assert!(v[1]["from"].is_string() && v[2]["from"].is_string(), "{v}");
+    assert!((1..4).all(|i| v[i]["from"].is_string()), "{v}");
     let got = Sink::File(out.clone()).committed();
     let (lost, dup, sample) = compare(&expected(records, keys), &got);
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");

@@ -738,9 +738,6 @@ async fn upgrade_job(
         ));
     };
     let args = program_args(b.program_args_list, b.program_args);
-    if b.parallelism == Some(0) {
-        return Err(ApiError::bad_request("parallelism must be at least 1"));
-    }
     let req = UpgradeRequest {
         jar_id: Some(jar_id),
         parallelism: b.parallelism,

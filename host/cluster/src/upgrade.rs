@@ -167,7 +167,7 @@ impl Session {
             record.args = args;
         }
         if let Some(p) = req.parallelism {
-            record.parallelism = Some(p);
+            record.parallelism = Some(check_parallelism(p)?);
         }
         record.allow_non_restored = req.allow_non_restored;
         // The new plan must be valid before anything stops.
@@ -322,9 +322,7 @@ impl Session {
         caller: &Caller,
     ) -> ApiResult<String> {
         let job = self.job(id, caller)?;
-        if parallelism == 0 {
-            return Err(ApiError::bad_request("parallelism must be at least 1"));
-        }
+        check_parallelism(parallelism)?;
         if job.config.parallelism == parallelism {
             return Err(ApiError::bad_request(format!(
                 "job {id} already runs at parallelism {parallelism}; give another"
@@ -714,6 +712,17 @@ impl Session {
                 e.message
             )
         })
+    }
+}
+
+/// A parallelism a job may ask for (as `POST /jars/:id/run` takes).
+fn check_parallelism(p: u32) -> ApiResult<u32> {
+    if (1..=u32::from(u16::MAX)).contains(&p) {
+        Ok(p)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "parallelism {p} is out of range; give a number from 1 to the job's max parallelism"
+        )))
     }
 }
 
