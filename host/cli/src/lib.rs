@@ -142,6 +142,14 @@ fn few_malloc_arenas() {
     }
 }
 
+/// The connectors this program's jobs may use: the built-in ones, Kafka
+/// and JDBC.
+pub fn connectors() -> weir_runtime::Connectors {
+    weir_runtime::Connectors::builtin()
+        .with(std::sync::Arc::new(weir_kafka::KafkaConnectors))
+        .with(std::sync::Arc::new(weir_sql::JdbcConnectors))
+}
+
 /// Runs the command line with the process's arguments.
 pub fn main() -> ExitCode {
     few_malloc_arenas();

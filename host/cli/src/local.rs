@@ -248,6 +248,7 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
             allow_non_restored: opts.allow_non_restored,
         }),
         listener: None,
+        connectors: crate::connectors(),
     })?;
     eprintln!("Job has been submitted with JobID {job_id}");
     watch_signals(handle.commands(), args.stop_with_savepoint)?;

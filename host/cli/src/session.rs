@@ -41,6 +41,7 @@ pub fn run(sources: &Sources, args: SessionArgs) -> Result<ExitCode> {
         flags,
         // Uploads compile in a child process of this same program.
         compiler: std::env::current_exe().ok(),
+        connectors: crate::connectors(),
     })?;
     let c = session.config().clone();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -28,6 +28,8 @@ pub struct SessionOptions {
     /// session`): uploads compile in a child process of it, stopped after
     /// `weir.compile.timeout`. Without one they compile in this process.
     pub compiler: Option<PathBuf>,
+    /// The connectors jobs may use.
+    pub connectors: weir_runtime::Connectors,
 }
 
 /// A job the session runs or ran.
@@ -715,6 +717,7 @@ impl Session {
                 allow_non_restored: record.allow_non_restored,
             }),
             listener: Some(status.clone()),
+            connectors: self.inner.options.connectors.clone(),
         })
         .map_err(|f| ApiError::internal(anyhow::anyhow!(f.message)))?;
         let name = record.name.clone();
@@ -868,7 +871,12 @@ impl Session {
         }
         let graph = JobGraph::from_plan(plan, &config)
             .map_err(|e| ApiError::bad_request(format!("the job's plan is not valid: {e}")))?;
-        check_connectors(tenant.as_deref(), &graph, &config)?;
+        check_connectors(
+            &self.inner.options.connectors,
+            tenant.as_deref(),
+            &graph,
+            &config,
+        )?;
         if config.memory_snapshots {
             module
                 .check_memory_snapshots()
@@ -1478,7 +1486,12 @@ fn check_module_policy(t: &Tenant, bytes: &[u8]) -> ApiResult<()> {
 /// A tenant's jobs use only its connectors, with options it may set
 /// (allow-listed client properties, URLs that reach the network, files only
 /// in its folder); every job's secrets must exist.
-fn check_connectors(tenant: Option<&Tenant>, graph: &JobGraph, config: &Config) -> ApiResult<()> {
+fn check_connectors(
+    connectors: &weir_runtime::Connectors,
+    tenant: Option<&Tenant>,
+    graph: &JobGraph,
+    config: &Config,
+) -> ApiResult<()> {
     for op in &graph.operators {
         let Some(c) = op.connector() else { continue };
         let c = config.connector_for(op.uid.as_str(), c);
@@ -1494,7 +1507,7 @@ fn check_connectors(tenant: Option<&Tenant>, graph: &JobGraph, config: &Config) 
                 t.connectors.join(", ")
             )));
         }
-        weir_runtime::check_connector(&c, &config.owner).map_err(|f| {
+        connectors.check_options(&c, &config.owner).map_err(|f| {
             let msg = format!(
                 "operator '{}' ({} connector): {}",
                 op.name, c.kind, f.message

@@ -12,6 +12,7 @@ mod file_sink;
 mod nexmark;
 mod pace;
 mod print;
+mod registry;
 mod socket;
 
 use weir_core::config::JobOwner;
@@ -21,6 +22,7 @@ use weir_frame::Writer;
 
 pub use file::FileSource;
 pub use file_sink::FileSink;
+pub use registry::{ConnectorProvider, Connectors};
 
 /// What a poll of a source produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,44 +264,62 @@ pub fn confine(owner: &JobOwner, option: &str, path: &std::path::Path) -> Result
     }
 }
 
-/// Opens a source subtask for `connector`.
-pub fn open_source(
-    connector: &Connector,
-    ctx: &SourceContext,
-) -> Result<Box<dyn SourceReader>, Failure> {
-    match connector.kind.as_str() {
-        "file" => Ok(Box::new(FileSource::open(options(connector)?, ctx)?)),
-        "socket" => Ok(Box::new(socket::SocketSource::open(
-            options(connector)?,
-            ctx,
-        )?)),
-        "datagen" => Ok(Box::new(datagen::Generator::new(options(connector)?, ctx)?)),
-        "nexmark" => Ok(Box::new(nexmark::NexmarkSource::new(
-            options(connector)?,
-            ctx,
-        )?)),
-        other => Err(unknown(
-            "source",
-            other,
-            &["file", "socket", "datagen", "nexmark", "kafka"],
-        )),
-    }
-}
+/// The connectors of this crate.
+pub(crate) struct Builtin;
 
-/// Opens a sink subtask for `connector`.
-pub fn open_sink(connector: &Connector, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>, Failure> {
-    match connector.kind.as_str() {
-        "print" => Ok(Box::new(print::PrintSink::new(options(connector)?, ctx))),
-        "file" => Ok(Box::new(FileSink::open(options(connector)?, ctx)?)),
-        "blackhole" => {
-            options::<NoOptions>(connector)?;
-            Ok(Box::new(Blackhole))
+impl ConnectorProvider for Builtin {
+    fn sources(&self) -> &'static [&'static str] {
+        &["file", "socket", "datagen", "nexmark"]
+    }
+
+    fn sinks(&self) -> &'static [&'static str] {
+        &["print", "file", "blackhole"]
+    }
+
+    fn open_source(
+        &self,
+        connector: &Connector,
+        ctx: &SourceContext,
+    ) -> Result<Box<dyn SourceReader>, Failure> {
+        match connector.kind.as_str() {
+            "file" => Ok(Box::new(FileSource::open(options(connector)?, ctx)?)),
+            "socket" => Ok(Box::new(socket::SocketSource::open(
+                options(connector)?,
+                ctx,
+            )?)),
+            "datagen" => Ok(Box::new(datagen::Generator::new(options(connector)?, ctx)?)),
+            "nexmark" => Ok(Box::new(nexmark::NexmarkSource::new(
+                options(connector)?,
+                ctx,
+            )?)),
+            other => Err(Failure::internal(format!("no built-in source '{other}'"))),
         }
-        other => Err(unknown(
-            "sink",
-            other,
-            &["print", "file", "blackhole", "kafka", "jdbc"],
-        )),
+    }
+
+    fn open_sink(
+        &self,
+        connector: &Connector,
+        ctx: &SinkContext,
+    ) -> Result<Box<dyn SinkWriter>, Failure> {
+        match connector.kind.as_str() {
+            "print" => Ok(Box::new(print::PrintSink::new(options(connector)?, ctx))),
+            "file" => Ok(Box::new(FileSink::open(options(connector)?, ctx)?)),
+            "blackhole" => {
+                options::<NoOptions>(connector)?;
+                Ok(Box::new(Blackhole))
+            }
+            other => Err(Failure::internal(format!("no built-in sink '{other}'"))),
+        }
+    }
+
+    /// Files a tenant names stay in its folder.
+    fn check_options(&self, c: &Connector, owner: &JobOwner) -> Result<(), Failure> {
+        for (k, v) in &c.options {
+            if k == "path" {
+                confine(owner, k, std::path::Path::new(v))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -318,11 +338,4 @@ impl SinkWriter for Blackhole {
     fn finish(&mut self) -> Result<(), Failure> {
         Ok(())
     }
-}
-
-fn unknown(what: &str, kind: &str, known: &[&str]) -> Failure {
-    Failure::user(format!(
-        "unknown {what} connector '{kind}'; this Weir knows {}",
-        known.join(", ")
-    ))
 }

@@ -33,6 +33,47 @@ pub fn check_options(c: &Connector, owner: &JobOwner) -> Result<(), Failure> {
     options::Options::new(c, "connector", owner).map(|_| ())
 }
 
+/// The Kafka source and sink, for a job's [`weir_connectors::Connectors`].
+pub struct KafkaConnectors;
+
+impl weir_connectors::ConnectorProvider for KafkaConnectors {
+    fn sources(&self) -> &'static [&'static str] {
+        &["kafka"]
+    }
+
+    fn sinks(&self) -> &'static [&'static str] {
+        &["kafka"]
+    }
+
+    fn open_source(
+        &self,
+        c: &Connector,
+        ctx: &weir_connectors::SourceContext,
+    ) -> Result<Box<dyn weir_connectors::SourceReader>, Failure> {
+        open_source(c, ctx)
+    }
+
+    fn open_sink(
+        &self,
+        c: &Connector,
+        ctx: &weir_connectors::SinkContext,
+    ) -> Result<Box<dyn weir_connectors::SinkWriter>, Failure> {
+        open_sink(c, ctx)
+    }
+
+    fn dead_letter(
+        &self,
+        c: &Connector,
+        owner: &JobOwner,
+    ) -> Result<Box<dyn weir_connectors::DeadLetterSink>, Failure> {
+        dead_letter(c, owner)
+    }
+
+    fn check_options(&self, c: &Connector, owner: &JobOwner) -> Result<(), Failure> {
+        check_options(c, owner)
+    }
+}
+
 /// A Kafka error, with where and what to check.
 pub(crate) fn kafka_failure(what: &str, servers: &str, e: impl std::fmt::Display) -> Failure {
     Failure::external(format!(

@@ -20,6 +20,7 @@ use weir_checkpoint::protocol::{
     AckOutcome, CheckpointSettings, Coordinator, Retention, SnapshotKind,
 };
 use weir_checkpoint::{S3Options, Storage, TaskSnapshot, block_on, paths};
+use weir_connectors::Connectors;
 use weir_core::config::{ExternalizedRetention, RestartStrategyKind, RuntimeMode};
 use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobId};
 
@@ -35,6 +36,8 @@ pub(crate) struct JobContext {
     pub work_dir: PathBuf,
     pub batch_mode: bool,
     pub listener: Arc<dyn JobListener>,
+    /// The connectors the job's sources and sinks are opened with.
+    pub connectors: Connectors,
 }
 
 impl JobContext {
@@ -72,6 +75,9 @@ pub struct JobSpec {
     pub lineage: Option<String>,
     /// Told about state changes and checkpoints.
     pub listener: Option<Arc<dyn JobListener>>,
+    /// The connectors the job may use (`Connectors::builtin()` and
+    /// whatever else the caller registers).
+    pub connectors: Connectors,
 }
 
 /// How a job ended.
@@ -330,6 +336,7 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         metrics: metrics.clone(),
         work_dir: spec.work_dir.join(spec.job_id.to_string()),
         listener: spec.listener.unwrap_or_else(|| Arc::new(NoListener)),
+        connectors: spec.connectors,
     });
     let job_id = spec.job_id;
     let restore = spec.restore;

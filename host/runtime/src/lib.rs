@@ -8,10 +8,11 @@
 //! watermark generators, sinks — and partitions its output to the next
 //! tasks (forward, rebalance, broadcast, or by key group). Control messages
 //! (end of input, barriers, watermarks, idleness) travel in-band.
+//! Connectors come from the [`Connectors`] registry the job is started
+//! with, as the guest comes from its `GuestFactory`.
 
 mod chain;
 mod channel;
-mod connectors;
 mod execution;
 mod job;
 mod metrics;
@@ -26,7 +27,6 @@ mod watermark;
 mod window;
 
 pub use channel::{Barrier, Batch, Message};
-pub use connectors::check_connector;
 pub use execution::{Chain, ChainEdge, ExecutionGraph};
 pub use job::{
     CheckpointReport, CommandSender, JobCommand, JobHandle, JobListener, JobOutcome, JobSpec,
@@ -39,3 +39,4 @@ pub use restore::{
 pub use snapshot::SnapshotTarget;
 pub use swap::{ModuleSwap, swap_refusal};
 pub use task::{TaskEvent, TaskId};
+pub use weir_connectors::{ConnectorProvider, Connectors};

@@ -4,7 +4,6 @@
 
 use crate::chain::{ChainRunner, DecodePolicy, SnapshotMeta, StepSettings, TaskError, build_steps};
 use crate::channel::{Barrier, Batch, Message, OutputEdge};
-use crate::connectors;
 use crate::execution::Chain;
 use crate::job::JobContext;
 use crate::services::{TaskHost, state_failure};
@@ -280,7 +279,9 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
             max_concurrent_checkpoints: ctx.config.max_concurrent_checkpoints,
             restored: start.as_ref().map(|s| s.checkpoint),
         };
-        connectors::open_sink(c, &sink_ctx).map_err(|f| f.context(&op.name))
+        ctx.connectors
+            .open_sink(c, &sink_ctx)
+            .map_err(|f| f.context(&op.name))
     };
     let settings = StepSettings {
         batch_mode: ctx.batch_mode,
@@ -293,6 +294,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
     let (source, decode_policy) = match &head.kind {
         OperatorKind::Source(spec) => {
             let (connector, policy) = source_connector(
+                &ctx.connectors,
                 &ctx.config.connector_for(head.uid.as_str(), &spec.connector),
                 &ctx.config.owner,
             )?;
@@ -304,8 +306,10 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
                 job_id: ctx.job_id,
                 owner: ctx.config.owner.clone(),
             };
-            let mut reader =
-                connectors::open_source(&connector, &sctx).map_err(|f| f.context(&head.name))?;
+            let mut reader = ctx
+                .connectors
+                .open_source(&connector, &sctx)
+                .map_err(|f| f.context(&head.name))?;
             if let Some(states) = restore.and_then(|r| r.operator_state.get(head.uid.as_str())) {
                 let positions: Vec<serde_json::Value> = states
                     .iter()
@@ -408,6 +412,7 @@ fn reusable_keyed(
 
 /// Splits the runtime's own options off a source connector.
 fn source_connector(
+    connectors: &weir_connectors::Connectors,
     c: &weir_core::plan::Connector,
     owner: &weir_core::config::JobOwner,
 ) -> Result<(weir_core::plan::Connector, DecodePolicy), Failure> {
@@ -418,7 +423,7 @@ fn source_connector(
             policy = match v.as_str() {
                 "fail" => DecodePolicy::Fail,
                 "skip" => DecodePolicy::Skip,
-                "dead-letter" => DecodePolicy::DeadLetter(connectors::dead_letter(c, owner)?),
+                "dead-letter" => DecodePolicy::DeadLetter(connectors.dead_letter(c, owner)?),
                 other => {
                     return Err(Failure::user(format!(
                         "source option 'decode-errors' is '{other}'; use 'fail', 'skip' or \

@@ -125,6 +125,39 @@ pub fn open_sink(c: &Connector, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>
     Ok(Box::new(SqlSink::open(c, ctx)?))
 }
 
+/// The JDBC sink, for a job's [`weir_connectors::Connectors`].
+pub struct JdbcConnectors;
+
+impl weir_connectors::ConnectorProvider for JdbcConnectors {
+    fn sources(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn sinks(&self) -> &'static [&'static str] {
+        &["jdbc"]
+    }
+
+    fn open_source(
+        &self,
+        c: &Connector,
+        _: &weir_connectors::SourceContext,
+    ) -> Result<Box<dyn weir_connectors::SourceReader>, Failure> {
+        Err(Failure::internal(format!("'{}' has no source", c.kind)))
+    }
+
+    fn open_sink(&self, c: &Connector, ctx: &SinkContext) -> Result<Box<dyn SinkWriter>, Failure> {
+        open_sink(c, ctx)
+    }
+
+    fn check_options(
+        &self,
+        c: &Connector,
+        owner: &weir_core::config::JobOwner,
+    ) -> Result<(), Failure> {
+        check_options(c, owner)
+    }
+}
+
 /// Checks a SQL sink's options for its owner (known keys, secrets that
 /// exist, what a tenant's URL may say) without connecting anywhere.
 pub fn check_options(c: &Connector, owner: &weir_core::config::JobOwner) -> Result<(), Failure> {

@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
         restore: None,
         lineage: None,
         listener: None,
+        connectors: weir_runtime::Connectors::builtin(),
     })?;
     match handle.wait() {
         JobOutcome::Finished => Ok(()),
