@@ -455,6 +455,19 @@ fn a_savepoint_between_checkpoints_commits_nothing() {
     assert_eq!((lost, dup), (0, 0), "lost {sample:?}");
 }
 
+/// Waits until `job` has completed `n` checkpoints in its current run.
+fn wait_checkpoints(api: &weir_tests::cluster::Api, job: &str, n: u64) {
+    let start = Instant::now();
+    loop {
+        let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
+        if v["counts"]["completed"].as_u64().unwrap_or(0) >= n {
+            return;
+        }
+        assert!(start.elapsed() < LIMIT, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// An exactly-once job upgraded twice while it runs, through the session
 /// (both times in place): once to the same module, once to a version that
 /// fails on probation and rolls back from its own latest checkpoint. Every
@@ -487,17 +500,7 @@ fn upgrades_and_a_rollback_keep_the_output_exact() {
         }),
     );
     let upgrade = |body: serde_json::Value| api.upgrade(&job, body, LIMIT);
-    let wait_checkpoints = |n: u64| {
-        let start = Instant::now();
-        loop {
-            let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
-            if v["counts"]["completed"].as_u64().unwrap_or(0) >= n {
-                return;
-            }
-            assert!(start.elapsed() < LIMIT, "{v}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let wait_checkpoints = |n: u64| wait_checkpoints(&api, &job, n);
     wait_checkpoints(3);
     let (_, op) = upgrade(json!({"jarId": jar}));
     assert_eq!(op["result"], "UPGRADED", "{op}");
@@ -635,15 +638,7 @@ fn rescaling_2_4_3_2_keeps_keyed_state_and_the_output_exact() {
     );
 
     // 4 -> 3 with the CLI, once the new run has checkpointed.
-    let start = Instant::now();
-    loop {
-        let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
-        if v["counts"]["completed"].as_u64().unwrap_or(0) >= 2 {
-            break;
-        }
-        assert!(start.elapsed() < LIMIT, "{v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_checkpoints(&api, &job, 2);
     let mut c = crate::weir();
     c.args(["--cluster", &s.url, "rescale", &job, "-p", "3"]);
     let o = crate::run_with_timeout(&mut c, LIMIT);
