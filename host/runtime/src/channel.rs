@@ -7,11 +7,10 @@
 //! channels as data, in order.
 
 use crate::metrics::OperatorMetrics;
-use crate::snapshot::SnapshotTarget;
-use crate::swap::ModuleSwap;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
+use weir_checkpoint::protocol::SnapshotKind;
 use weir_core::plan::Partitioning;
 use weir_core::{CheckpointId, Failure, KeyGroup};
 use weir_frame::{Reader, Writer};
@@ -51,18 +50,19 @@ impl Batch {
     }
 }
 
-/// A checkpoint barrier, carrying where the snapshot goes, and the new
-/// module when the job changes modules at it.
-#[derive(Debug, Clone)]
+/// A checkpoint barrier: plain data, as it would cross a network. The
+/// storage its snapshot goes to follows from the job and the kind
+/// (`JobContext::barrier_target`); the module a swap brings is found by
+/// the checkpoint's id (`JobContext::swap_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Barrier {
-    pub target: Arc<SnapshotTarget>,
-    pub swap: Option<Arc<ModuleSwap>>,
-}
-
-impl Barrier {
-    pub fn id(&self) -> CheckpointId {
-        self.target.id
-    }
+    pub id: CheckpointId,
+    pub kind: SnapshotKind,
+    /// The snapshot's directory, relative to its storage's root (a
+    /// savepoint's is chosen anew for each).
+    pub dir: String,
+    /// The job changes modules at this barrier.
+    pub swap: bool,
 }
 
 /// Channel capacity in messages; with batches of a few tens of KiB this

@@ -12,7 +12,7 @@ use crate::task::{self, TaskControl, TaskEvent, TaskId, TaskSetup, TaskStart};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_checkpoint::metadata::{Kind, OperatorInfo, SnapshotMetadata};
@@ -38,9 +38,86 @@ pub(crate) struct JobContext {
     pub listener: Arc<dyn JobListener>,
     /// The connectors the job's sources and sinks are opened with.
     pub connectors: Connectors,
+    /// Snapshot storage opened so far, by URL.
+    storages: Mutex<HashMap<String, Storage>>,
+    /// Module swaps, by the checkpoint whose barrier brings them.
+    swaps: Mutex<HashMap<CheckpointId, Arc<ModuleSwap>>>,
 }
 
 impl JobContext {
+    /// Where snapshot `id` of `kind` goes: a new directory of its own for a
+    /// savepoint, `chk-<id>` in the job's checkpoint storage
+    /// (`state.checkpoints.dir`; without one, in this process, as Flink's
+    /// JobManager checkpoint storage) for a checkpoint.
+    pub fn snapshot_target(
+        &self,
+        id: CheckpointId,
+        kind: SnapshotKind,
+    ) -> Result<SnapshotTarget, Failure> {
+        let dir = match kind {
+            SnapshotKind::Savepoint { .. } => paths::savepoint_dir(self.job_id),
+            _ => paths::checkpoint_dir(self.job_id, id),
+        };
+        self.target_at(id, kind, dir)
+    }
+
+    /// Where the snapshot of `barrier` goes, as the coordinator chose it.
+    pub fn barrier_target(&self, barrier: &Barrier) -> Result<SnapshotTarget, Failure> {
+        self.target_at(barrier.id, barrier.kind.clone(), barrier.dir.clone())
+    }
+
+    fn target_at(
+        &self,
+        id: CheckpointId,
+        kind: SnapshotKind,
+        dir: String,
+    ) -> Result<SnapshotTarget, Failure> {
+        let (storage, shared) = match &kind {
+            SnapshotKind::Savepoint { dir, .. } => {
+                (self.storage(dir, "savepoint directory")?, None)
+            }
+            _ => (
+                self.storage(&self.checkpoints_url(), "state.checkpoints.dir")?,
+                // Full checkpoints are self-contained: every file goes into
+                // the checkpoint's own directory.
+                (self.config.incremental && !matches!(kind, SnapshotKind::Manual { full: true }))
+                    .then(|| paths::shared_dir(self.job_id)),
+            ),
+        };
+        Ok(SnapshotTarget {
+            id,
+            storage,
+            dir,
+            shared,
+            kind,
+        })
+    }
+
+    /// The job's checkpoint storage URL.
+    fn checkpoints_url(&self) -> String {
+        self.config
+            .checkpoints_dir
+            .clone()
+            .unwrap_or_else(|| format!("memory://{}", self.job_id))
+    }
+
+    /// The storage at `url`, opened once.
+    fn storage(&self, url: &str, what: &str) -> Result<Storage, Failure> {
+        let mut opened = self.storages.lock().expect("storages lock");
+        if let Some(s) = opened.get(url) {
+            return Ok(s.clone());
+        }
+        let s = Storage::open(url, &S3Options::from_config(&self.config))
+            .map_err(|e| Failure::external(e.message).context(what))?;
+        opened.insert(url.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// The module the barrier of checkpoint `id` brings.
+    pub fn swap_at(&self, id: CheckpointId) -> Option<Arc<ModuleSwap>> {
+        self.swaps.lock().expect("swaps lock").get(&id).cloned()
+    }
+
     /// The module the job runs now.
     pub fn factory(&self) -> Arc<dyn GuestFactory> {
         self.factory.read().expect("factory lock").clone()
@@ -337,6 +414,8 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         work_dir: spec.work_dir.join(spec.job_id.to_string()),
         listener: spec.listener.unwrap_or_else(|| Arc::new(NoListener)),
         connectors: spec.connectors,
+        storages: Mutex::new(HashMap::new()),
+        swaps: Mutex::new(HashMap::new()),
     });
     let job_id = spec.job_id;
     let restore = spec.restore;
@@ -549,15 +628,8 @@ impl Master {
             // Without a directory, checkpoints stay in this process, as with
             // Flink's JobManager checkpoint storage: restarts after a task
             // failure use them, a new process cannot.
-            let dir = self
-                .ctx
-                .config
-                .checkpoints_dir
-                .clone()
-                .unwrap_or_else(|| format!("memory://{}", self.ctx.job_id));
-            let s = Storage::open(&dir, &self.s3())
-                .map_err(|e| Failure::external(e.message).context("state.checkpoints.dir"))?;
-            self.completed.storage = Some(s);
+            let url = self.ctx.checkpoints_url();
+            self.completed.storage = Some(self.ctx.storage(&url, "state.checkpoints.dir")?);
         }
         Ok(self.completed.storage.clone())
     }
@@ -763,39 +835,15 @@ impl Master {
     }
 
     fn target(&mut self, id: CheckpointId, kind: SnapshotKind) -> Result<SnapshotTarget, Failure> {
-        let job = self.ctx.job_id;
-        match &kind {
-            SnapshotKind::Savepoint { dir, .. } => {
-                let storage = Storage::open(dir, &self.s3())
-                    .map_err(|e| Failure::external(e.message).context("savepoint directory"))?;
-                Ok(SnapshotTarget {
-                    id,
-                    storage,
-                    dir: paths::savepoint_dir(job),
-                    shared: None,
-                    kind,
-                })
-            }
-            _ => {
-                let storage = self
-                    .checkpoint_storage()?
-                    .ok_or_else(|| Failure::internal("checkpoint without checkpoint storage"))?;
-                Ok(SnapshotTarget {
-                    id,
-                    storage,
-                    dir: paths::checkpoint_dir(job, id),
-                    // Full checkpoints are self-contained: every file goes
-                    // into the checkpoint's own directory.
-                    shared: (self.ctx.config.incremental
-                        && !matches!(kind, SnapshotKind::Manual { full: true }))
-                    .then(|| paths::shared_dir(job)),
-                    kind,
-                })
-            }
+        if !matches!(kind, SnapshotKind::Savepoint { .. }) && self.checkpoint_storage()?.is_none() {
+            return Err(Failure::internal("checkpoint without checkpoint storage"));
         }
+        self.ctx.snapshot_target(id, kind)
     }
 
     fn run_attempt(&mut self, dep: Deployment, commands: &Receiver<JobCommand>) -> AttemptEnd {
+        // Swaps of an earlier attempt: its tasks are gone.
+        self.ctx.swaps.lock().expect("swaps lock").clear();
         let tasks = dep.controls.len();
         let settings = self.settings.unwrap_or(CheckpointSettings {
             interval: Duration::MAX,
@@ -1150,12 +1198,18 @@ impl Master {
                 return Err(f);
             }
         };
-        targets.insert(id, target.clone());
+        let barrier = Barrier {
+            id,
+            kind: target.kind.clone(),
+            dir: target.dir.clone(),
+            swap: swap.is_some(),
+        };
+        targets.insert(id, target);
+        if let Some(swap) = swap {
+            self.ctx.swaps.lock().expect("swaps lock").insert(id, swap);
+        }
         for s in dep.sources() {
-            let _ = s.send(TaskControl::Trigger(Barrier {
-                target: target.clone(),
-                swap: swap.clone(),
-            }));
+            let _ = s.send(TaskControl::Trigger(barrier.clone()));
         }
         Ok(id)
     }

@@ -112,6 +112,8 @@ struct Checkpointing {
     name: String,
     chain_ops: Vec<u32>,
     settings: StepSettings,
+    /// Where snapshots go and the modules swaps bring, by checkpoint.
+    ctx: Arc<JobContext>,
 }
 
 impl Checkpointing {
@@ -124,7 +126,25 @@ impl Checkpointing {
         source: Option<(&dyn SourceReader, &str)>,
         barrier: Barrier,
     ) -> Result<(), TaskError> {
-        let target = barrier.target.clone();
+        let swap = match barrier.swap {
+            false => None,
+            true => Some(self.ctx.swap_at(barrier.id).ok_or_else(|| {
+                Failure::internal(format!(
+                    "the barrier of checkpoint {} brings a module the job does not know",
+                    barrier.id
+                ))
+            })?),
+        };
+        let target = match self.ctx.barrier_target(&barrier) {
+            Ok(t) => Arc::new(t),
+            Err(f) => {
+                // This task cannot take part: the checkpoint is declined,
+                // and the barrier goes on so that the tasks downstream align.
+                runner.broadcast(|| Message::Barrier(barrier.clone()))?;
+                let _ = self.events.send(TaskEvent::Decline(self.id, barrier.id, f));
+                return Ok(());
+            }
+        };
         let reuse = self.uploader.spare_image();
         let snapshot = runner.snapshot(&target, &self.meta, reuse).map(|mut s| {
             if let Some((reader, uid)) = source
@@ -150,7 +170,7 @@ impl Checkpointing {
             e => e,
         })?;
         runner.broadcast(|| Message::Barrier(barrier.clone()))?;
-        let saved = barrier.swap.as_ref().and_then(|_| snapshot.saved.clone());
+        let saved = swap.as_ref().and_then(|_| snapshot.saved.clone());
         let uploader = self.uploader.clone();
         let events = self.events.clone();
         let id = self.id;
@@ -161,7 +181,7 @@ impl Checkpointing {
             };
             let _ = events.send(event);
         });
-        if let Some(swap) = &barrier.swap {
+        if let Some(swap) = &swap {
             swap::swap_chain(
                 runner,
                 swap,
@@ -374,6 +394,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         name,
         chain_ops: chain.ops.clone(),
         settings,
+        ctx: ctx.clone(),
     };
     let _ = cp.events.send(TaskEvent::Running(id));
     match source {
@@ -456,7 +477,7 @@ fn on_control(
         TaskControl::Trigger(b) => {
             if source.is_some()
                 && let weir_checkpoint::protocol::SnapshotKind::Savepoint { drain: true, .. } =
-                    &b.target.kind
+                    &b.kind
             {
                 runner.end_of_input_watermark()?;
             }
@@ -649,8 +670,8 @@ fn run_inputs(
                 while let Ok(ctl) = control.try_recv() {
                     on_control(ctl, runner, None, cp)?;
                 }
-                let id = b.id();
-                if pending_barrier.as_ref().is_none_or(|p| p.id() < id) {
+                let id = b.id;
+                if pending_barrier.as_ref().is_none_or(|p| p.id < id) {
                     pending_barrier = Some(b);
                 }
                 aligner.on_barrier(i, id)
@@ -712,7 +733,7 @@ fn apply(
         AlignAction::Hold(i) => inputs.held[i] = true,
         AlignAction::Snapshot(id) => {
             inputs.held.iter_mut().for_each(|h| *h = false);
-            if let Some(b) = pending.take().filter(|b| b.id() == id) {
+            if let Some(b) = pending.take().filter(|b| b.id == id) {
                 cp.checkpoint(runner, None, b)?;
             }
         }
