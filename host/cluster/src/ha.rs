@@ -33,7 +33,7 @@ pub struct JarInfo {
 }
 
 /// A submitted job: enough to plan and start it again.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub job_id: String,
     pub name: String,

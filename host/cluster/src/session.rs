@@ -134,6 +134,9 @@ pub(crate) struct Inner {
     disposals: Mutex<indexmap::IndexMap<String, (String, Operation)>>,
     /// Upgrades, by trigger id.
     pub upgrades: Mutex<indexmap::IndexMap<String, crate::upgrade::UpgradeOperation>>,
+    /// Slots held for jobs that stop to start again (a restart-mode upgrade
+    /// or a rescale), so that no other job takes them in between.
+    pub reserved: Mutex<HashMap<JobId, u32>>,
 }
 
 /// A counting semaphore for blocking threads.
@@ -285,6 +288,7 @@ impl Session {
                 tenancy,
                 disposals: Mutex::default(),
                 upgrades: Mutex::default(),
+                reserved: Mutex::default(),
             }),
         };
         session.resume_jobs();
@@ -309,11 +313,31 @@ impl Session {
     }
 
     pub fn slots_used(&self) -> u32 {
-        self.all_jobs()
+        self.slots_used_besides(None)
+    }
+
+    /// Slots live jobs take, and those held for jobs that restart, but for
+    /// the reservation of `job`.
+    pub(crate) fn slots_used_besides(&self, job: Option<JobId>) -> u32 {
+        let jobs = self.all_jobs();
+        let live: u32 = jobs
             .iter()
             .filter(|j| !j.state().is_terminal())
             .map(|j| j.slots)
-            .sum()
+            .sum();
+        let reserved = self.inner.reserved.lock().expect("reserved lock");
+        let held: u32 = reserved
+            .iter()
+            .filter(|(id, _)| Some(**id) != job)
+            // A job that runs again counts as itself.
+            .filter(|(id, _)| {
+                !jobs
+                    .iter()
+                    .any(|j| j.id == **id && !j.state().is_terminal())
+            })
+            .map(|(_, n)| *n)
+            .sum();
+        live + held
     }
 
     pub fn tenancy(&self) -> &Tenancy {
@@ -680,7 +704,7 @@ impl Session {
         if let Some(t) = &tenant {
             self.check_quota(t, slots)?;
         }
-        let used = self.slots_used();
+        let used = self.slots_used_besides(Some(job_id));
         let total = self.slots_total();
         if used + slots > total {
             return Err(ApiError::conflict(format!(

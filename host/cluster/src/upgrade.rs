@@ -141,10 +141,10 @@ impl Session {
             Some(jar_id) => Some(self.jar(jar_id, caller)?),
             None => None,
         };
-        let verb = if jar.is_some() {
-            "upgraded"
+        let (what, verb) = if jar.is_some() {
+            ("upgrade", "upgraded")
         } else {
-            "rescaled"
+            ("rescale", "rescaled")
         };
         if job.state() != JobState::Running {
             return Err(ApiError::conflict(format!(
@@ -182,17 +182,6 @@ impl Session {
             self.check_rescale(&job, &prepared)?;
         }
 
-        // The pre-flight check, against the latest checkpoint.
-        let latest = self.latest_snapshot(&job)?;
-        let meta = read_snapshot(&latest, &prepared.config)?;
-        let plan = plan_restore(&meta, &target, req.allow_non_restored);
-        let mut report = report_lines(&plan);
-        if let Some(e) = plan.error() {
-            return Err(ApiError::conflict(format!(
-                "the upgrade is refused and job {id} keeps running: {e}\n{}",
-                report.join("\n")
-            )));
-        }
         // In place when the new plan keeps the job's shape.
         let refusal = if rescaled {
             Some(format!(
@@ -204,19 +193,32 @@ impl Session {
         } else {
             weir_runtime::swap_refusal(&job.graph, &prepared.graph)
         };
+        // A restart stops the job with a savepoint, and a swap in a job
+        // without checkpoints rides on one: it needs somewhere to go.
+        let needs_savepoint = refusal.is_some() || job.config.checkpoint_interval.is_none();
+        if needs_savepoint && req.target_directory.is_none() && job.config.savepoints_dir.is_none()
+        {
+            return Err(ApiError::bad_request(format!(
+                "job {id} is {verb} through a savepoint, and no directory is given for it: give \
+                 targetDirectory (--savepoint-dir with weir rescale, -p with weir upgrade), or \
+                 set state.savepoints.dir"
+            )));
+        }
+        self.check_savepoint_dir(&job, req.target_directory.as_deref())?;
+
+        // The pre-flight check, against the latest checkpoint.
+        let latest = self.latest_snapshot(&job, req.target_directory.clone(), verb)?;
+        let meta = read_snapshot(&latest, &prepared.config)?;
+        let plan = plan_restore(&meta, &target, req.allow_non_restored);
+        let mut report = report_lines(&plan);
+        if let Some(e) = plan.error() {
+            return Err(ApiError::conflict(format!(
+                "the {what} is refused and job {id} keeps running: {e}\n{}",
+                report.join("\n")
+            )));
+        }
         let mode = match &refusal {
             None => {
-                if job.config.checkpoint_interval.is_none() {
-                    // The swap's barrier is a savepoint's.
-                    if req.target_directory.is_none() && job.config.savepoints_dir.is_none() {
-                        return Err(ApiError::bad_request(
-                            "the job takes no checkpoints, so its module changes at a \
-                             savepoint's barrier: give targetDirectory (-p), or set \
-                             state.savepoints.dir",
-                        ));
-                    }
-                    self.check_savepoint_dir(&job, req.target_directory.as_deref())?;
-                }
                 report.push("in place: the new plan keeps the job's shape".into());
                 "hot-swap"
             }
@@ -233,8 +235,30 @@ impl Session {
             let mut ups = self.inner.upgrades.lock().expect("upgrades");
             if let Some((t, _)) = ups.iter().find(|(_, o)| o.job == job.id && !o.ended()) {
                 return Err(ApiError::conflict(format!(
-                    "an upgrade of job {id} (request-id {t}) is in progress; wait for it to end"
+                    "an upgrade or rescale of job {id} (request-id {t}) is in progress; wait \
+                     for it to end"
                 )));
+            }
+            // What was planned above must still be what runs: another
+            // upgrade may have ended meanwhile.
+            let now = self.job(id, caller)?;
+            if !Arc::ptr_eq(&now, &job)
+                || now.record() != current
+                || now.state() != JobState::Running
+            {
+                return Err(ApiError::conflict(format!(
+                    "job {id} changed while this request was checked (another upgrade or \
+                     rescale ended, or the job stopped); look at it and ask again"
+                )));
+            }
+            if refusal.is_some() {
+                // Its slots stay its own while it stops and starts again.
+                let need = slots_needed(&weir_runtime::ExecutionGraph::build(&prepared.graph));
+                self.inner
+                    .reserved
+                    .lock()
+                    .expect("reserved lock")
+                    .insert(job.id, need.max(job.slots));
             }
             remember(
                 &mut ups,
@@ -242,7 +266,7 @@ impl Session {
                 UpgradeOperation {
                     job: job.id,
                     owner: caller.owner().to_owned(),
-                    kind: if jar.is_some() { "upgrade" } else { "rescale" },
+                    kind: what,
                     state: UpgradeState::InProgress,
                     mode,
                     savepoint: None,
@@ -278,6 +302,7 @@ impl Session {
             Ok(sp) => sp,
             Err(e) => {
                 job.upgrading.store(false, Ordering::SeqCst);
+                self.release_slots(job.id);
                 self.set_upgrade(&trigger, |o| {
                     o.state = UpgradeState::Failed;
                     o.failure = Some(e.message.clone());
@@ -291,6 +316,7 @@ impl Session {
             .name(format!("upgrade-{}", job.id.short()))
             .spawn(move || {
                 let result = session.finish_upgrade(&job, &sp, record, new_version, &t);
+                session.release_slots(job.id);
                 if let Err(cause) = result {
                     tracing::warn!(job = %job.id, "upgrade failed: {cause}");
                     job.upgrading.store(false, Ordering::SeqCst);
@@ -330,7 +356,8 @@ impl Session {
         }
         let req = UpgradeRequest {
             parallelism: Some(parallelism),
-            allow_non_restored: job.record().allow_non_restored,
+            // All state comes along, or the rescale is refused.
+            allow_non_restored: false,
             target_directory,
             restart: true,
             ..UpgradeRequest::default()
@@ -387,6 +414,13 @@ impl Session {
             if upper == chain.parallelism {
                 continue;
             }
+            if chain.parallelism != job.config.parallelism {
+                return Err(ApiError::bad_request(format!(
+                    "vertex {vid} runs at parallelism {}, which the job sets for it, not the \
+                     job's parallelism {}: it keeps it; ask it for {}",
+                    chain.parallelism, job.config.parallelism, chain.parallelism
+                )));
+            }
             match wanted {
                 Some(w) if w != upper => {
                     return Err(ApiError::bad_request(format!(
@@ -410,8 +444,8 @@ impl Session {
         match ups.get(trigger) {
             Some(o) if o.job == job.id && caller.sees(&o.owner) => Ok(o.view()),
             _ => Err(ApiError::not_found(format!(
-                "there is no upgrade {trigger} of job {id}; use the request-id that POST \
-                 /jobs/{id}/upgrade returned"
+                "there is no upgrade or rescale {trigger} of job {id}; use the request-id \
+                 that POST /jobs/{id}/upgrade or PATCH /jobs/{id}/rescaling returned"
             ))),
         }
     }
@@ -444,6 +478,15 @@ impl Session {
         {
             f(o);
         }
+    }
+
+    /// Frees the slots held for `job` while it restarted.
+    fn release_slots(&self, job: JobId) {
+        self.inner
+            .reserved
+            .lock()
+            .expect("reserved lock")
+            .remove(&job);
     }
 
     /// A rescale must fit before the job stops: the slots it takes beyond
@@ -486,14 +529,19 @@ impl Session {
 
     /// The job's latest completed checkpoint; a savepoint is taken when it
     /// has none.
-    fn latest_snapshot(&self, job: &JobEntry) -> ApiResult<String> {
+    fn latest_snapshot(
+        &self,
+        job: &JobEntry,
+        dir: Option<String>,
+        verb: &str,
+    ) -> ApiResult<String> {
         if let Ok(Some(p)) = self.inner.ha.latest_checkpoint(job.id) {
             return Ok(p);
         }
         // Without checkpoints, a savepoint (which leaves the job running).
         let (tx, rx) = crossbeam_channel::bounded(1);
         if !job.send(JobCommand::Savepoint {
-            dir: None,
+            dir,
             stop: false,
             drain: false,
             reply: tx,
@@ -506,8 +554,8 @@ impl Session {
             Err(_) => format!("none completed within {CHECKPOINT_WAIT:?}; try again"),
         };
         Err(ApiError::conflict(format!(
-            "the upgrade checks the new module against a snapshot of job {}, which has no \
-             checkpoint, and its savepoint failed: {why}",
+            "job {} is not {verb}: the new plan is checked against a snapshot of the job, \
+             which has no checkpoint, and its savepoint failed: {why}",
             job.id
         )))
     }

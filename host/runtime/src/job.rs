@@ -109,6 +109,10 @@ impl JobContext {
         }
         let s = Storage::open(url, &S3Options::from_config(&self.config))
             .map_err(|e| Failure::external(e.message).context(what))?;
+        // Each savepoint may name another directory: the cache stays small.
+        if opened.len() >= MAX_OPEN_STORAGES {
+            opened.clear();
+        }
         opened.insert(url.to_owned(), s.clone());
         Ok(s)
     }
@@ -127,6 +131,10 @@ impl JobContext {
         *self.factory.write().expect("factory lock") = f;
     }
 }
+
+/// Snapshot storages a job keeps open (its checkpoints', and recent
+/// savepoints' directories).
+const MAX_OPEN_STORAGES: usize = 8;
 
 /// A snapshot to start a job from (`weir run -s PATH [-n]`).
 #[derive(Debug, Clone)]

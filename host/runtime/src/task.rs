@@ -137,6 +137,13 @@ impl Checkpointing {
         };
         let target = match self.ctx.barrier_target(&barrier) {
             Ok(t) => Arc::new(t),
+            // The other tasks change modules at this barrier: so must this
+            // one, or the job fails and restarts on its previous module.
+            Err(f) if swap.is_some() => {
+                return Err(TaskError::Failed(
+                    f.context("the snapshot of a module swap"),
+                ));
+            }
             Err(f) => {
                 // This task cannot take part: the checkpoint is declined,
                 // and the barrier goes on so that the tasks downstream align.
