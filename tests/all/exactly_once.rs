@@ -549,7 +549,7 @@ fn rescaling_2_4_3_2_keeps_keyed_state_and_the_output_exact() {
     );
     let api = s.api();
     let jar = api.upload_file(EXACTLY_ONCE_WASM);
-    let (records, keys) = (40_000u64, 40u64);
+    let (records, keys) = (60_000u64, 40u64);
     let job = api.run(
         &jar,
         json!({
@@ -649,6 +649,7 @@ fn rescaling_2_4_3_2_keeps_keyed_state_and_the_output_exact() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(widest(&job), 3);
+    api.wait_for_state(&job, "RUNNING", LIMIT);
 
     // 3 -> 2 through Flink's resource requirements: the vertices at 3 ask
     // for 2, the others for what they run.
