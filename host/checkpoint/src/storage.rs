@@ -410,8 +410,6 @@ impl Storage {
     }
 }
 
-/// Writes `root/rel` durably: into a synced temporary file renamed into
-/// place, with the directories it creates and the one holding it synced.
 /// The size of the parts of large files uploaded to object stores (S3 takes
 /// parts of 5 MiB and more).
 pub const PART_BYTES: usize = 8 << 20;
@@ -441,6 +439,9 @@ fn durable_put(root: &std::path::Path, rel: &str, bytes: &[u8]) -> std::io::Resu
     durable_put_with(root, rel, |f| f.write_all(bytes))
 }
 
+/// Writes `root/rel` durably with `write`: into a synced temporary file
+/// renamed into place, with the directories it creates and the one holding
+/// it synced.
 fn durable_put_with(
     root: &std::path::Path,
     rel: &str,

@@ -1311,12 +1311,16 @@ impl Session {
     }
 
     /// A tenant's job and slot quotas, with the job that asks for `slots`.
-    fn check_quota(&self, t: &Tenant, slots: u32) -> ApiResult<()> {
-        let live: Vec<Arc<JobEntry>> = self
-            .all_jobs()
+    /// The jobs of tenant `name` that have not ended.
+    pub(crate) fn live_jobs_of(&self, name: &str) -> Vec<Arc<JobEntry>> {
+        self.all_jobs()
             .into_iter()
-            .filter(|j| j.tenant() == t.name && !j.state().is_terminal())
-            .collect();
+            .filter(|j| j.tenant() == name && !j.state().is_terminal())
+            .collect()
+    }
+
+    fn check_quota(&self, t: &Tenant, slots: u32) -> ApiResult<()> {
+        let live = self.live_jobs_of(&t.name);
         if let Some(max) = t.quota.jobs
             && live.len() as u32 >= max
         {

@@ -178,8 +178,9 @@ impl Session {
         let target = weir_runtime::target_job(prepared.factory.as_ref());
         let new_version = prepared.graph.version.clone();
         let rescaled = prepared.config.parallelism != job.config.parallelism;
+        let need = slots_needed(&weir_runtime::ExecutionGraph::build(&prepared.graph));
         if rescaled {
-            self.check_rescale(&job, &prepared)?;
+            self.check_rescale(&job, &prepared, need)?;
         }
 
         // In place when the new plan keeps the job's shape.
@@ -253,7 +254,6 @@ impl Session {
             }
             if refusal.is_some() {
                 // Its slots stay its own while it stops and starts again.
-                let need = slots_needed(&weir_runtime::ExecutionGraph::build(&prepared.graph));
                 self.inner
                     .reserved
                     .lock()
@@ -491,9 +491,7 @@ impl Session {
 
     /// A rescale must fit before the job stops: the slots it takes beyond
     /// those it holds must be free, and within its tenant's quota.
-    fn check_rescale(&self, job: &JobEntry, prepared: &Prepared) -> ApiResult<()> {
-        let exec = weir_runtime::ExecutionGraph::build(&prepared.graph);
-        let need = slots_needed(&exec);
+    fn check_rescale(&self, job: &JobEntry, prepared: &Prepared, need: u32) -> ApiResult<()> {
         let more = need.saturating_sub(job.slots);
         let free = self.slots_total().saturating_sub(self.slots_used());
         if more > free {
@@ -506,12 +504,7 @@ impl Session {
         if let Some(t) = &prepared.tenant
             && let Some(max) = t.quota.slots
         {
-            let used: u32 = self
-                .all_jobs()
-                .iter()
-                .filter(|j| j.tenant() == t.name && !j.state().is_terminal())
-                .map(|j| j.slots)
-                .sum();
+            let used: u32 = self.live_jobs_of(&t.name).iter().map(|j| j.slots).sum();
             if used + more > max {
                 return Err(ApiError::conflict(format!(
                     "not enough task slots for tenant {} to rescale job {}: it needs {need}, \
