@@ -22,7 +22,7 @@ use weir_tests::{EXACTLY_ONCE_WASM, temp_dir};
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// Every line the job writes for `records` numbers over `keys` keys.
-fn expected(records: u64, keys: u64) -> BTreeMap<String, usize> {
+pub(crate) fn expected(records: u64, keys: u64) -> BTreeMap<String, usize> {
     let mut counts = vec![0u64; keys as usize];
     let mut out = BTreeMap::new();
     for i in 0..records {
@@ -34,7 +34,7 @@ fn expected(records: u64, keys: u64) -> BTreeMap<String, usize> {
 }
 
 /// The arguments of the exactly-once job writing files under `out`.
-fn file_sink_args(out: &Path, records: u64, rate: u64, keys: u64) -> Vec<String> {
+pub(crate) fn file_sink_args(out: &Path, records: u64, rate: u64, keys: u64) -> Vec<String> {
     vec![
         "--sink".to_owned(),
         "file".to_owned(),
@@ -50,7 +50,10 @@ fn file_sink_args(out: &Path, records: u64, rate: u64, keys: u64) -> Vec<String>
 }
 
 /// Lines lost and duplicated in `got`, against `want`.
-fn compare(want: &BTreeMap<String, usize>, got: &[String]) -> (usize, usize, Vec<String>) {
+pub(crate) fn compare(
+    want: &BTreeMap<String, usize>,
+    got: &[String],
+) -> (usize, usize, Vec<String>) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for l in got {
         *seen.entry(l.as_str()).or_default() += 1;
@@ -83,7 +86,7 @@ pub(crate) fn seed() -> u64 {
 }
 
 /// Where the job writes, and how to read what it committed.
-enum Sink<'a> {
+pub(crate) enum Sink<'a> {
     File(PathBuf),
     Sql {
         url: String,
@@ -113,7 +116,7 @@ impl Sink<'_> {
     }
 
     /// The committed output, one entry per line or row.
-    fn committed(&self) -> Vec<String> {
+    pub(crate) fn committed(&self) -> Vec<String> {
         match self {
             Sink::File(dir) => {
                 let mut lines = Vec::new();
@@ -456,7 +459,7 @@ fn a_savepoint_between_checkpoints_commits_nothing() {
 }
 
 /// Waits until `job` has completed `n` checkpoints in its current run.
-fn wait_checkpoints(api: &weir_tests::cluster::Api, job: &str, n: u64) {
+pub(crate) fn wait_checkpoints(api: &weir_tests::cluster::Api, job: &str, n: u64) {
     let start = Instant::now();
     loop {
         let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));

@@ -11,6 +11,7 @@ mod languages;
 mod nexmark;
 mod openapi;
 mod savepoints;
+mod scale_out;
 mod sql;
 mod tenants;
 mod windows;

@@ -91,6 +91,19 @@ impl SessionProcess {
         }
     }
 
+    /// The cluster endpoint task managers join (a session started with
+    /// `--cluster-port`).
+    pub fn cluster_url(&mut self) -> String {
+        let line = self
+            .process
+            .wait_for_log("Cluster endpoint: ", Duration::from_secs(10));
+        line.split("Cluster endpoint: ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .expect("the session prints its cluster endpoint")
+            .to_owned()
+    }
+
     /// A client that sends `token` with every call.
     pub fn api_as(&self, token: &str) -> Api {
         let mut api = Api::new(&self.url);
@@ -100,6 +113,48 @@ impl SessionProcess {
 }
 
 impl Drop for SessionProcess {
+    fn drop(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+}
+
+/// A `weir worker` (task manager) process.
+pub struct WorkerProcess {
+    pub process: Running,
+}
+
+impl WorkerProcess {
+    /// Starts `weir [global...] worker --join URL --slots N` and waits until
+    /// it joined; `global` are options before the command (`-D k=v`).
+    pub fn start(weir: &Path, join: &str, slots: u32, global: &[&str]) -> WorkerProcess {
+        let mut w = Self::spawn(weir, join, slots, global);
+        w.process
+            .wait_for_log("joined the coordinator", Duration::from_secs(60));
+        w
+    }
+
+    /// Starts it without waiting for it to join.
+    pub fn spawn(weir: &Path, join: &str, slots: u32, global: &[&str]) -> WorkerProcess {
+        let mut cmd = Command::new(weir);
+        cmd.env("WEIR_LOG", "warn,weir=info").args(global).args([
+            "worker",
+            "--join",
+            join,
+            "--slots",
+            &slots.to_string(),
+        ]);
+        WorkerProcess {
+            process: Running::start(&mut cmd),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
+    }
+}
+
+impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = self.process.child.kill();
         let _ = self.process.child.wait();

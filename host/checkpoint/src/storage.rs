@@ -94,7 +94,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     io_runtime().block_on(f)
 }
 
-fn install_crypto() {
+/// Installs the TLS crypto provider HTTP clients of this process use.
+pub fn install_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

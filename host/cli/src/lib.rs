@@ -9,6 +9,7 @@ mod local;
 mod savepoint;
 mod session;
 mod settings;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -107,6 +108,9 @@ enum Command {
     Checkpoints { job_id: String },
     /// Starts a session cluster: REST API, web UI and task slots.
     Session(session::SessionArgs),
+    /// Starts a task manager that offers its slots to a session
+    /// (`--join http://SESSION:CLUSTER-PORT`).
+    Worker(worker::WorkerArgs),
     /// Makes a new API token and prints it with the line that gives it to
     /// a tenant (or the admin) in the session's configuration.
     Token {
@@ -203,6 +207,7 @@ pub fn main() -> ExitCode {
             _ => savepoint::run(&sources, args),
         },
         Command::Session(args) => session::run(&sources, args),
+        Command::Worker(args) => worker::run(&sources, args),
         Command::CompileModule { cache_dir, fuel } => compile_module(&cache_dir, fuel),
         Command::Token { tenant } => {
             let token = format!(

@@ -94,7 +94,7 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-fn cache_dir(config: &Config) -> PathBuf {
+pub(crate) fn cache_dir(config: &Config) -> PathBuf {
     if let Some(d) = &config.compile_cache_dir {
         return PathBuf::from(d);
     }
@@ -249,6 +249,7 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
         }),
         listener: None,
         connectors: crate::connectors(),
+        cluster: None,
     })?;
     eprintln!("Job has been submitted with JobID {job_id}");
     watch_signals(handle.commands(), args.stop_with_savepoint)?;

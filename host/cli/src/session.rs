@@ -17,9 +17,14 @@ pub struct SessionArgs {
     /// REST port (rest.port; 0 picks a free one).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Task slots (taskmanager.numberOfTaskSlots).
+    /// Task slots of this process (taskmanager.numberOfTaskSlots); 0
+    /// leaves every task to task managers (with --cluster-port).
     #[arg(long)]
     pub slots: Option<u32>,
+    /// Port where task managers join and exchange data
+    /// (weir.cluster.port; 0 picks a free one).
+    #[arg(long)]
+    pub cluster_port: Option<u16>,
 }
 
 pub fn run(sources: &Sources, args: SessionArgs) -> Result<ExitCode> {
@@ -31,10 +36,10 @@ pub fn run(sources: &Sources, args: SessionArgs) -> Result<ExitCode> {
         flags.insert("rest.port".into(), p.to_string());
     }
     if let Some(s) = args.slots {
-        if s == 0 {
-            anyhow::bail!("--slots must be at least 1");
-        }
         flags.insert("taskmanager.numberOfTaskSlots".into(), s.to_string());
+    }
+    if let Some(p) = args.cluster_port {
+        flags.insert("weir.cluster.port".into(), p.to_string());
     }
     let session = Session::open(SessionOptions {
         file: sources.file_keys()?,
@@ -67,6 +72,9 @@ pub fn run(sources: &Sources, args: SessionArgs) -> Result<ExitCode> {
             "REST endpoint: http://{local} ({} task slots; web UI at http://{local}/)",
             session.slots_total()
         );
+        if let Some(a) = session.cluster_address() {
+            eprintln!("Cluster endpoint: {a} (weir worker --join {a})");
+        }
         axum::serve(listener, weir_cluster::rest::router(session))
             .with_graceful_shutdown(shutdown())
             .await

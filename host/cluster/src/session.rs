@@ -137,6 +137,8 @@ pub(crate) struct Inner {
     /// Slots held for jobs that stop to start again (a restart-mode upgrade
     /// or a rescale), so that no other job takes them in between.
     pub reserved: Mutex<HashMap<JobId, u32>>,
+    /// Task managers and the cluster endpoint, with `weir.cluster.port`.
+    pub cluster: Option<Arc<weir_runtime::Cluster>>,
 }
 
 /// A counting semaphore for blocking threads.
@@ -268,6 +270,7 @@ impl Session {
             .map(|j| (j.id.clone(), j))
             .collect();
         let compiling = Semaphore::new(config.compile_max_concurrent);
+        let cluster = start_cluster(&config, &ha)?;
         let session = Session {
             inner: Arc::new(Inner {
                 compiling,
@@ -289,6 +292,7 @@ impl Session {
                 disposals: Mutex::default(),
                 upgrades: Mutex::default(),
                 reserved: Mutex::default(),
+                cluster,
             }),
         };
         session.resume_jobs();
@@ -308,8 +312,35 @@ impl Session {
         &self.inner.data_dir
     }
 
+    /// Slots of this process and of the task managers that joined.
     pub fn slots_total(&self) -> u32 {
-        self.inner.config.task_slots
+        match &self.inner.cluster {
+            Some(c) => c.total_slots(),
+            None => self.inner.config.task_slots,
+        }
+    }
+
+    /// Slots no job's current attempt holds (every slot not in use
+    /// without a cluster).
+    pub fn slots_free(&self) -> u64 {
+        match &self.inner.cluster {
+            Some(c) => c.free_slots().into(),
+            None => self.slots_total().saturating_sub(self.slots_used()).into(),
+        }
+    }
+
+    /// The cluster endpoint's URL, with `weir.cluster.port`.
+    pub fn cluster_address(&self) -> Option<&str> {
+        self.inner.cluster.as_deref().map(|c| c.address())
+    }
+
+    /// The task managers that joined.
+    pub fn workers(&self) -> Vec<weir_runtime::WorkerView> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|c| c.workers())
+            .unwrap_or_default()
     }
 
     pub fn slots_used(&self) -> u32 {
@@ -742,6 +773,7 @@ impl Session {
             }),
             listener: Some(status.clone()),
             connectors: self.inner.options.connectors.clone(),
+            cluster: self.inner.cluster.clone(),
         })
         .map_err(|f| ApiError::internal(anyhow::anyhow!(f.message)))?;
         let name = record.name.clone();
@@ -1444,6 +1476,9 @@ fn session_key(k: &str) -> bool {
         "state.backend.rocksdb.memory.",
         "weir.io.",
         "weir.compile.",
+        "weir.cluster.",
+        "slot.",
+        "heartbeat.",
         "jobstore.",
         "taskmanager.",
         "rest.",
@@ -1560,6 +1595,48 @@ fn check_savepoint(path: &str, config: &Config) -> ApiResult<()> {
                 f.message
             ))
         })
+}
+
+/// Opens the cluster endpoint task managers join, with `weir.cluster.port`.
+fn start_cluster(
+    config: &Config,
+    ha: &HaStore,
+) -> anyhow::Result<Option<Arc<weir_runtime::Cluster>>> {
+    let Some(port) = config.cluster_port else {
+        if config.task_slots == 0 {
+            anyhow::bail!(
+                "a session without task slots runs its jobs on task managers: set \
+                 weir.cluster.port (--cluster-port) for them to join"
+            );
+        }
+        return Ok(None);
+    };
+    let bind = format!("{}:{port}", config.cluster_bind_address);
+    let listener = weir_runtime::bind(&bind).with_context(|| {
+        format!("cannot listen on {bind} for the cluster endpoint; set weir.cluster.port")
+    })?;
+    let address =
+        weir_runtime::advertised_url(&listener, config.cluster_advertised_address.as_deref());
+    let secret = config.cluster_secret.as_ref().map(|s| s.0.clone());
+    if secret.is_none() {
+        tracing::warn!(
+            "the cluster endpoint {address} takes requests without a secret: set \
+             weir.cluster.secret, or keep the port off every network but the cluster's"
+        );
+    }
+    let ha = ha.clone();
+    let cluster = weir_runtime::Cluster::start(
+        weir_runtime::ClusterOptions {
+            address,
+            local_slots: config.task_slots,
+            heartbeat_interval: config.heartbeat_interval,
+            heartbeat_timeout: config.heartbeat_timeout,
+            auth: weir_runtime::Auth::new(secret),
+            modules: Arc::new(move |hash| ha.module(hash).ok().flatten().map(|b| b.to_vec())),
+        },
+        listener,
+    );
+    Ok(Some(cluster))
 }
 
 /// Task slots a job takes: one per subtask of its widest chain, as Flink's

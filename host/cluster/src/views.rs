@@ -731,11 +731,9 @@ fn machine_memory() -> (i64, i64) {
     (field("MemTotal:"), field("MemAvailable:"))
 }
 
-/// `GET /taskmanagers`: the session's own slots.
+/// `GET /taskmanagers`: the session's own slots (when it has some, or no
+/// task manager can join), and every task manager that joined.
 pub fn taskmanagers(session: &Session, caller: &crate::Caller) -> Value {
-    let o = overview(session, caller);
-    let total = o["slots-total"].as_u64().unwrap_or(0);
-    let free = o["slots-available"].as_u64().unwrap_or(0);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -750,31 +748,72 @@ pub fn taskmanagers(session: &Session, caller: &crate::Caller) -> Value {
             "extendedResources": {},
         })
     };
-    json!({
-        "taskmanagers": [{
-            "id": TASK_MANAGER,
-            "path": TASK_MANAGER,
+    let entry = |id: &str, path: &str, total: u64, free: u64, heartbeat: u64, hw: Value| {
+        json!({
+            "id": id,
+            "path": path,
             "dataPort": -1,
             "jmxPort": -1,
-            "timeSinceLastHeartbeat": now_ms(),
+            "timeSinceLastHeartbeat": heartbeat,
             "slotsNumber": total,
             "freeSlots": free,
             "assignedTasks": total - free,
             "totalResource": resource(total),
             "freeResource": resource(free),
-            "hardware": {
-                "cpuCores": cores,
-                "physicalMemory": physical,
-                "freeMemory": available,
-                "managedMemory": 0,
-            },
+            "hardware": hw,
             "memoryConfiguration": {
                 "frameworkHeap": 0, "taskHeap": 0, "frameworkOffHeap": 0, "taskOffHeap": 0,
                 "networkMemory": 0, "managedMemory": 0, "jvmMetaspace": 0, "jvmOverhead": 0,
                 "totalFlinkMemory": 0, "totalProcessMemory": 0,
             },
-        }],
-    })
+        })
+    };
+    let here = json!({
+        "cpuCores": cores,
+        "physicalMemory": physical,
+        "freeMemory": available,
+        "managedMemory": 0,
+    });
+    if session.cluster_address().is_none() {
+        let o = overview(session, caller);
+        let total = o["slots-total"].as_u64().unwrap_or(0);
+        let free = o["slots-available"].as_u64().unwrap_or(0);
+        return json!({
+            "taskmanagers": [entry(TASK_MANAGER, TASK_MANAGER, total, free, now_ms(), here)],
+        });
+    }
+    // Where task managers are is the operator's business, not a tenant's.
+    let shown = |address: &str, id: &str| {
+        if caller.tenant().is_some() {
+            id.to_owned()
+        } else {
+            address.to_owned()
+        }
+    };
+    let workers = session.workers();
+    let mut list = Vec::new();
+    let local = u64::from(session.config().task_slots);
+    if local > 0 {
+        let workers_free: u64 = workers.iter().map(|w| u64::from(w.free)).sum();
+        let free = session.slots_free().saturating_sub(workers_free).min(local);
+        list.push(entry(TASK_MANAGER, TASK_MANAGER, local, free, 0, here));
+    }
+    for w in &workers {
+        list.push(entry(
+            &w.id,
+            &shown(&w.address, &w.id),
+            w.slots.into(),
+            w.free.into(),
+            w.since_heartbeat.as_millis() as u64,
+            json!({
+                "cpuCores": w.cores,
+                "physicalMemory": w.memory,
+                "freeMemory": -1,
+                "managedMemory": 0,
+            }),
+        ));
+    }
+    json!({ "taskmanagers": list })
 }
 
 fn in_progress() -> Value {
@@ -846,8 +885,12 @@ pub fn overview(session: &Session, caller: &crate::Caller) -> Value {
         ),
         None => (session.slots_total(), session.slots_used()),
     };
+    let taskmanagers = match session.cluster_address() {
+        None => 1,
+        Some(_) => session.workers().len() + usize::from(session.config().task_slots > 0),
+    };
     json!({
-        "taskmanagers": 1,
+        "taskmanagers": taskmanagers,
         "slots-total": total,
         "slots-available": total.saturating_sub(used),
         "jobs-running": jobs.iter().filter(|j| !j.state().is_terminal()).count(),

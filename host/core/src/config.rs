@@ -279,6 +279,30 @@ pub struct Config {
     pub task_slots: u32,
     #[serde(rename = "high-availability.storageDir", default)]
     pub ha_storage_dir: Option<String>,
+    /// How long a job waits for enough free task slots before it fails.
+    #[serde(rename = "slot.request.timeout", with = "human")]
+    pub slot_request_timeout: Duration,
+    #[serde(rename = "heartbeat.interval", with = "human")]
+    pub heartbeat_interval: Duration,
+    #[serde(rename = "heartbeat.timeout", with = "human")]
+    pub heartbeat_timeout: Duration,
+    /// Port of the cluster endpoint (task managers, data between
+    /// processes); none without one.
+    #[serde(
+        rename = "weir.cluster.port",
+        default,
+        deserialize_with = "crate::options::opt_parsed"
+    )]
+    pub cluster_port: Option<u16>,
+    #[serde(rename = "weir.cluster.bind-address")]
+    pub cluster_bind_address: String,
+    /// How other processes reach this one's cluster endpoint.
+    #[serde(rename = "weir.cluster.advertised-address", default)]
+    pub cluster_advertised_address: Option<String>,
+    /// Shared by every process of a cluster: requests without it are
+    /// refused.
+    #[serde(rename = "weir.cluster.secret", default)]
+    pub cluster_secret: Option<Secret>,
     #[serde(rename = "weir.data-dir", default)]
     pub data_dir: Option<String>,
 }
@@ -513,6 +537,29 @@ pub fn known_keys() -> Vec<String> {
 }
 
 impl Config {
+    /// The configuration as the keys and values it parses from (secrets
+    /// included): what another process of the cluster builds it again
+    /// from. The owner is not part of it.
+    pub fn to_layer(&self) -> ConfigLayer {
+        let mut out = ConfigLayer::new();
+        if let Ok(serde_json::Value::Object(m)) = serde_json::to_value(self) {
+            for (k, v) in m {
+                let text = match v {
+                    serde_json::Value::Null => continue,
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                out.insert(k, text);
+            }
+        }
+        for (uid, options) in &self.connector_overrides {
+            for (k, v) in options {
+                out.insert(format!("connector.{uid}.{k}"), v.clone());
+            }
+        }
+        out
+    }
+
     /// The configuration as flat keys and display values; secrets masked.
     pub fn to_display_map(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -620,6 +667,26 @@ mod tests {
         ]);
         assert_eq!(l.len(), 1);
         assert_eq!(l["parallelism.default"], "3");
+    }
+
+    #[test]
+    fn a_configuration_survives_its_layer() {
+        let c = Config::from_layers(&[&layer(&[
+            ("s3.secret-key", "hunter2"),
+            ("parallelism.default", "3"),
+            ("execution.checkpointing.interval", "250ms"),
+            ("execution.checkpointing.mode", "at-least-once"),
+            ("taskmanager.memory.managed.size", "64mb"),
+            ("connector.sink-1.password", "pw"),
+            ("weir.cluster.port", "6123"),
+        ])])
+        .unwrap();
+        let again = Config::from_layers(&[&c.to_layer()]).unwrap();
+        assert_eq!(c, again);
+        assert_eq!(
+            Config::from_layers(&[&Config::default().to_layer()]).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]

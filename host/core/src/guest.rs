@@ -239,4 +239,19 @@ pub trait GuestFactory: Send + Sync {
 
     /// The validated graph the instances were planned with.
     fn graph(&self) -> &JobGraph;
+
+    /// How another process makes the same guest, when it can: a job
+    /// whose guest has none runs in this process only.
+    fn spec(&self) -> Option<GuestSpec> {
+        None
+    }
+}
+
+/// A job's guest as another process makes it again: its module, and the
+/// entry and arguments the job was planned with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GuestSpec {
+    pub module_hash: String,
+    pub entry: Option<String>,
+    pub args: Vec<String>,
 }

@@ -339,6 +339,44 @@ pub const SECTIONS: &[Section] = &[
                 "4",
                 "Task slots of the session; a job needs as many as its highest parallelism.",
             ),
+            key(
+                "slot.request.timeout",
+                "5min",
+                "How long a job waits for enough free task slots (task managers to join) \
+                 before it fails.",
+            ),
+            key(
+                "heartbeat.interval",
+                "1s",
+                "How often a task manager tells the coordinator it is alive.",
+            ),
+            key(
+                "heartbeat.timeout",
+                "10s",
+                "A task manager silent for this long is lost: its tasks fail and their jobs \
+                 restart on the slots left.",
+            ),
+            unset(
+                "weir.cluster.port",
+                "Port of the session's cluster endpoint, where task managers join and tasks \
+                 of different processes exchange data (Flink's RPC and data ports); no \
+                 task manager can join without it. Keep it off the tenants' network.",
+            ),
+            key(
+                "weir.cluster.bind-address",
+                "127.0.0.1",
+                "Address the cluster endpoint listens on (0.0.0.0 in a container).",
+            ),
+            unset(
+                "weir.cluster.advertised-address",
+                "host[:port] or URL other processes reach this one's cluster endpoint at \
+                 (default: the bound address).",
+            ),
+            unset(
+                "weir.cluster.secret",
+                "Secret every process of a cluster shares; cluster requests without it are \
+                 refused (masked wherever the configuration is shown).",
+            ),
             unset(
                 "high-availability.storageDir",
                 "The HA store: uploaded modules, running jobs and their latest checkpoints, so \

@@ -7,6 +7,7 @@
 //! channels as data, in order.
 
 use crate::metrics::OperatorMetrics;
+use crate::net::data::RemoteSender;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +55,7 @@ impl Batch {
 /// storage its snapshot goes to follows from the job and the kind
 /// (`JobContext::barrier_target`); the module a swap brings is found by
 /// the checkpoint's id (`JobContext::swap_at`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Barrier {
     pub id: CheckpointId,
     pub kind: SnapshotKind,
@@ -78,11 +79,18 @@ pub(crate) struct OutputEdge {
     pub port: u32,
     partitioning: Partitioning,
     /// Senders indexed by downstream subtask (None where not connected).
-    targets: Vec<Option<Sender<Message>>>,
+    targets: Vec<Option<Target>>,
     buffers: Vec<Writer>,
     max_parallelism: u32,
     next: usize,
     metrics: Arc<OperatorMetrics>,
+}
+
+/// Where a channel leads: a task of this process, or of another one.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Local(Sender<Message>),
+    Remote(RemoteSender),
 }
 
 /// The receiving task is gone; the job is stopping.
@@ -94,7 +102,7 @@ impl OutputEdge {
         from_op: u32,
         port: u32,
         partitioning: Partitioning,
-        targets: Vec<Option<Sender<Message>>>,
+        targets: Vec<Option<Target>>,
         max_parallelism: u32,
         metrics: Arc<OperatorMetrics>,
     ) -> Self {
@@ -112,16 +120,26 @@ impl OutputEdge {
     }
 
     fn send(&self, target: usize, msg: Message) -> Result<(), Disconnected> {
-        let tx = self.targets[target].as_ref().ok_or(Disconnected)?;
-        match tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(msg)) => {
-                let t = Instant::now();
-                let r = tx.send(msg).map_err(|_| Disconnected);
-                self.metrics.add_backpressure(t.elapsed());
-                r
-            }
-            Err(TrySendError::Disconnected(_)) => Err(Disconnected),
+        match self.targets[target].as_ref().ok_or(Disconnected)? {
+            Target::Local(tx) => match tx.try_send(msg) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(msg)) => {
+                    let t = Instant::now();
+                    let r = tx.send(msg).map_err(|_| Disconnected);
+                    self.metrics.add_backpressure(t.elapsed());
+                    r
+                }
+                Err(TrySendError::Disconnected(_)) => Err(Disconnected),
+            },
+            Target::Remote(tx) => match tx.try_send(msg).map_err(|_| Disconnected)? {
+                None => Ok(()),
+                Some(msg) => {
+                    let t = Instant::now();
+                    let r = tx.send(msg).map_err(|_| Disconnected);
+                    self.metrics.add_backpressure(t.elapsed());
+                    r
+                }
+            },
         }
     }
 

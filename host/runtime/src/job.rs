@@ -2,9 +2,12 @@
 //! restart it from its latest checkpoint when a task fails, and report how
 //! it ended.
 
-use crate::channel::{Barrier, CHANNEL_CAPACITY, Message, OutputEdge};
+use crate::channel::{Barrier, CHANNEL_CAPACITY, Message, OutputEdge, Target};
 use crate::execution::ExecutionGraph;
 use crate::metrics::JobMetrics;
+use crate::net::Cluster;
+use crate::net::DataPlane;
+use crate::net::data::ChannelKey;
 use crate::restore::{self, Restored};
 use crate::snapshot::{SnapshotTarget, task_index};
 use crate::swap::ModuleSwap;
@@ -42,9 +45,37 @@ pub(crate) struct JobContext {
     storages: Mutex<HashMap<String, Storage>>,
     /// Module swaps, by the checkpoint whose barrier brings them.
     swaps: Mutex<HashMap<CheckpointId, Arc<ModuleSwap>>>,
+    /// The cluster that places the job's slots, in a coordinator.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl JobContext {
+    /// The context of a job's tasks on a task manager.
+    pub(crate) fn for_worker(
+        job_id: JobId,
+        lineage: String,
+        config: Config,
+        factory: Arc<dyn GuestFactory>,
+        work_dir: PathBuf,
+        connectors: Connectors,
+    ) -> JobContext {
+        let graph = factory.graph();
+        JobContext {
+            job_id,
+            lineage,
+            batch_mode: is_batch(&config, graph),
+            metrics: Arc::new(JobMetrics::new(graph.operators.len())),
+            config,
+            factory: RwLock::new(factory),
+            work_dir,
+            listener: Arc::new(NoListener),
+            connectors,
+            storages: Mutex::new(HashMap::new()),
+            swaps: Mutex::new(HashMap::new()),
+            cluster: None,
+        }
+    }
+
     /// Where snapshot `id` of `kind` goes: a new directory of its own for a
     /// savepoint, `chk-<id>` in the job's checkpoint storage
     /// (`state.checkpoints.dir`; without one, in this process, as Flink's
@@ -163,6 +194,9 @@ pub struct JobSpec {
     /// The connectors the job may use (`Connectors::builtin()` and
     /// whatever else the caller registers).
     pub connectors: Connectors,
+    /// The cluster that places the job's slots on this process and on
+    /// task managers; without one, every task runs in this process.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// How a job ended.
@@ -424,6 +458,7 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         connectors: spec.connectors,
         storages: Mutex::new(HashMap::new()),
         swaps: Mutex::new(HashMap::new()),
+        cluster: spec.cluster,
     });
     let job_id = spec.job_id;
     let restore = spec.restore;
@@ -439,124 +474,301 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
     })
 }
 
+/// Where a task's controls go.
+enum Control {
+    Local(Sender<TaskControl>),
+    /// A task on the task manager at this cluster URL.
+    Remote(String),
+}
+
 /// The running tasks of one attempt.
 struct Deployment {
     exec: ExecutionGraph,
-    controls: BTreeMap<TaskId, Sender<TaskControl>>,
+    controls: BTreeMap<TaskId, Control>,
     threads: Vec<JoinHandle<()>>,
     events: Receiver<TaskEvent>,
+    /// Set when some tasks run on task managers.
+    remote: Option<RemoteAttempt>,
+}
+
+/// An attempt placed by the cluster: ended (its remote tasks cancelled,
+/// its slots given back) when dropped.
+struct RemoteAttempt {
+    cluster: Arc<Cluster>,
+    job: JobId,
+    attempt: u32,
+}
+
+impl Drop for RemoteAttempt {
+    fn drop(&mut self) {
+        self.cluster.end_attempt(self.job, self.attempt);
+    }
 }
 
 impl Deployment {
-    fn send_all(&self, ctl: impl Fn() -> TaskControl) {
-        for c in self.controls.values() {
-            let _ = c.send(ctl());
+    fn send_to(&self, ctl: impl Fn() -> TaskControl, which: impl Fn(&TaskId) -> bool) {
+        let mut remote: BTreeMap<&str, Vec<(TaskId, TaskControl)>> = BTreeMap::new();
+        for (id, c) in self.controls.iter().filter(|(id, _)| which(id)) {
+            match c {
+                Control::Local(tx) => {
+                    let _ = tx.send(ctl());
+                }
+                Control::Remote(address) => remote.entry(address).or_default().push((*id, ctl())),
+            }
+        }
+        if let Some(r) = &self.remote {
+            for (address, controls) in remote {
+                r.cluster.control(address, r.job, r.attempt, controls);
+            }
         }
     }
 
-    fn sources(&self) -> impl Iterator<Item = &Sender<TaskControl>> {
-        self.controls
-            .iter()
-            .filter(|(id, _)| self.exec.is_source_chain(id.chain))
-            .map(|(_, c)| c)
+    fn send_all(&self, ctl: impl Fn() -> TaskControl) {
+        self.send_to(ctl, |_| true);
     }
 
-    fn stop(self) {
+    fn send_sources(&self, ctl: impl Fn() -> TaskControl) {
+        self.send_to(ctl, |id| self.exec.is_source_chain(id.chain));
+    }
+
+    fn stop(mut self) {
         self.send_all(|| TaskControl::Cancel);
+        // Remote tasks first: local ones may wait on their channels.
+        drop(self.remote.take());
         for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-fn deploy(ctx: &Arc<JobContext>, restored: Option<&Restored>) -> Result<Deployment, Failure> {
-    let factory = ctx.factory();
-    let graph = factory.graph();
-    let exec = ExecutionGraph::build(graph);
-    let (events_tx, events) = unbounded();
+/// Where each slot of an attempt runs, as seen by one process.
+pub(crate) struct Placement<'a> {
+    /// The cluster URL of each slot; empty when every slot is here.
+    pub slots: &'a [String],
+    /// This process's cluster URL.
+    pub me: &'a str,
+}
+
+impl Placement<'_> {
+    pub fn here(&self, subtask: u32) -> bool {
+        self.slots.is_empty() || self.slots[subtask as usize] == self.me
+    }
+
+    fn at(&self, subtask: u32) -> &str {
+        &self.slots[subtask as usize]
+    }
+}
+
+/// The channels of this process's tasks.
+pub(crate) struct Wiring {
+    pub inputs: HashMap<TaskId, Vec<Receiver<Message>>>,
+    pub outputs: HashMap<TaskId, Vec<OutputEdge>>,
+}
+
+/// Connects this process's tasks of an attempt: channels in the process
+/// between its own tasks, network channels to and from other processes'.
+pub(crate) fn wire(
+    ctx: &JobContext,
+    exec: &ExecutionGraph,
+    placement: &Placement<'_>,
+    attempt: u32,
+    events: &Sender<TaskEvent>,
+    plane: Option<&Arc<DataPlane>>,
+) -> Result<Wiring, Failure> {
+    let max_parallelism = ctx.factory().graph().max_parallelism;
     let mut inputs: HashMap<TaskId, Vec<Receiver<Message>>> = HashMap::new();
     let mut outputs: HashMap<TaskId, Vec<OutputEdge>> = HashMap::new();
-    for e in &exec.edges {
+    let need_plane =
+        || plane.ok_or_else(|| Failure::internal("a network channel without a data plane"));
+    for (ei, e) in exec.edges.iter().enumerate() {
         let up_p = exec.chains[e.from_chain].parallelism;
         let down_p = exec.chains[e.to_chain].parallelism;
         for u in 0..up_p {
+            let up = TaskId {
+                chain: e.from_chain,
+                subtask: u,
+            };
+            let up_here = placement.here(u);
             let mut targets = Vec::with_capacity(down_p as usize);
             for d in 0..down_p {
-                if e.connects(u, d) {
+                let down = TaskId {
+                    chain: e.to_chain,
+                    subtask: d,
+                };
+                let down_here = placement.here(d);
+                if !e.connects(u, d) || !(up_here || down_here) {
+                    targets.push(None);
+                    continue;
+                }
+                let key = ChannelKey {
+                    job: ctx.job_id,
+                    attempt,
+                    edge: ei,
+                    from: u,
+                    to: d,
+                };
+                if up_here && down_here {
                     let (tx, rx) = bounded(CHANNEL_CAPACITY);
-                    targets.push(Some(tx));
-                    inputs
-                        .entry(TaskId {
-                            chain: e.to_chain,
-                            subtask: d,
-                        })
-                        .or_default()
-                        .push(rx);
+                    targets.push(Some(Target::Local(tx)));
+                    inputs.entry(down).or_default().push(rx);
+                } else if up_here {
+                    let tx = need_plane()?.open(placement.at(d), key, events.clone(), up);
+                    targets.push(Some(Target::Remote(tx)));
                 } else {
+                    let (tx, rx) = bounded(CHANNEL_CAPACITY);
+                    need_plane()?.expect(key, tx, events.clone(), down);
+                    inputs.entry(down).or_default().push(rx);
                     targets.push(None);
                 }
             }
-            outputs
-                .entry(TaskId {
-                    chain: e.from_chain,
-                    subtask: u,
-                })
-                .or_default()
-                .push(OutputEdge::new(
+            if up_here {
+                outputs.entry(up).or_default().push(OutputEdge::new(
                     e.from_op,
                     e.port,
                     e.partitioning,
                     targets,
-                    graph.max_parallelism,
+                    max_parallelism,
                     ctx.metrics.operators[e.from_op as usize].clone(),
                 ));
+            }
         }
     }
+    Ok(Wiring { inputs, outputs })
+}
+
+/// Tasks started: their controls and threads.
+pub(crate) type Started = (BTreeMap<TaskId, Sender<TaskControl>>, Vec<JoinHandle<()>>);
+
+/// Starts this process's tasks `tasks` of an attempt, each on its thread.
+pub(crate) fn spawn_tasks(
+    ctx: &Arc<JobContext>,
+    exec: &ExecutionGraph,
+    tasks: &[TaskId],
+    mut wiring: Wiring,
+    events: &Sender<TaskEvent>,
+    mut start_of: impl FnMut(TaskId) -> Option<TaskStart>,
+) -> Result<Started, Failure> {
     let mut controls = BTreeMap::new();
     let mut threads = Vec::new();
-    for chain in &exec.chains {
-        for s in 0..chain.parallelism {
-            let id = TaskId {
-                chain: chain.id,
+    for &id in tasks {
+        let chain = &exec.chains[id.chain];
+        let (ctl_tx, ctl_rx) = unbounded();
+        controls.insert(id, ctl_tx);
+        let setup = TaskSetup {
+            id,
+            index: task_index(&exec.chains, id),
+            chain: chain.clone(),
+            inputs: wiring.inputs.remove(&id).unwrap_or_default(),
+            outputs: wiring.outputs.remove(&id).unwrap_or_default(),
+            control: ctl_rx,
+            events: events.clone(),
+            ctx: ctx.clone(),
+            start: start_of(id),
+        };
+        let name = format!("{} ({}/{})", chain.name, id.subtask + 1, chain.parallelism);
+        let t = std::thread::Builder::new()
+            .name(name.chars().take(60).collect())
+            .spawn(move || task::run(setup))
+            .map_err(|e| Failure::internal(format!("cannot start task thread: {e}")))?;
+        threads.push(t);
+    }
+    Ok((controls, threads))
+}
+
+/// Every task of an execution graph.
+pub(crate) fn all_tasks(exec: &ExecutionGraph) -> Vec<TaskId> {
+    exec.chains
+        .iter()
+        .flat_map(|c| {
+            (0..c.parallelism).map(|s| TaskId {
+                chain: c.id,
                 subtask: s,
-            };
-            let (ctl_tx, ctl_rx) = unbounded();
-            controls.insert(id, ctl_tx);
-            let start = restored.map(|r| TaskStart {
-                restore: r
-                    .plan
-                    .tasks
-                    .get(&(chain.id, s))
-                    .cloned()
-                    .unwrap_or_default(),
-                files: r.files.clone(),
-                reusable_from: r.reusable.then(|| r.dir.clone()),
-                checkpoint: r.metadata.checkpoint_id,
-            });
-            let setup = TaskSetup {
-                id,
-                index: task_index(&exec.chains, id),
-                chain: chain.clone(),
-                inputs: inputs.remove(&id).unwrap_or_default(),
-                outputs: outputs.remove(&id).unwrap_or_default(),
-                control: ctl_rx,
-                events: events_tx.clone(),
-                ctx: ctx.clone(),
-                start,
-            };
-            let name = format!("{} ({}/{})", chain.name, s + 1, chain.parallelism);
-            let t = std::thread::Builder::new()
-                .name(name.chars().take(60).collect())
-                .spawn(move || task::run(setup))
-                .map_err(|e| Failure::internal(format!("cannot start task thread: {e}")))?;
-            threads.push(t);
+            })
+        })
+        .collect()
+}
+
+/// The state a task of this process starts from.
+fn local_start(restored: Option<&Restored>, id: TaskId) -> Option<TaskStart> {
+    restored.map(|r| TaskStart {
+        restore: r
+            .plan
+            .tasks
+            .get(&(id.chain, id.subtask))
+            .cloned()
+            .unwrap_or_default(),
+        files: r.files.clone(),
+        reusable_from: r.reusable.then(|| r.dir.clone()),
+        checkpoint: r.metadata.checkpoint_id,
+    })
+}
+
+fn deploy(
+    ctx: &Arc<JobContext>,
+    restored: Option<&Restored>,
+    attempt: u32,
+    slots: &[String],
+) -> Result<Deployment, Failure> {
+    let factory = ctx.factory();
+    let exec = ExecutionGraph::build(factory.graph());
+    let (events_tx, events) = unbounded();
+    let cluster = ctx.cluster.as_ref().filter(|_| !slots.is_empty());
+    let me = cluster.map(|c| c.address().to_owned()).unwrap_or_default();
+    let placement = Placement { slots, me: &me };
+    let tasks = all_tasks(&exec);
+    let (here, away): (Vec<TaskId>, Vec<TaskId>) =
+        tasks.iter().partition(|t| placement.here(t.subtask));
+    let mut remote = None;
+    let mut controls = BTreeMap::new();
+    if let Some(cluster) = cluster {
+        let mut by_worker: BTreeMap<String, Vec<TaskId>> = BTreeMap::new();
+        for t in &away {
+            by_worker
+                .entry(placement.at(t.subtask).to_owned())
+                .or_default()
+                .push(*t);
+            controls.insert(*t, Control::Remote(placement.at(t.subtask).to_owned()));
+        }
+        cluster.begin_attempt(ctx.job_id, attempt, events_tx.clone(), &by_worker);
+        // From here on, dropping it ends the attempt everywhere.
+        remote = Some(RemoteAttempt {
+            cluster: cluster.clone(),
+            job: ctx.job_id,
+            attempt,
+        });
+        if !by_worker.is_empty() {
+            let guest = factory
+                .spec()
+                .ok_or_else(|| Failure::internal("this job's guest cannot run on task managers"))?;
+            if ctx.config.checkpoint_interval.is_some() && ctx.config.checkpoints_dir.is_none() {
+                return Err(Failure::user(
+                    "a job with tasks on task managers needs state.checkpoints.dir on storage \
+                     they share (s3:// or a shared file:// path) to take checkpoints",
+                ));
+            }
+            for (address, tasks) in &by_worker {
+                cluster.deploy(address, ctx, attempt, &guest, slots, tasks, restored)?;
+            }
         }
     }
+    let wiring = wire(
+        ctx,
+        &exec,
+        &placement,
+        attempt,
+        &events_tx,
+        cluster.map(|c| c.plane()),
+    )?;
+    let (local, threads) = spawn_tasks(ctx, &exec, &here, wiring, &events_tx, |id| {
+        local_start(restored, id)
+    })?;
+    controls.extend(local.into_iter().map(|(id, c)| (id, Control::Local(c))));
     Ok(Deployment {
         exec,
         controls,
         threads,
         events,
+        remote,
     })
 }
 
@@ -586,6 +798,8 @@ struct Master {
     attempt_began: Instant,
     /// Restores skip state the job's module does not claim.
     allow_non_restored: bool,
+    /// Attempts deployed so far.
+    attempts: u32,
 }
 
 fn now_ms(started: Instant) -> u64 {
@@ -621,6 +835,7 @@ impl Master {
             started: Instant::now(),
             attempt_began: Instant::now(),
             allow_non_restored: false,
+            attempts: 0,
         }
     }
 
@@ -722,8 +937,13 @@ impl Master {
                     Err(f) => return JobOutcome::Failed(f),
                 }
             };
+            let slots = match self.slots(commands) {
+                Ok(s) => s,
+                Err(end) => return end,
+            };
             let attempt_started = Instant::now();
-            let end = match deploy(&self.ctx, restored.as_ref()) {
+            self.attempts += 1;
+            let end = match deploy(&self.ctx, restored.as_ref(), self.attempts, &slots) {
                 Ok(dep) => self.run_attempt(dep, commands),
                 Err(f) => AttemptEnd::Failed(f),
             };
@@ -775,6 +995,54 @@ impl Master {
                     }
                 }
                 candidates = newer;
+            }
+        }
+    }
+
+    /// The slots of the next attempt, from the cluster: waits for enough
+    /// of them to be free (task managers to join), up to
+    /// `slot.request.timeout`. Empty without a cluster.
+    fn slots(&self, commands: &Receiver<JobCommand>) -> Result<Vec<String>, JobOutcome> {
+        let Some(cluster) = &self.ctx.cluster else {
+            return Ok(Vec::new());
+        };
+        let exec = ExecutionGraph::build(self.ctx.factory().graph());
+        let needed = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(1);
+        let began = Instant::now();
+        let mut said = false;
+        loop {
+            if let Some(slots) = cluster.place(self.ctx.job_id, needed) {
+                return Ok(slots);
+            }
+            let waited = began.elapsed();
+            if waited >= self.ctx.config.slot_request_timeout {
+                return Err(JobOutcome::Failed(Failure::external(format!(
+                    "not enough task slots: the job needs {needed}, {} are free after waiting \
+                     {waited:?} (slot.request.timeout); start task managers (weir worker \
+                     --join), or lower the job's parallelism",
+                    cluster.free_slots()
+                ))));
+            }
+            if !said {
+                said = true;
+                tracing::warn!(
+                    job = %self.ctx.job_id,
+                    "waiting for {needed} task slots ({} free)",
+                    cluster.free_slots()
+                );
+            }
+            match commands.recv_timeout(Duration::from_millis(100)) {
+                Ok(JobCommand::Cancel) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return Err(JobOutcome::Cancelled);
+                }
+                Ok(JobCommand::Savepoint { reply, .. }) => {
+                    let _ = reply.send(Err(not_running()));
+                }
+                Ok(JobCommand::Checkpoint { reply, .. }) => {
+                    let _ = reply.send(Err(not_running()));
+                }
+                Ok(JobCommand::Swap(s)) => s.finish(Err(not_running())),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             }
         }
     }
@@ -941,9 +1209,7 @@ impl Master {
                                         break AttemptEnd::Stopped(location);
                                     }
                                     if final_id == Some(id) {
-                                        for s in dep.sources() {
-                                            let _ = s.send(TaskControl::Finish);
-                                        }
+                                        dep.send_sources(|| TaskControl::Finish);
                                     }
                                 }
                                 Err(f) => {
@@ -1216,9 +1482,7 @@ impl Master {
         if let Some(swap) = swap {
             self.ctx.swaps.lock().expect("swaps lock").insert(id, swap);
         }
-        for s in dep.sources() {
-            let _ = s.send(TaskControl::Trigger(barrier.clone()));
-        }
+        dep.send_sources(|| TaskControl::Trigger(barrier.clone()));
         Ok(id)
     }
 
@@ -1311,6 +1575,10 @@ impl Master {
         }
         Ok(location)
     }
+}
+
+fn not_running() -> Failure {
+    Failure::user("the job waits for task slots and is not running; try again once it runs")
 }
 
 fn too_many(e: weir_checkpoint::protocol::TooManyFailures) -> Failure {

@@ -16,6 +16,7 @@ mod channel;
 mod execution;
 mod job;
 mod metrics;
+mod net;
 mod process;
 mod restore;
 mod services;
@@ -33,6 +34,10 @@ pub use job::{
     RestoreRequest, SwapRequest, Swapped, is_batch, start,
 };
 pub use metrics::{JobMetrics, OperatorMetrics};
+pub use net::{
+    Auth, Cluster, ClusterOptions, DataPlane, GuestLoader, WorkerOptions, WorkerView,
+    advertised_url, bind, run_worker,
+};
 pub use restore::{
     candidates as snapshot_candidates, dispose_savepoint, read_metadata, target_job,
 };

@@ -7,7 +7,9 @@ use crate::snapshot::{Prefetched, prefetch};
 use std::path::Path;
 use std::sync::Arc;
 use weir_checkpoint::metadata::{FileRef, SnapshotMetadata};
-use weir_checkpoint::protocol::{Decision, RestorePlan, TargetJob, TargetOperator, plan_restore};
+use weir_checkpoint::protocol::{
+    Decision, RestorePlan, TargetJob, TargetOperator, TaskRestore, plan_restore,
+};
 use weir_checkpoint::storage::split_location;
 use weir_checkpoint::{S3Options, Storage, block_on, paths};
 use weir_core::{Failure, GuestFactory};
@@ -155,10 +157,10 @@ pub fn read_metadata(storage: &Storage, dir: &str) -> Result<SnapshotMetadata, F
     })
 }
 
-/// The files the plan loads.
-fn needed(plan: &RestorePlan) -> Vec<FileRef> {
+/// The files tasks load.
+pub(crate) fn needed<'a>(tasks: impl Iterator<Item = &'a TaskRestore>) -> Vec<FileRef> {
     let mut files = Vec::new();
-    for t in plan.tasks.values() {
+    for t in tasks {
         for k in &t.keyed {
             files.extend(k.files.iter().cloned());
         }
@@ -210,7 +212,7 @@ pub(crate) fn load(
                 );
             }
         }
-        let files = needed(&plan);
+        let files = needed(plan.tasks.values());
         let local = into.join(format!("snapshot-{i}"));
         match block_on(prefetch(storage, dir, files.iter(), &local))? {
             Ok(files) => {

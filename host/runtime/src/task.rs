@@ -24,14 +24,16 @@ use weir_frame::Writer;
 use weir_state::{KeyedStateBackend, RestoreSource};
 
 /// Identifies a subtask of a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TaskId {
     pub chain: usize,
     pub subtask: u32,
 }
 
 /// Commands from the job to a task.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum TaskControl {
     Cancel,
     /// Sources: take a checkpoint and inject its barrier.
@@ -43,7 +45,7 @@ pub enum TaskControl {
 }
 
 /// What a task reports to its job.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum TaskEvent {
     /// The task restored its state and started processing.
     Running(TaskId),

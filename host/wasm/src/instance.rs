@@ -583,4 +583,12 @@ impl GuestFactory for WasmJob {
     fn graph(&self) -> &JobGraph {
         &self.graph
     }
+
+    fn spec(&self) -> Option<weir_core::guest::GuestSpec> {
+        Some(weir_core::guest::GuestSpec {
+            module_hash: self.module.hash().to_owned(),
+            entry: self.entry.clone(),
+            args: self.args.clone(),
+        })
+    }
 }

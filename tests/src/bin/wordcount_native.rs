@@ -31,6 +31,7 @@ fn main() -> anyhow::Result<()> {
         lineage: None,
         listener: None,
         connectors: weir_runtime::Connectors::builtin(),
+        cluster: None,
     })?;
     match handle.wait() {
         JobOutcome::Finished => Ok(()),

@@ -16,7 +16,7 @@ pub struct CheckpointSettings {
 }
 
 /// What kind of snapshot a checkpoint is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SnapshotKind {
     /// Periodic.
     Checkpoint,

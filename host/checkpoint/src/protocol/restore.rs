@@ -74,7 +74,7 @@ pub struct ReportLine {
 }
 
 /// What one new task loads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskRestore {
     /// Keyed state handles overlapping the task's key groups.
     pub keyed: Vec<KeyedStateHandle>,

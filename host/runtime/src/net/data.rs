@@ -1,0 +1,274 @@
+//! Channels between tasks on different processes.
+//!
+//! Each channel (one upstream subtask to one downstream subtask of an
+//! edge) is one HTTP/2 stream: a `POST` from the sending process to the
+//! receiving one, whose body carries the channel's messages in order. The
+//! stream's flow-control window is the channel's credit: a receiver that
+//! stops reading (its task's input queue is full) stops granting window to
+//! that stream alone, and other channels on the same connection go on.
+//! Batches travel as the framed bytes the sending task wrote.
+
+use super::codec::{self, Decoder};
+use super::{Auth, net_runtime};
+use crate::channel::Message;
+use crate::task::{TaskEvent, TaskId};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use crossbeam_channel::{Sender, TrySendError};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+use weir_core::{Failure, JobId};
+
+/// Identifies one channel of one attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ChannelKey {
+    pub job: JobId,
+    pub attempt: u32,
+    /// Index of the edge in the execution graph.
+    pub edge: usize,
+    pub from: u32,
+    pub to: u32,
+}
+
+impl ChannelKey {
+    fn path(&self) -> String {
+        format!(
+            "/v1/cluster/channels/{}/{}/{}/{}/{}",
+            self.job, self.attempt, self.edge, self.from, self.to
+        )
+    }
+}
+
+/// Where a channel's messages go on the receiving side.
+struct Inbound {
+    tx: Sender<Message>,
+    /// The receiving task's attempt, told when the channel breaks.
+    events: Sender<TaskEvent>,
+    task: TaskId,
+}
+
+/// How long a stream waits for its receiving task to be deployed.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(30);
+
+/// Chunks queued between a sending task and its stream.
+const OUTBOUND_CHUNKS: usize = 8;
+
+/// This process's end of the network channels.
+pub struct DataPlane {
+    inbound: Mutex<HashMap<ChannelKey, Inbound>>,
+    registered: Notify,
+    client: reqwest::Client,
+    pub(crate) auth: Auth,
+}
+
+impl std::fmt::Debug for DataPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataPlane").finish_non_exhaustive()
+    }
+}
+
+impl DataPlane {
+    pub fn new(auth: Auth) -> Arc<DataPlane> {
+        Arc::new(DataPlane {
+            inbound: Mutex::new(HashMap::new()),
+            registered: Notify::new(),
+            client: super::client(),
+            auth,
+        })
+    }
+
+    /// Expects channel `key`: its messages go to `tx`; a broken stream
+    /// fails `task` through `events`.
+    pub(crate) fn expect(
+        &self,
+        key: ChannelKey,
+        tx: Sender<Message>,
+        events: Sender<TaskEvent>,
+        task: TaskId,
+    ) {
+        self.inbound
+            .lock()
+            .expect("inbound lock")
+            .insert(key, Inbound { tx, events, task });
+        self.registered.notify_waiters();
+    }
+
+    /// Forgets the channels of an attempt that ended.
+    pub(crate) fn forget(&self, job: JobId, attempt: u32) {
+        self.inbound
+            .lock()
+            .expect("inbound lock")
+            .retain(|k, _| !(k.job == job && k.attempt == attempt));
+    }
+
+    async fn claim(&self, key: &ChannelKey) -> Option<Inbound> {
+        let deadline = Instant::now() + REGISTRATION_WAIT;
+        loop {
+            let notified = self.registered.notified();
+            if let Some(i) = self.inbound.lock().expect("inbound lock").remove(key) {
+                return Some(i);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+    }
+
+    /// Opens channel `key` to the process at `address`. A stream that
+    /// breaks fails `task` (the sender) through `events`.
+    pub(crate) fn open(
+        self: &Arc<Self>,
+        address: &str,
+        key: ChannelKey,
+        events: Sender<TaskEvent>,
+        task: TaskId,
+    ) -> RemoteSender {
+        let (tx, rx) = mpsc::channel::<Bytes>(OUTBOUND_CHUNKS);
+        let url = format!("{}{}", address.trim_end_matches('/'), key.path());
+        let request = self
+            .auth
+            .apply(self.client.post(&url))
+            .body(reqwest::Body::wrap_stream(
+                tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>),
+            ));
+        let peer = address.to_owned();
+        net_runtime().spawn(async move {
+            let outcome = match request.send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    format!("{status}: {text}")
+                }
+                Err(e) => format!("{e}"),
+            };
+            let _ = events.send(TaskEvent::Failed(
+                task,
+                Failure::external(format!(
+                    "the data connection to {peer} broke ({outcome}); the task manager there may \
+                     be gone"
+                )),
+            ));
+        });
+        RemoteSender { tx }
+    }
+}
+
+/// The sending end of a network channel, used from a task's thread.
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteSender {
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// The stream behind a channel is gone.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl RemoteSender {
+    /// Sends without waiting; gives the message back when the channel has
+    /// no room.
+    pub fn try_send(&self, msg: Message) -> Result<Option<Message>, Closed> {
+        if self.tx.capacity() < 2 {
+            return if self.tx.is_closed() {
+                Err(Closed)
+            } else {
+                Ok(Some(msg))
+            };
+        }
+        self.send(msg).map(|()| None)
+    }
+
+    /// Sends, waiting for room (backpressure).
+    pub fn send(&self, msg: Message) -> Result<(), Closed> {
+        let (header, payload) = codec::encode(msg);
+        self.tx.blocking_send(header).map_err(|_| Closed)?;
+        if let Some(p) = payload {
+            self.tx.blocking_send(p).map_err(|_| Closed)?;
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/cluster/channels/{job}/{attempt}/{edge}/{from}/{to}`: the
+/// receiving end of a channel.
+pub(crate) async fn receive(
+    State(plane): State<Arc<DataPlane>>,
+    Path((job, attempt, edge, from, to)): Path<(String, u32, usize, u32, u32)>,
+    body: Body,
+) -> (StatusCode, String) {
+    let Ok(job) = job.parse::<JobId>() else {
+        return (StatusCode::BAD_REQUEST, format!("{job} is not a job id"));
+    };
+    let key = ChannelKey {
+        job,
+        attempt,
+        edge,
+        from,
+        to,
+    };
+    let Some(inbound) = plane.claim(&key).await else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no task here expects channel {key:?}"),
+        );
+    };
+    let mut stream = body.into_data_stream();
+    let mut decoder = Decoder::default();
+    let broke = |why: String| {
+        let _ = inbound.events.send(TaskEvent::Failed(
+            inbound.task,
+            Failure::external(format!(
+                "the data connection from upstream subtask {} broke: {why}; the task manager \
+                 there may be gone",
+                from + 1
+            )),
+        ));
+    };
+    loop {
+        let chunk = match stream.next().await {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                broke(e.to_string());
+                return (StatusCode::BAD_REQUEST, "broken stream".into());
+            }
+            // The sender closed the stream: its task stopped (cancelled)
+            // or sent its end of partition.
+            None => return (StatusCode::OK, String::new()),
+        };
+        decoder.push(&chunk);
+        loop {
+            let msg = match decoder.next() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(f) => {
+                    broke(f.message.clone());
+                    return (StatusCode::BAD_REQUEST, f.message);
+                }
+            };
+            let end = matches!(msg, Message::EndOfPartition);
+            let sent = match inbound.tx.try_send(msg) {
+                Ok(()) => true,
+                Err(TrySendError::Disconnected(_)) => false,
+                Err(TrySendError::Full(msg)) => {
+                    // Not reading on this stream withholds its window: the
+                    // sender waits, other streams go on.
+                    let tx = inbound.tx.clone();
+                    tokio::task::spawn_blocking(move || tx.send(msg).is_ok())
+                        .await
+                        .unwrap_or(false)
+                }
+            };
+            if !sent {
+                // The receiving task is gone (its attempt ended).
+                return (StatusCode::GONE, "the receiving task ended".into());
+            }
+            if end {
+                return (StatusCode::OK, String::new());
+            }
+        }
+    }
+}

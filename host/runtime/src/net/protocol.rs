@@ -1,0 +1,107 @@
+//! What the coordinator and its task managers say to each other.
+
+use crate::task::{TaskControl, TaskEvent, TaskId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use weir_checkpoint::protocol::TaskRestore;
+use weir_core::config::Secret;
+use weir_core::guest::GuestSpec;
+use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobGraph, JobId};
+
+/// Makes a job's guest from its module on a task manager (the process's
+/// WebAssembly engine, which the runtime does not know).
+pub trait GuestLoader: Send + Sync {
+    fn load(
+        &self,
+        module: &[u8],
+        guest: &GuestSpec,
+        graph: JobGraph,
+        config: &Config,
+        job: JobId,
+    ) -> Result<Arc<dyn GuestFactory>, Failure>;
+}
+
+/// `POST /v1/cluster/workers`: a task manager offers its slots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Register {
+    pub id: String,
+    /// Its cluster URL (data and control).
+    pub address: String,
+    pub slots: u32,
+    pub cores: u32,
+    pub memory: i64,
+}
+
+/// The coordinator's answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Registered {
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+}
+
+/// Who a job belongs to, for its connectors (the fields of `JobOwner`
+/// that are not part of a configuration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Owner {
+    pub tenant: Option<String>,
+    /// `None`: the process environment (`weir run --local` only).
+    pub secrets_key: Option<String>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub restricted: bool,
+    pub files: Option<std::path::PathBuf>,
+}
+
+/// `POST /v1/cluster/deploy`: tasks of one attempt of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Deploy {
+    pub job: JobId,
+    pub attempt: u32,
+    /// The job's configuration as its keys (`Config::to_layer`).
+    pub config: weir_core::config::ConfigLayer,
+    pub owner: Owner,
+    pub guest: GuestSpec,
+    pub graph: JobGraph,
+    pub lineage: String,
+    /// The cluster URL of each slot of the job.
+    pub slots: Vec<String>,
+    /// The tasks to run here.
+    pub tasks: Vec<TaskId>,
+    pub restore: Option<Restore>,
+}
+
+/// The snapshot an attempt starts from, as far as some tasks are concerned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Restore {
+    /// Storage URL and the snapshot's directory in it.
+    pub storage: String,
+    pub dir: String,
+    pub checkpoint: CheckpointId,
+    /// Set when the job owns the snapshot (see `TaskStart`).
+    pub reusable: bool,
+    pub tasks: Vec<(TaskId, TaskRestore)>,
+}
+
+/// `POST /v1/cluster/control`: controls for tasks of one attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Controls {
+    pub job: JobId,
+    pub attempt: u32,
+    pub controls: Vec<(TaskId, TaskControl)>,
+}
+
+/// `POST /v1/cluster/cancel`: stop an attempt's tasks here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Cancel {
+    pub job: JobId,
+    pub attempt: u32,
+}
+
+/// `POST /v1/cluster/events`: what tasks reported.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Events {
+    pub worker: String,
+    pub job: JobId,
+    pub attempt: u32,
+    pub events: Vec<TaskEvent>,
+}

@@ -1,0 +1,209 @@
+//! A session with task managers on other processes: jobs spread over
+//! them, their output as in one process, and a lost task manager's job
+//! waiting for slots, then resuming exactly once.
+
+use crate::exactly_once::{Sink, compare, expected, file_sink_args, wait_checkpoints};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use weir_tests::cluster::{Api, SessionProcess, WorkerProcess};
+use weir_tests::{
+    EXACTLY_ONCE_WASM, WORDCOUNT_WASM, count_words, file, format_counts, temp_dir, write_corpus,
+};
+
+const LIMIT: Duration = Duration::from_secs(120);
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+
+fn coordinator(dir: &Path, extra: &[&str]) -> SessionProcess {
+    let mut args = vec!["--cluster-port", "0"];
+    args.extend_from_slice(extra);
+    SessionProcess::start(Path::new(WEIR), dir, 0, &args)
+}
+
+fn taskmanagers(api: &Api) -> Vec<Value> {
+    api.get("/taskmanagers").1["taskmanagers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn wait_for_taskmanagers(api: &Api, n: usize) {
+    let start = Instant::now();
+    while taskmanagers(api).len() != n {
+        assert!(
+            start.elapsed() < LIMIT,
+            "not {n} task managers: {:?}",
+            taskmanagers(api)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A coordinator without slots and two task managers with two each: word
+/// count at parallelism 4 spreads over both and writes what one process
+/// writes, byte for byte. The cluster port refuses requests without the
+/// cluster's secret, and a task manager with the wrong one never joins.
+#[test]
+fn word_count_over_two_task_managers_matches_one_process() {
+    let dir = temp_dir();
+    let secret = "-Dweir.cluster.secret=a-shared-secret";
+    let mut s = coordinator(&dir.path().join("data"), &[secret]);
+    let join = s.cluster_url();
+    let api = s.api();
+    assert_eq!(
+        taskmanagers(&api).len(),
+        0,
+        "no slots of its own: {:?}",
+        taskmanagers(&api)
+    );
+
+    // Without the secret, or with another one, nothing gets in.
+    let (status, _) = Api::new(&join).post(
+        "/v1/cluster/workers",
+        json!({"id": "x", "address": "http://127.0.0.1:1", "slots": 64, "cores": 1, "memory": 0}),
+    );
+    assert_eq!(status, 401);
+    let mut intruder = WorkerProcess::spawn(
+        Path::new(WEIR),
+        &join,
+        8,
+        &["-Dweir.cluster.secret=another-secret"],
+    );
+    intruder
+        .process
+        .wait_for_log("cannot join the coordinator", LIMIT);
+
+    let workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 2, &[secret]))
+        .collect();
+    wait_for_taskmanagers(&api, 2);
+    let tms = taskmanagers(&api);
+    assert!(tms.iter().all(|t| t["slotsNumber"] == 2), "{tms:?}");
+    assert_eq!(api.get("/overview").1["slots-total"], 4);
+
+    let input = file(&dir, "input.txt");
+    write_corpus(&input, 20_000, 10, 1_000, 11).unwrap();
+    let expected = format_counts(&count_words(&std::fs::read_to_string(&input).unwrap()));
+    let output = file(&dir, "out.txt");
+    let mut c = crate::weir();
+    c.args(["--cluster", &s.url, "run", "-p", "4", WORDCOUNT_WASM, "--"])
+        .args(["--input", input.to_str().unwrap()])
+        .args(["--output", output.to_str().unwrap()]);
+    let o = crate::run_with_timeout(&mut c, LIMIT);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let local = file(&dir, "local.txt");
+    let l = crate::run_local(
+        Path::new(WORDCOUNT_WASM),
+        &["-p", "1"],
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            local.to_str().unwrap(),
+        ],
+    );
+    assert!(l.status.success(), "{}", crate::stderr(&l));
+    let got = std::fs::read(&output).unwrap();
+    assert_eq!(got, std::fs::read(&local).unwrap(), "not the local output");
+    assert_eq!(String::from_utf8(got).unwrap(), expected);
+    // Both task managers ran some of it.
+    for mut w in workers {
+        w.process
+            .wait_for_log("tasks of job", Duration::from_secs(5));
+    }
+    assert_eq!(api.get("/overview").1["slots-available"], 4);
+    assert!(
+        taskmanagers(&api).iter().all(|t| t["freeSlots"] == 2),
+        "{:?}",
+        taskmanagers(&api)
+    );
+    drop(intruder);
+    drop(s);
+}
+
+/// An exactly-once job over two task managers of one slot each. One is
+/// SIGKILLed: the job waits for a slot (RESTARTING) until a new task
+/// manager joins, then resumes from its latest checkpoint. Another stops
+/// answering (SIGSTOP) past the heartbeat timeout: the same again; woken
+/// up, it finds itself forgotten, cancels its tasks and joins again. Every
+/// record is in the output exactly once.
+#[test]
+fn a_lost_task_manager_s_job_waits_for_slots_and_resumes_exactly_once() {
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let s = coordinator(
+        &dir.path().join("data"),
+        &[
+            "-Dheartbeat.interval=200ms",
+            "-Dheartbeat.timeout=2s",
+            "-Drestart-strategy.type=fixed-delay",
+            "-Drestart-strategy.fixed-delay.attempts=1000",
+            "-Drestart-strategy.fixed-delay.delay=200ms",
+        ],
+    );
+    let mut s = s;
+    let join = s.cluster_url();
+    let api = s.api();
+    let start_worker = || WorkerProcess::start(Path::new(WEIR), &join, 1, &[]);
+    let w1 = start_worker();
+    let w2 = start_worker();
+    wait_for_taskmanagers(&api, 2);
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let (records, keys) = (40_000u64, 30u64);
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": file_sink_args(&out, records, 2000, keys),
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
+        }),
+    );
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    wait_checkpoints(&api, &job, 3);
+
+    // A task manager is killed: too few slots, so the job waits.
+    w2.process.signal("KILL");
+    let waiting = |api: &Api| {
+        let start = Instant::now();
+        while api.state(&job) == "RUNNING" {
+            assert!(start.elapsed() < LIMIT, "the job never noticed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let state = api.state(&job);
+        assert!(
+            state == "RESTARTING" || state == "CREATED",
+            "waits for slots, not {state}"
+        );
+    };
+    waiting(&api);
+    drop(w2);
+    let w3 = start_worker();
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    wait_checkpoints(&api, &job, 3);
+
+    // One stops answering: lost after the heartbeat timeout.
+    w1.process.signal("STOP");
+    waiting(&api);
+    let w4 = start_worker();
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    w1.process.signal("CONT");
+    let mut w1 = w1;
+    w1.process
+        .wait_for_log("the coordinator forgot this task manager", LIMIT);
+    assert!(
+        w1.process.wait_for_logs("joined the coordinator", 2, LIMIT),
+        "{}",
+        w1.process.stderr()
+    );
+
+    api.wait_for_state(&job, "FINISHED", Duration::from_secs(180));
+    let restores = s
+        .process
+        .wait_for_logs("restoring from", 2, Duration::from_secs(5));
+    assert!(restores, "the job restored twice: {}", s.process.stderr());
+    let got = Sink::File(out.clone()).committed();
+    let (lost, dup, sample) = compare(&expected(records, keys), &got);
+    assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+    drop((w3, w4, w1));
+}
