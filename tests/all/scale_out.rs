@@ -91,6 +91,29 @@ fn word_count_over_two_task_managers_matches_one_process() {
         .args(["--output", output.to_str().unwrap()]);
     let o = crate::run_with_timeout(&mut c, LIMIT);
     assert!(o.status.success(), "{}", crate::stderr(&o));
+    // The task managers' counters reach the job's vertices.
+    let said = String::from_utf8_lossy(&o.stdout).into_owned() + &crate::stderr(&o);
+    let job = said
+        .split("JobID ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a job id")
+        .to_owned();
+    let (_, v) = api.get(&format!("/jobs/{job}"));
+    let lines = std::fs::read_to_string(&input).unwrap().lines().count() as u64;
+    let vertices = v["vertices"].as_array().unwrap();
+    assert_eq!(
+        vertices[0]["metrics"]["write-records"].as_u64(),
+        Some(lines),
+        "{v}"
+    );
+    assert!(
+        vertices
+            .iter()
+            .skip(1)
+            .all(|x| x["metrics"]["read-records"].as_u64() > Some(0)),
+        "{v}"
+    );
     let local = file(&dir, "local.txt");
     let l = crate::run_local(
         Path::new(WORDCOUNT_WASM),
@@ -206,4 +229,61 @@ fn a_lost_task_manager_s_job_waits_for_slots_and_resumes_exactly_once() {
     let (lost, dup, sample) = compare(&expected(records, keys), &got);
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
     drop((w3, w4, w1));
+}
+
+/// Rescaling across task managers: an exactly-once job goes 2 -> 4 -> 3 on
+/// two task managers of two slots each; its keyed counts carry over and
+/// every record is in the output once.
+#[test]
+fn rescaling_across_task_managers_keeps_the_output_exact() {
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let mut s = coordinator(&dir.path().join("data"), &[]);
+    let join = s.cluster_url();
+    let api = s.api();
+    let _workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 2, &[]))
+        .collect();
+    wait_for_taskmanagers(&api, 2);
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let (records, keys) = (40_000u64, 30u64);
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": file_sink_args(&out, records, 2000, keys),
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
+        }),
+    );
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    wait_checkpoints(&api, &job, 2);
+    let (status, v) = api.patch(&format!("/jobs/{job}/rescaling?parallelism=5"));
+    assert_eq!(status, 409, "more than the cluster's slots: {v}");
+
+    let (status, t) = api.patch(&format!("/jobs/{job}/rescaling?parallelism=4"));
+    assert_eq!(status, 202, "{t}");
+    let trigger = t["request-id"].as_str().unwrap().to_owned();
+    let op = api.wait_for_upgrade(&job, &trigger, |op| op.get("result").is_some(), LIMIT);
+    assert_eq!(op["result"], "UPGRADED", "{op}");
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    let tms = taskmanagers(&api);
+    assert!(
+        tms.iter().all(|t| t["freeSlots"] == 0),
+        "4 slots over both: {tms:?}"
+    );
+    wait_checkpoints(&api, &job, 2);
+
+    let mut c = crate::weir();
+    c.args(["--cluster", &s.url, "rescale", &job, "-p", "3"]);
+    let o = crate::run_with_timeout(&mut c, LIMIT);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    assert_eq!(api.get("/overview").1["slots-available"], 1);
+
+    api.wait_for_state(&job, "FINISHED", Duration::from_secs(180));
+    let (how, v) = api.versions(&job);
+    assert_eq!(how, ["submitted", "rescaled", "rescaled"], "{v}");
+    let got = Sink::File(out.clone()).committed();
+    let (lost, dup, sample) = compare(&expected(records, keys), &got);
+    assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
 }

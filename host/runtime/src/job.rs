@@ -729,7 +729,13 @@ fn deploy(
                 .push(*t);
             controls.insert(*t, Control::Remote(placement.at(t.subtask).to_owned()));
         }
-        cluster.begin_attempt(ctx.job_id, attempt, events_tx.clone(), &by_worker);
+        cluster.begin_attempt(
+            ctx.job_id,
+            attempt,
+            events_tx.clone(),
+            ctx.metrics.clone(),
+            &by_worker,
+        );
         // From here on, dropping it ends the attempt everywhere.
         remote = Some(RemoteAttempt {
             cluster: cluster.clone(),
@@ -798,8 +804,6 @@ struct Master {
     attempt_began: Instant,
     /// Restores skip state the job's module does not claim.
     allow_non_restored: bool,
-    /// Attempts deployed so far.
-    attempts: u32,
 }
 
 fn now_ms(started: Instant) -> u64 {
@@ -835,7 +839,6 @@ impl Master {
             started: Instant::now(),
             attempt_began: Instant::now(),
             allow_non_restored: false,
-            attempts: 0,
         }
     }
 
@@ -942,8 +945,11 @@ impl Master {
                 Err(end) => return end,
             };
             let attempt_started = Instant::now();
-            self.attempts += 1;
-            let end = match deploy(&self.ctx, restored.as_ref(), self.attempts, &slots) {
+            // Unique among the job's runs (a rescale or an upgrade starts
+            // the same job id again), so that a task manager never takes
+            // one attempt's messages for another's.
+            let attempt = rand::random::<u32>();
+            let end = match deploy(&self.ctx, restored.as_ref(), attempt, &slots) {
                 Ok(dep) => self.run_attempt(dep, commands),
                 Err(f) => AttemptEnd::Failed(f),
             };

@@ -5,6 +5,7 @@ use super::data::{self, DataPlane};
 use super::protocol::{Cancel, Controls, Deploy, Events, Owner, Register, Registered, Restore};
 use super::{Auth, net_runtime};
 use crate::job::JobContext;
+use crate::metrics::JobMetrics;
 use crate::restore::Restored;
 use crate::task::{TaskControl, TaskEvent, TaskId};
 use axum::Json;
@@ -60,6 +61,7 @@ struct Worker {
 
 struct Attempt {
     events: Sender<TaskEvent>,
+    metrics: Arc<JobMetrics>,
     by_worker: BTreeMap<String, Vec<TaskId>>,
 }
 
@@ -226,6 +228,7 @@ impl Cluster {
         job: JobId,
         attempt: u32,
         events: Sender<TaskEvent>,
+        metrics: Arc<JobMetrics>,
         by_worker: &BTreeMap<String, Vec<TaskId>>,
     ) {
         let mut s = self.state.lock().expect("cluster lock");
@@ -243,6 +246,7 @@ impl Cluster {
             (job, attempt),
             Attempt {
                 events,
+                metrics,
                 by_worker: by_worker.clone(),
             },
         );
@@ -515,6 +519,9 @@ async fn events(State(c): State<Arc<Cluster>>, Json(e): Json<Events>) -> Respons
     let s = c.state.lock().expect("cluster lock");
     // Events of an attempt that ended have no one to go to.
     if let Some(a) = s.attempts.get(&(e.job, e.attempt)) {
+        if let Some(m) = &e.metrics {
+            m.apply(&a.metrics);
+        }
         for ev in e.events {
             let _ = a.events.send(ev);
         }

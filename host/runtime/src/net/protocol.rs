@@ -1,9 +1,11 @@
 //! What the coordinator and its task managers say to each other.
 
+use crate::metrics::JobMetrics;
 use crate::task::{TaskControl, TaskEvent, TaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use weir_checkpoint::protocol::TaskRestore;
 use weir_core::config::Secret;
 use weir_core::guest::GuestSpec;
@@ -97,11 +99,86 @@ pub(crate) struct Cancel {
     pub attempt: u32,
 }
 
-/// `POST /v1/cluster/events`: what tasks reported.
+/// `POST /v1/cluster/events`: what tasks reported, and how their
+/// counters grew since the last report.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Events {
     pub worker: String,
     pub job: JobId,
     pub attempt: u32,
     pub events: Vec<TaskEvent>,
+    #[serde(default)]
+    pub metrics: Option<MetricsDelta>,
+}
+
+/// Growth of an attempt's counters on one task manager.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MetricsDelta {
+    /// Per operator: records in, records out, backpressured ns, busy ns,
+    /// decode failures, late records dropped.
+    pub operators: Vec<[u64; 6]>,
+    /// Per operator, the watermark its subtasks here reached last.
+    pub watermarks: Vec<u64>,
+    pub guest_memory_peak: u64,
+}
+
+impl MetricsDelta {
+    /// The counters of `m` as they are.
+    pub fn of(m: &JobMetrics) -> MetricsDelta {
+        let g = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+        MetricsDelta {
+            operators: m
+                .operators
+                .iter()
+                .map(|o| {
+                    [
+                        g(&o.records_in),
+                        g(&o.records_out),
+                        g(&o.backpressured_ns),
+                        g(&o.busy_ns),
+                        g(&o.decode_failures),
+                        g(&o.late_records_dropped),
+                    ]
+                })
+                .collect(),
+            watermarks: m.operators.iter().map(|o| g(&o.watermark)).collect(),
+            guest_memory_peak: g(&m.guest_memory_peak),
+        }
+    }
+
+    /// What grew from `before` to `self`.
+    pub fn since(&self, before: &MetricsDelta) -> MetricsDelta {
+        let mut d = self.clone();
+        for (o, b) in d.operators.iter_mut().zip(&before.operators) {
+            for (x, y) in o.iter_mut().zip(b) {
+                *x = x.saturating_sub(*y);
+            }
+        }
+        d
+    }
+
+    /// Adds the growth to the coordinator's counters of the job.
+    pub fn apply(&self, m: &JobMetrics) {
+        for ((o, d), w) in m
+            .operators
+            .iter()
+            .zip(&self.operators)
+            .zip(&self.watermarks)
+        {
+            let add = |v: &std::sync::atomic::AtomicU64, n: u64| {
+                v.fetch_add(n, Ordering::Relaxed);
+            };
+            add(&o.records_in, d[0]);
+            add(&o.records_out, d[1]);
+            add(&o.backpressured_ns, d[2]);
+            add(&o.busy_ns, d[3]);
+            add(&o.decode_failures, d[4]);
+            add(&o.late_records_dropped, d[5]);
+            if *w != i64::MIN as u64 {
+                o.watermark.store(*w, Ordering::Relaxed);
+            }
+        }
+        m.guest_memory_peak
+            .fetch_max(self.guest_memory_peak, Ordering::Relaxed);
+    }
 }

@@ -5,10 +5,13 @@
 
 use super::cluster::data_router;
 use super::data::DataPlane;
-use super::protocol::{Cancel, Controls, Deploy, Events, GuestLoader, Register, Registered};
+use super::protocol::{
+    Cancel, Controls, Deploy, Events, GuestLoader, MetricsDelta, Register, Registered,
+};
 use super::{Auth, net_runtime};
 use crate::execution::ExecutionGraph;
 use crate::job::{JobContext, Placement, spawn_tasks, wire};
+use crate::metrics::JobMetrics;
 use crate::restore::needed;
 use crate::snapshot::prefetch;
 use crate::task::{TaskControl, TaskEvent, TaskId, TaskStart};
@@ -18,7 +21,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -43,6 +46,9 @@ pub struct WorkerOptions {
     pub connectors: Connectors,
     pub loader: Arc<dyn GuestLoader>,
 }
+
+/// How often a task manager reports its tasks' counters.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 struct Running {
     controls: BTreeMap<TaskId, Sender<TaskControl>>,
@@ -362,7 +368,7 @@ impl Worker {
             }
         }
         let (events_tx, events_rx) = unbounded();
-        self.forward_events(d.job, d.attempt, events_rx);
+        self.forward_events(d.job, d.attempt, events_rx, ctx.metrics.clone());
         let placement = Placement {
             slots: &d.slots,
             me: &self.address,
@@ -403,19 +409,41 @@ impl Worker {
 
     /// Sends an attempt's task events to the coordinator, in order, until
     /// its tasks and channels are gone.
-    fn forward_events(self: &Arc<Self>, job: JobId, attempt: u32, rx: Receiver<TaskEvent>) {
+    fn forward_events(
+        self: &Arc<Self>,
+        job: JobId,
+        attempt: u32,
+        rx: Receiver<TaskEvent>,
+        metrics: Arc<JobMetrics>,
+    ) {
         let w = self.clone();
         let _ = std::thread::Builder::new()
             .name("task-events".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut events = vec![first];
+                let mut reported = MetricsDelta::of(&metrics);
+                let mut last_report = Instant::now();
+                loop {
+                    let (mut events, done) = match rx.recv_timeout(METRICS_EVERY) {
+                        Ok(first) => (vec![first], false),
+                        Err(RecvTimeoutError::Timeout) => (vec![], false),
+                        Err(RecvTimeoutError::Disconnected) => (vec![], true),
+                    };
                     events.extend(rx.try_iter());
+                    // Every report carries the counters' growth, so that
+                    // a task's last events come with its last counts.
+                    if events.is_empty() && !done && last_report.elapsed() < METRICS_EVERY {
+                        continue;
+                    }
+                    let now = MetricsDelta::of(&metrics);
+                    let delta = Some(now.since(&reported));
+                    reported = now;
+                    last_report = Instant::now();
                     let message = Events {
                         worker: w.id.clone(),
                         job,
                         attempt,
                         events,
+                        metrics: delta,
                     };
                     let body = serde_json::to_vec(&message).unwrap_or_default();
                     for _ in 0..5 {
@@ -430,6 +458,9 @@ impl Worker {
                             break;
                         }
                         std::thread::sleep(Duration::from_millis(200));
+                    }
+                    if done {
+                        return;
                     }
                 }
             });
