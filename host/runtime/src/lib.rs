@@ -34,6 +34,7 @@ pub use job::{
     RestoreRequest, SwapRequest, Swapped, is_batch, start,
 };
 pub use metrics::{JobMetrics, OperatorMetrics};
+pub use net::measure as exchange;
 pub use net::{
     Auth, Cluster, ClusterOptions, DataPlane, GuestLoader, WorkerOptions, WorkerView,
     advertised_url, bind, run_worker,

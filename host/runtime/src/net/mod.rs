@@ -12,6 +12,7 @@
 mod cluster;
 pub(crate) mod codec;
 pub(crate) mod data;
+pub mod measure;
 mod protocol;
 mod worker;
 
@@ -113,12 +114,17 @@ const STREAM_WINDOW: u32 = 256 * 1024;
 /// at once, so that stalled streams never use up the connection's.
 const CONNECTION_WINDOW: u32 = 256 * STREAM_WINDOW;
 
+/// Largest HTTP/2 frame: a batch in few frames rather than many 16 KiB
+/// ones.
+const MAX_FRAME: u32 = 256 * 1024;
+
 pub(crate) fn client() -> reqwest::Client {
     weir_checkpoint::storage::install_crypto();
     reqwest::Client::builder()
         .http2_prior_knowledge()
         .http2_initial_stream_window_size(STREAM_WINDOW)
         .http2_initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_max_frame_size(MAX_FRAME)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .http2_keep_alive_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))
@@ -153,6 +159,7 @@ pub(crate) fn serve(listener: std::net::TcpListener, router: Router, auth: Auth)
                     .http2()
                     .initial_stream_window_size(STREAM_WINDOW)
                     .initial_connection_window_size(CONNECTION_WINDOW)
+                    .max_frame_size(MAX_FRAME)
                     .keep_alive_interval(Some(Duration::from_secs(5)))
                     .keep_alive_timeout(Duration::from_secs(10))
                     .timer(hyper_util::rt::TokioTimer::new());

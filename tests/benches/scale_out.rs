@@ -1,0 +1,182 @@
+//! Scale-out figures, measured in one run:
+//!
+//! 1. one channel's throughput, between two threads of a process and over
+//!    an HTTP/2 stream on loopback TCP (the path between task managers);
+//! 2. word count at `-p 2` over two task managers of one slot each, against
+//!    `-p 2` on one session process (the job's own runtime, median of 3);
+//! 3. the time from a task manager's SIGKILL to the job RUNNING again, with
+//!    a spare task manager waiting.
+//!
+//! Run with `cargo bench -p weir-tests --bench scale_out`.
+
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use weir_runtime::exchange;
+use weir_tests::cluster::{Api, SessionProcess, WorkerProcess};
+use weir_tests::{CLICK_EVENT_COUNT_WASM, WORDCOUNT_WASM, write_corpus};
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
+const RUNS: usize = 3;
+
+fn job_runtime(session: &str, input: &Path, output: &Path) -> Duration {
+    let o = Command::new(WEIR)
+        .env("WEIR_LOG", "error")
+        .args(["--cluster", session, "run", "-p", "2", WORDCOUNT_WASM, "--"])
+        .args(["--input", input.to_str().unwrap()])
+        .args(["--output", output.to_str().unwrap()])
+        .output()
+        .expect("spawn weir");
+    let said =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    let ms: u64 = said
+        .split("Job Runtime: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the CLI prints the job's runtime");
+    Duration::from_millis(ms)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn coordinator(dir: &Path) -> (SessionProcess, String) {
+    let mut s = SessionProcess::start(
+        Path::new(WEIR),
+        dir,
+        0,
+        &["--cluster-port", "0", "-Dheartbeat.timeout=5s"],
+    );
+    let join = s.cluster_url();
+    (s, join)
+}
+
+fn wait_for(api: &Api, job: &str, state: &str) -> Duration {
+    let t = Instant::now();
+    while api.state(job) != state {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "{job} never {state}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t.elapsed()
+}
+
+fn main() {
+    // 1. One channel.
+    let total = 1u64 << 30;
+    println!("One channel, 1 GiB of 100-byte records in 64 KiB batches:");
+    println!("  path                          MB/s     records/s");
+    let local = exchange::exchange_in_process(total, 100);
+    let net = exchange::exchange_over_network(total, 100);
+    for (name, f) in [("in process", local), ("HTTP/2 over loopback", net)] {
+        println!(
+            "  {name:<26} {:>8.0} {:>13.0}",
+            f.mb_per_s(),
+            f.records_per_s()
+        );
+    }
+    println!(
+        "  network / in process: {:.2}",
+        net.mb_per_s() / local.mb_per_s()
+    );
+
+    // 2. Word count at -p 2.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    write_corpus(&input, 600_000, 10, 10_000, 5).unwrap();
+    let output = dir.path().join("out.txt");
+    let one = SessionProcess::start(Path::new(WEIR), &dir.path().join("one"), 2, &[]);
+    let alone: Vec<Duration> = (0..RUNS)
+        .map(|_| job_runtime(&one.url, &input, &output))
+        .collect();
+    let expected = std::fs::read(&output).unwrap();
+    drop(one);
+    let (two, join) = coordinator(&dir.path().join("two"));
+    let _workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 1, &[]))
+        .collect();
+    let spread: Vec<Duration> = (0..RUNS)
+        .map(|_| job_runtime(&two.url, &input, &output))
+        .collect();
+    assert_eq!(std::fs::read(&output).unwrap(), expected, "outputs differ");
+    drop(two);
+    let (a, b) = (median(alone), median(spread));
+    println!("Word count -p 2, 6 M words (job runtime, median of {RUNS}):");
+    println!("  one process                 {:>6} ms", a.as_millis());
+    println!("  two task managers           {:>6} ms", b.as_millis());
+    println!(
+        "  throughput, two task managers / one process: {:.2}",
+        a.as_secs_f64() / b.as_secs_f64()
+    );
+
+    // 3. Failover to a spare task manager.
+    let (s, join) = coordinator(&dir.path().join("failover"));
+    let api = s.api();
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 1, &[]))
+        .collect();
+    let jar = api.upload_file(CLICK_EVENT_COUNT_WASM);
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": ["--rate", "2000", "--discard"],
+            "parallelism": 2,
+            "flinkConfiguration": {
+                "execution.checkpointing.interval": "500ms",
+                "restart-strategy.type": "fixed-delay",
+                "restart-strategy.fixed-delay.attempts": "100",
+                "restart-strategy.fixed-delay.delay": "0ms",
+            },
+        }),
+    );
+    wait_for(&api, &job, "RUNNING");
+    let mut took = Vec::new();
+    for round in 0..RUNS {
+        std::thread::sleep(Duration::from_secs(2));
+        // A task manager with a task: one without a free slot.
+        let (_, tms) = api.get("/taskmanagers");
+        let busy: Vec<String> = tms["taskmanagers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["freeSlots"] == 0)
+            .map(|t| t["path"].as_str().unwrap().to_owned())
+            .collect();
+        let victim = workers
+            .iter()
+            .position(|w| {
+                w.process
+                    .seen_err
+                    .iter()
+                    .any(|l| busy.iter().any(|b| l.contains(b.as_str())))
+            })
+            .expect("a busy task manager");
+        let killed = Instant::now();
+        workers[victim].process.signal("KILL");
+        let t = Instant::now();
+        while api.state(&job) == "RUNNING" {
+            assert!(t.elapsed() < Duration::from_secs(60), "not noticed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        wait_for(&api, &job, "RUNNING");
+        took.push(killed.elapsed());
+        workers.remove(victim);
+        workers.push(WorkerProcess::start(Path::new(WEIR), &join, 1, &[]));
+        println!(
+            "  round {}: SIGKILL to RUNNING in {} ms",
+            round + 1,
+            took[round].as_millis()
+        );
+    }
+    println!(
+        "Task manager SIGKILL to RUNNING with a spare waiting: median {} ms",
+        median(took).as_millis()
+    );
+}
