@@ -27,8 +27,9 @@ install_build_deps() {
 }
 
 # Servers the end-to-end tests start on loopback: MariaDB and PostgreSQL
-# from Debian, moto's S3 server in a virtualenv beside the build outputs;
-# headless Chromium for the web UI test.
+# from Debian, moto's S3 server in a virtualenv beside the build outputs
+# (with kubernetes-validate for the manifests); headless Chromium for the
+# web UI test.
 # (Kafka tests use librdkafka's mock cluster, which is built in.)
 install_test_deps() {
     local missing=()
@@ -48,6 +49,8 @@ install_test_deps() {
         python3 -m venv "$venv"
         "$venv/bin/pip" install -q 'moto[server]'
     fi
+    # Validates deploy/kubernetes against the Kubernetes schemas, offline.
+    [ -x "$venv/bin/kubernetes-validate" ] || "$venv/bin/pip" install -q kubernetes-validate
     export PATH="$venv/bin:$PATH"
 }
 

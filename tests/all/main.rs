@@ -2,6 +2,7 @@
 
 mod checkpoints;
 mod cluster;
+mod deploy;
 mod errors;
 mod exactly_once;
 mod flink_clients;

@@ -293,6 +293,17 @@ impl S3Server {
         .collect()
     }
 
+    /// Creates bucket `name`.
+    pub fn create_bucket(&self, name: &str) {
+        let answer = self.request("PUT", &format!("/{name}"));
+        assert!(
+            answer
+                .as_deref()
+                .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+            "cannot create bucket {name}: {answer:?}"
+        );
+    }
+
     /// A bare HTTP request (creating a bucket needs nothing more).
     fn request(&self, method: &str, path: &str) -> Option<String> {
         use std::io::Read;
