@@ -402,6 +402,23 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes an object only if none is there: true when this call wrote
+    /// it, false when one was there already (a conditional write: of two
+    /// writers racing, exactly one gets true).
+    pub async fn create(&self, rel: &str, bytes: Bytes) -> Result<bool, StorageError> {
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self
+            .store
+            .put_opts(&self.path(rel), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.err("create", rel, e)),
+        }
+    }
+
     pub async fn exists(&self, rel: &str) -> Result<bool, StorageError> {
         match self.store.head(&self.path(rel)).await {
             Ok(_) => Ok(true),

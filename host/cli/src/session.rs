@@ -72,6 +72,7 @@ pub fn run(sources: &Sources, args: SessionArgs) -> Result<ExitCode> {
             "REST endpoint: http://{local} ({} task slots; web UI at http://{local}/)",
             session.slots_total()
         );
+        session.set_rest_endpoint(&format!("http://{local}"));
         if let Some(a) = session.cluster_address() {
             eprintln!("Cluster endpoint: {a} (weir worker --join {a})");
         }

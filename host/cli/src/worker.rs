@@ -122,6 +122,13 @@ pub fn run(sources: &Sources, args: WorkerArgs) -> Result<ExitCode> {
             "--join takes the session's cluster endpoint as a URL, such as http://host:6123"
         );
     }
+    if config.cluster_secret.is_none() && !weir_runtime::is_loopback(&config.cluster_bind_address) {
+        anyhow::bail!(
+            "the task manager would listen on {} without a secret: set weir.cluster.secret \
+             (the session's), or bind it to 127.0.0.1",
+            config.cluster_bind_address
+        );
+    }
     weir_state::share_memory(config.managed_memory as usize, config.write_buffer_ratio);
     let bind = format!(
         "{}:{}",

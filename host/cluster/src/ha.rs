@@ -73,6 +73,9 @@ pub struct ModuleVersion {
 #[derive(Debug, Clone)]
 pub struct HaStore {
     storage: Storage,
+    /// With leader election: this session's lease, checked before every
+    /// write, so that a deposed leader changes nothing.
+    lease: Option<std::sync::Arc<crate::leader::Lease>>,
 }
 
 fn err(e: weir_checkpoint::storage::StorageError) -> anyhow::Error {
@@ -84,7 +87,26 @@ impl HaStore {
         let storage = Storage::open(url, s3)
             .map_err(err)
             .context("high-availability.storageDir")?;
-        Ok(HaStore { storage })
+        Ok(HaStore {
+            storage,
+            lease: None,
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Fences every later write with `lease`.
+    pub fn set_lease(&mut self, lease: std::sync::Arc<crate::leader::Lease>) {
+        self.lease = Some(lease);
+    }
+
+    fn fenced(&self) -> Result<()> {
+        match &self.lease {
+            Some(l) => l.check().context("refusing to write to the HA store"),
+            None => Ok(()),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -92,6 +114,7 @@ impl HaStore {
     }
 
     fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.fenced()?;
         block_on(self.storage.put(path, Bytes::from(bytes))).map_err(err)
     }
 
@@ -104,6 +127,7 @@ impl HaStore {
     }
 
     fn delete(&self, path: &str) -> Result<()> {
+        self.fenced()?;
         block_on(self.storage.delete(path)).map_err(err)
     }
 

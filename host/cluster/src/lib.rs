@@ -10,6 +10,7 @@
 
 pub mod ha;
 mod java;
+pub mod leader;
 mod metrics;
 pub mod rest;
 mod session;

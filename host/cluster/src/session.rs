@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     pub reserved: Mutex<HashMap<JobId, u32>>,
     /// Task managers and the cluster endpoint, with `weir.cluster.port`.
     pub cluster: Option<Arc<weir_runtime::Cluster>>,
+    /// This session's leadership, with `high-availability.type: lease`.
+    pub lease: Option<Arc<crate::leader::Lease>>,
 }
 
 /// A counting semaphore for blocking threads.
@@ -253,7 +255,8 @@ impl Session {
             .ha_storage_dir
             .clone()
             .expect("the session sets a default HA directory");
-        let ha = HaStore::open(&ha_url, &S3Options::from_config(&config))?;
+        let mut ha = HaStore::open(&ha_url, &S3Options::from_config(&config))?;
+        let lease = lead(&config, &mut ha)?;
         let engine = WasmEngine::new(EngineOptions {
             fuel: config.guest_fuel_per_call > 0 || tenancy.meters_fuel(),
         })?;
@@ -271,6 +274,9 @@ impl Session {
             .collect();
         let compiling = Semaphore::new(config.compile_max_concurrent);
         let cluster = start_cluster(&config, &ha)?;
+        if let Some(l) = &lease {
+            l.set_endpoints(None, cluster.as_ref().map(|c| c.address().to_owned()));
+        }
         let session = Session {
             inner: Arc::new(Inner {
                 compiling,
@@ -293,6 +299,7 @@ impl Session {
                 upgrades: Mutex::default(),
                 reserved: Mutex::default(),
                 cluster,
+                lease,
             }),
         };
         session.resume_jobs();
@@ -326,6 +333,16 @@ impl Session {
         match &self.inner.cluster {
             Some(c) => c.free_slots().into(),
             None => self.slots_total().saturating_sub(self.slots_used()).into(),
+        }
+    }
+
+    /// Tells the sessions standing by where this one's REST endpoint is.
+    pub fn set_rest_endpoint(&self, url: &str) {
+        if let Some(l) = &self.inner.lease {
+            l.set_endpoints(
+                Some(url.to_owned()),
+                self.cluster_address().map(str::to_owned),
+            );
         }
     }
 
@@ -1597,6 +1614,54 @@ fn check_savepoint(path: &str, config: &Config) -> ApiResult<()> {
         })
 }
 
+/// With `high-availability.type: lease`, waits until this session leads
+/// (standing by while another one does), then keeps the lease: a session
+/// that loses it exits, so that only the new leader runs the jobs.
+fn lead(config: &Config, ha: &mut HaStore) -> anyhow::Result<Option<Arc<crate::leader::Lease>>> {
+    match config.ha_type.to_ascii_lowercase().as_str() {
+        "none" => return Ok(None),
+        "lease" => {}
+        other => anyhow::bail!(
+            "high-availability.type is {other:?}: use none, or lease for sessions that elect a \
+             leader over the HA store"
+        ),
+    }
+    if config.ha_lease_duration < std::time::Duration::from_millis(200) {
+        anyhow::bail!("high-availability.lease.duration must be at least 200ms");
+    }
+    let lease = Arc::new(crate::leader::Lease::new(
+        ha.storage().clone(),
+        config.ha_lease_duration,
+    ));
+    let mut said = false;
+    while !lease.try_acquire()? {
+        if !said {
+            said = true;
+            let leader = lease.current().ok().flatten();
+            eprintln!(
+                "Standby: the session at {} leads (term {}); waiting to take over",
+                leader
+                    .as_ref()
+                    .and_then(|t| t.rest.clone())
+                    .unwrap_or_else(|| "an unknown address".into()),
+                leader.map(|t| t.epoch).unwrap_or(0)
+            );
+        }
+        std::thread::sleep(config.ha_lease_duration / 4);
+    }
+    eprintln!(
+        "Leading the sessions over {} (term {})",
+        ha.url(),
+        lease.epoch()
+    );
+    lease.keep(|why| {
+        eprintln!("error: this session lost its leadership ({why}); exiting");
+        std::process::exit(3);
+    });
+    ha.set_lease(lease.clone());
+    Ok(Some(lease))
+}
+
 /// Opens the cluster endpoint task managers join, with `weir.cluster.port`.
 fn start_cluster(
     config: &Config,
@@ -1618,6 +1683,14 @@ fn start_cluster(
     let address =
         weir_runtime::advertised_url(&listener, config.cluster_advertised_address.as_deref());
     let secret = config.cluster_secret.as_ref().map(|s| s.0.clone());
+    if secret.is_none() && !weir_runtime::is_loopback(&config.cluster_bind_address) {
+        anyhow::bail!(
+            "the cluster endpoint would listen on {} without a secret: set \
+             weir.cluster.secret (the same on every process of the cluster), or bind it to \
+             127.0.0.1",
+            config.cluster_bind_address
+        );
+    }
     if secret.is_none() {
         tracing::warn!(
             "the cluster endpoint {address} takes requests without a secret: set \

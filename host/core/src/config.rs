@@ -279,6 +279,11 @@ pub struct Config {
     pub task_slots: u32,
     #[serde(rename = "high-availability.storageDir", default)]
     pub ha_storage_dir: Option<String>,
+    /// `none`, or `lease`: sessions over one HA store elect a leader.
+    #[serde(rename = "high-availability.type")]
+    pub ha_type: String,
+    #[serde(rename = "high-availability.lease.duration", with = "human")]
+    pub ha_lease_duration: Duration,
     /// How long a job waits for enough free task slots before it fails.
     #[serde(rename = "slot.request.timeout", with = "human")]
     pub slot_request_timeout: Duration,

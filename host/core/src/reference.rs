@@ -340,6 +340,18 @@ pub const SECTIONS: &[Section] = &[
                 "Task slots of the session; a job needs as many as its highest parallelism.",
             ),
             key(
+                "high-availability.type",
+                "none",
+                "none (one session per HA store), or lease: sessions over one HA store elect a \
+                 leader through a lease in it; the others stand by and take over its jobs.",
+            ),
+            key(
+                "high-availability.lease.duration",
+                "15s",
+                "How long a leader's lease lasts unrenewed (it renews every quarter of it); a \
+                 standby takes over once it expired.",
+            ),
+            key(
                 "slot.request.timeout",
                 "5min",
                 "How long a job waits for enough free task slots (task managers to join) \

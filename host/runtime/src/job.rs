@@ -752,9 +752,23 @@ fn deploy(
                      they share (s3:// or a shared file:// path) to take checkpoints",
                 ));
             }
-            for (address, tasks) in &by_worker {
-                cluster.deploy(address, ctx, attempt, &guest, slots, tasks, restored)?;
-            }
+            // In parallel: each task manager prepares its tasks (module,
+            // restored state) at once.
+            std::thread::scope(|scope| {
+                let deploys: Vec<_> = by_worker
+                    .iter()
+                    .map(|(address, tasks)| {
+                        let guest = &guest;
+                        scope.spawn(move || {
+                            cluster.deploy(address, ctx, attempt, guest, slots, tasks, restored)
+                        })
+                    })
+                    .collect();
+                deploys.into_iter().try_for_each(|d| {
+                    d.join()
+                        .unwrap_or_else(|_| Err(Failure::internal("a deployment panicked")))
+                })
+            })?;
         }
     }
     let wiring = wire(

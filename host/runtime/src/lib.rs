@@ -37,7 +37,7 @@ pub use metrics::{JobMetrics, OperatorMetrics};
 pub use net::measure as exchange;
 pub use net::{
     Auth, Cluster, ClusterOptions, DataPlane, GuestLoader, WorkerOptions, WorkerView,
-    advertised_url, bind, run_worker,
+    advertised_url, bind, is_loopback, run_worker,
 };
 pub use restore::{
     candidates as snapshot_candidates, dispose_savepoint, read_metadata, target_job,

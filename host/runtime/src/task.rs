@@ -61,6 +61,21 @@ pub enum TaskEvent {
     Decline(TaskId, CheckpointId, Failure),
 }
 
+impl TaskEvent {
+    /// The task that reports it.
+    pub fn task(&self) -> TaskId {
+        match self {
+            TaskEvent::Running(t)
+            | TaskEvent::DataEnded(t)
+            | TaskEvent::Finished(t)
+            | TaskEvent::Failed(t, _)
+            | TaskEvent::Stopped(t)
+            | TaskEvent::Ack(t, _, _)
+            | TaskEvent::Decline(t, _, _) => *t,
+        }
+    }
+}
+
 /// State a task starts from.
 pub(crate) struct TaskStart {
     pub restore: TaskRestore,

@@ -63,6 +63,8 @@ struct Attempt {
     events: Sender<TaskEvent>,
     metrics: Arc<JobMetrics>,
     by_worker: BTreeMap<String, Vec<TaskId>>,
+    /// The last report taken from each task manager.
+    seen: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -120,6 +122,7 @@ impl Cluster {
             .route("/v1/cluster/workers/{id}/heartbeat", post(heartbeat))
             .route("/v1/cluster/events", post(events))
             .route("/v1/cluster/modules/{hash}", get(module))
+            .layer(axum::extract::DefaultBodyLimit::max(super::MAX_REQUEST))
             .with_state(cluster.clone())
             .merge(data_router(plane));
         super::serve(listener, router, options.auth);
@@ -149,7 +152,9 @@ impl Cluster {
     /// Slots of this process and of every task manager.
     pub fn total_slots(&self) -> u32 {
         let s = self.state.lock().expect("cluster lock");
-        self.local_slots + s.workers.values().map(|w| w.slots).sum::<u32>()
+        s.workers
+            .values()
+            .fold(self.local_slots, |n, w| n.saturating_add(w.slots))
     }
 
     /// Slots no job's attempt holds.
@@ -248,6 +253,7 @@ impl Cluster {
                 events,
                 metrics,
                 by_worker: by_worker.clone(),
+                seen: HashMap::new(),
             },
         );
     }
@@ -255,37 +261,50 @@ impl Cluster {
     /// Ends an attempt: cancels its remote tasks (waiting for them to
     /// stop), forgets its channels and gives its slots back.
     pub(crate) fn end_attempt(&self, job: JobId, attempt: u32) {
-        let ended = {
-            let mut s = self.state.lock().expect("cluster lock");
-            s.held.remove(&job);
-            s.attempts.remove(&(job, attempt))
-        };
+        let ended = self
+            .state
+            .lock()
+            .expect("cluster lock")
+            .attempts
+            .remove(&(job, attempt));
         self.plane.forget(job, attempt);
-        let Some(ended) = ended else { return };
-        // A lost task manager cancels its tasks itself, once it finds out.
-        let live: Vec<&String> = {
-            let s = self.state.lock().expect("cluster lock");
-            ended
-                .by_worker
-                .keys()
-                .filter(|a| s.workers.contains_key(*a))
-                .collect()
-        };
-        let cancels: Vec<_> = live
-            .into_iter()
-            .map(|address| {
+        if let Some(ended) = ended {
+            let live: Vec<(String, bool)> = {
+                let s = self.state.lock().expect("cluster lock");
+                ended
+                    .by_worker
+                    .keys()
+                    .map(|a| (a.clone(), s.workers.contains_key(a)))
+                    .collect()
+            };
+            let mut waits = Vec::new();
+            for (address, registered) in live {
                 let request = self
                     .plane
                     .auth
                     .apply(self.client.post(format!("{address}/v1/cluster/cancel")))
                     .timeout(Duration::from_secs(30))
                     .json(&Cancel { job, attempt });
-                net_runtime().spawn(async move { request.send().await })
-            })
-            .collect();
-        for c in cancels {
-            let _ = net_runtime().block_on(c);
+                let sent = net_runtime().spawn(async move { request.send().await });
+                // A lost task manager is told too, should it still be
+                // there, but not waited for: it cancels its tasks itself
+                // once it finds out.
+                if registered {
+                    waits.push((address, sent));
+                }
+            }
+            for (address, sent) in waits {
+                let ok = matches!(
+                    net_runtime().block_on(sent),
+                    Ok(Ok(r)) if r.status().is_success()
+                );
+                if !ok {
+                    self.lose(&address, "it did not stop an attempt's tasks when told");
+                }
+            }
         }
+        // The slots are free once the tasks on them stopped.
+        self.state.lock().expect("cluster lock").held.remove(&job);
     }
 
     /// Deploys `tasks` of an attempt to the task manager at `address`.
@@ -300,6 +319,17 @@ impl Cluster {
         tasks: &[TaskId],
         restored: Option<&Restored>,
     ) -> Result<(), Failure> {
+        if !self
+            .state
+            .lock()
+            .expect("cluster lock")
+            .workers
+            .contains_key(address)
+        {
+            return Err(Failure::external(format!(
+                "the task manager at {address} is gone"
+            )));
+        }
         let owner = &ctx.config.owner;
         let (secrets_key, secrets) = match &owner.secrets {
             Secrets::Environment => (None, BTreeMap::new()),
@@ -516,15 +546,41 @@ async fn heartbeat(State(c): State<Arc<Cluster>>, Path(id): Path<String>) -> Res
 }
 
 async fn events(State(c): State<Arc<Cluster>>, Json(e): Json<Events>) -> Response {
-    let s = c.state.lock().expect("cluster lock");
+    let mut s = c.state.lock().expect("cluster lock");
+    let Some(address) = s
+        .workers
+        .iter()
+        .find(|(_, w)| w.id == e.worker)
+        .map(|(a, _)| a.clone())
+    else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("task manager {} is not registered; join again", e.worker),
+        );
+    };
     // Events of an attempt that ended have no one to go to.
-    if let Some(a) = s.attempts.get(&(e.job, e.attempt)) {
-        if let Some(m) = &e.metrics {
-            m.apply(&a.metrics);
-        }
-        for ev in e.events {
-            let _ = a.events.send(ev);
-        }
+    let Some(a) = s.attempts.get_mut(&(e.job, e.attempt)) else {
+        return StatusCode::OK.into_response();
+    };
+    let Some(tasks) = a.by_worker.get(&address) else {
+        return refuse(StatusCode::FORBIDDEN, "that attempt has no task there");
+    };
+    if e.events.iter().any(|ev| !tasks.contains(&ev.task())) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "an event of a task that is not there",
+        );
+    }
+    let last = a.seen.entry(address).or_default();
+    if e.seq <= *last {
+        return StatusCode::OK.into_response();
+    }
+    *last = e.seq;
+    if let Some(m) = &e.metrics {
+        m.apply(&a.metrics);
+    }
+    for ev in e.events {
+        let _ = a.events.send(ev);
     }
     StatusCode::OK.into_response()
 }

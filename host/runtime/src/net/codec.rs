@@ -87,7 +87,9 @@ impl Decoder {
         }
         let head = if tag == BATCH { 9 } else { 5 };
         if self.buf.len() < head + len {
-            self.buf.reserve(head + len - self.buf.len());
+            // Room for what is announced, as it arrives: a header alone
+            // does not reserve its payload.
+            self.buf.reserve((head + len - self.buf.len()).min(1 << 20));
             return Ok(None);
         }
         let extra =

@@ -53,7 +53,7 @@ struct Inbound {
 }
 
 /// How long a stream waits for its receiving task to be deployed.
-const REGISTRATION_WAIT: Duration = Duration::from_secs(30);
+const REGISTRATION_WAIT: Duration = Duration::from_secs(60);
 
 /// Chunks queued between a sending task and its stream.
 const OUTBOUND_CHUNKS: usize = 8;
@@ -193,6 +193,23 @@ impl RemoteSender {
     }
 }
 
+/// Puts `msg` into a full queue once its task made room, without holding
+/// a thread meanwhile; false if the task is gone.
+async fn wait_to_send(tx: &Sender<Message>, mut msg: Message) -> bool {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        tokio::time::sleep(pause).await;
+        match tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(m)) => {
+                msg = m;
+                pause = (pause * 2).min(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
 /// `POST /v1/cluster/channels/{job}/{attempt}/{edge}/{from}/{to}`: the
 /// receiving end of a channel.
 pub(crate) async fn receive(
@@ -235,9 +252,12 @@ pub(crate) async fn receive(
                 broke(e.to_string());
                 return (StatusCode::BAD_REQUEST, "broken stream".into());
             }
-            // The sender closed the stream: its task stopped (cancelled)
-            // or sent its end of partition.
-            None => return (StatusCode::OK, String::new()),
+            // The sender closed the stream before its end of partition:
+            // its task stopped. Its attempt is ending, or this one must.
+            None => {
+                broke("the upstream task stopped".into());
+                return (StatusCode::OK, String::new());
+            }
         };
         decoder.push(&chunk);
         loop {
@@ -256,10 +276,7 @@ pub(crate) async fn receive(
                 Err(TrySendError::Full(msg)) => {
                     // Not reading on this stream withholds its window: the
                     // sender waits, other streams go on.
-                    let tx = inbound.tx.clone();
-                    tokio::task::spawn_blocking(move || tx.send(msg).is_ok())
-                        .await
-                        .unwrap_or(false)
+                    wait_to_send(&inbound.tx, msg).await
                 }
             };
             if !sent {

@@ -108,6 +108,10 @@ pub(crate) fn net_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Largest control request (a deployment with its restore plan, a batch
+/// of checkpoint acknowledgements).
+pub(crate) const MAX_REQUEST: usize = 256 << 20;
+
 /// Per-stream window: a channel's credit, in bytes.
 const STREAM_WINDOW: u32 = 256 * 1024;
 /// Per-connection window: room for many channels to hold their credit
@@ -169,6 +173,15 @@ pub(crate) fn serve(listener: std::net::TcpListener, router: Router, auth: Auth)
             });
         }
     });
+}
+
+/// Whether a bind address reaches this host only.
+pub fn is_loopback(address: &str) -> bool {
+    let host = address.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Binds the cluster port.

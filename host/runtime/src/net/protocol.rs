@@ -106,6 +106,9 @@ pub(crate) struct Events {
     pub worker: String,
     pub job: JobId,
     pub attempt: u32,
+    /// Numbers the reports of an attempt on a task manager, from 1, so
+    /// that a report sent again is not taken twice.
+    pub seq: u64,
     pub events: Vec<TaskEvent>,
     #[serde(default)]
     pub metrics: Option<MetricsDelta>,

@@ -34,7 +34,8 @@ use weir_core::{Config, Failure, JobId, Secrets};
 
 /// How a task manager runs.
 pub struct WorkerOptions {
-    /// The coordinator's cluster URL.
+    /// The coordinator's cluster URL; with standby coordinators, every
+    /// one's, separated by commas (the leader is the one that answers).
     pub join: String,
     pub slots: u32,
     /// The cluster port of this process.
@@ -57,7 +58,9 @@ struct Running {
 
 struct Worker {
     id: String,
-    join: String,
+    /// The coordinators to try, and the one joined.
+    joins: Vec<String>,
+    current: Mutex<String>,
     address: String,
     slots: u32,
     auth: Auth,
@@ -69,6 +72,11 @@ struct Worker {
     attempts: Mutex<HashMap<(JobId, u32), Running>>,
     /// Attempts cancelled lately (a cancel may overtake its deployment).
     cancelled: Mutex<std::collections::VecDeque<(JobId, u32)>>,
+    /// Attempts being deployed.
+    deploying: Mutex<std::collections::HashSet<(JobId, u32)>>,
+    /// Bumped whenever this task manager loses its coordinator: a
+    /// deployment that began before must not start its tasks.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Runs a task manager until the process ends.
@@ -79,7 +87,13 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         .map_err(|e| Failure::user(format!("cannot create {}: {e}", o.work_dir.display())))?;
     let worker = Arc::new(Worker {
         id: format!("weir-tm-{:016x}", rand::random::<u64>()),
-        join: o.join.trim_end_matches('/').to_owned(),
+        joins: o
+            .join
+            .split(',')
+            .map(|j| j.trim().trim_end_matches('/').to_owned())
+            .filter(|j| !j.is_empty())
+            .collect(),
+        current: Mutex::new(String::new()),
         address,
         slots: o.slots,
         auth: o.auth.clone(),
@@ -90,11 +104,14 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         loader: o.loader,
         attempts: Mutex::new(HashMap::new()),
         cancelled: Mutex::new(std::collections::VecDeque::new()),
+        deploying: Mutex::new(std::collections::HashSet::new()),
+        generation: std::sync::atomic::AtomicU64::new(0),
     });
     let router = Router::new()
         .route("/v1/cluster/deploy", post(deploy))
         .route("/v1/cluster/control", post(control))
         .route("/v1/cluster/cancel", post(cancel))
+        .layer(axum::extract::DefaultBodyLimit::max(super::MAX_REQUEST))
         .with_state(worker.clone())
         .merge(data_router(plane));
     super::serve(o.listener, router, o.auth);
@@ -103,7 +120,7 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         worker.id,
         worker.address,
         worker.slots,
-        worker.join
+        worker.joins.join(", ")
     );
     loop {
         let registered = worker.register();
@@ -112,7 +129,7 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         if n > 0 {
             tracing::warn!(
                 "lost the coordinator at {}: cancelling {n} attempt(s)",
-                worker.join
+                worker.join()
             );
         }
         worker.cancel_all();
@@ -120,10 +137,9 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
 }
 
 impl Worker {
-    fn post<T: serde::Serialize>(&self, path: &str, body: &T) -> reqwest::RequestBuilder {
-        self.auth
-            .apply(self.client.post(format!("{}{path}", self.join)))
-            .json(body)
+    /// The coordinator joined.
+    fn join(&self) -> String {
+        self.current.lock().expect("join lock").clone()
     }
 
     /// Joins the coordinator, trying until it answers.
@@ -140,34 +156,38 @@ impl Worker {
         };
         let mut said = false;
         loop {
-            let request = self
-                .post("/v1/cluster/workers", &message)
-                .timeout(Duration::from_secs(10));
-            let answer = net_runtime().block_on(async move {
-                let r = request.send().await.map_err(|e| e.to_string())?;
-                let status = r.status();
-                if !status.is_success() {
-                    let text = r.text().await.unwrap_or_default();
-                    return Err(format!("{status}: {text}"));
-                }
-                r.json::<Registered>().await.map_err(|e| e.to_string())
-            });
-            match answer {
-                Ok(r) => {
-                    tracing::info!("joined the coordinator at {}", self.join);
-                    return r;
-                }
-                Err(e) => {
-                    if !said {
-                        tracing::warn!(
-                            "cannot join the coordinator at {} ({e}); trying again",
-                            self.join
-                        );
-                        said = true;
+            for join in &self.joins {
+                let request = self
+                    .auth
+                    .apply(self.client.post(format!("{join}/v1/cluster/workers")))
+                    .json(&message)
+                    .timeout(Duration::from_secs(10));
+                let answer = net_runtime().block_on(async move {
+                    let r = request.send().await.map_err(|e| e.to_string())?;
+                    let status = r.status();
+                    if !status.is_success() {
+                        let text = r.text().await.unwrap_or_default();
+                        return Err(format!("{status}: {text}"));
                     }
-                    std::thread::sleep(Duration::from_millis(500));
+                    r.json::<Registered>().await.map_err(|e| e.to_string())
+                });
+                match answer {
+                    Ok(r) => {
+                        *self.current.lock().expect("join lock") = join.clone();
+                        tracing::info!("joined the coordinator at {join}");
+                        return r;
+                    }
+                    Err(e) => {
+                        if !said {
+                            tracing::warn!(
+                                "cannot join the coordinator at {join} ({e}); trying again"
+                            );
+                        }
+                    }
                 }
             }
+            said = true;
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
@@ -183,7 +203,8 @@ impl Worker {
                 .auth
                 .apply(self.client.post(format!(
                     "{}/v1/cluster/workers/{}/heartbeat",
-                    self.join, self.id
+                    self.join(),
+                    self.id
                 )))
                 .timeout(timeout);
             match net_runtime().block_on(async move { request.send().await }) {
@@ -195,7 +216,7 @@ impl Worker {
                 _ if last_ok.elapsed() > timeout => {
                     tracing::warn!(
                         "no answer from the coordinator at {} for {} ms",
-                        self.join,
+                        self.join(),
                         last_ok.elapsed().as_millis()
                     );
                     return;
@@ -206,6 +227,8 @@ impl Worker {
     }
 
     fn cancel_all(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let all: Vec<(JobId, u32)> = self
             .attempts
             .lock()
@@ -266,7 +289,7 @@ impl Worker {
             .auth
             .apply(
                 self.client
-                    .get(format!("{}/v1/cluster/modules/{hash}", self.join)),
+                    .get(format!("{}/v1/cluster/modules/{hash}", self.join())),
             )
             .timeout(Duration::from_secs(120));
         let bytes = net_runtime()
@@ -288,14 +311,22 @@ impl Worker {
 
     fn deploy(self: &Arc<Self>, d: Deploy) -> Result<(), Failure> {
         let key = (d.job, d.attempt);
-        if self
-            .attempts
-            .lock()
-            .expect("attempts lock")
-            .contains_key(&key)
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         {
-            return Err(Failure::internal("that attempt is already deployed here"));
+            let attempts = self.attempts.lock().expect("attempts lock");
+            if attempts.contains_key(&key)
+                || !self.deploying.lock().expect("deploying lock").insert(key)
+            {
+                return Err(Failure::internal("that attempt is already deployed here"));
+            }
         }
+        let r = self.start(d, generation);
+        self.deploying.lock().expect("deploying lock").remove(&key);
+        r
+    }
+
+    fn start(self: &Arc<Self>, d: Deploy, generation: u64) -> Result<(), Failure> {
+        let key = (d.job, d.attempt);
         let mut config = Config::from_layers(&[&d.config])
             .map_err(|e| Failure::internal(format!("the job's configuration: {e}")))?;
         config.owner = JobOwner {
@@ -398,11 +429,16 @@ impl Worker {
             .cancelled
             .lock()
             .expect("cancelled lock")
-            .contains(&key);
+            .contains(&key)
+            || self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation;
         drop(attempts);
         if cancelled {
-            // The coordinator gave up on the attempt while it deployed.
+            // The coordinator gave up on the attempt, or this task manager
+            // lost its coordinator, while it deployed.
             self.cancel(d.job, d.attempt);
+            return Err(Failure::external(
+                "the attempt was cancelled while it was deployed",
+            ));
         }
         Ok(())
     }
@@ -421,6 +457,7 @@ impl Worker {
             .name("task-events".into())
             .spawn(move || {
                 let mut reported = MetricsDelta::of(&metrics);
+                let mut seq = 0u64;
                 let mut last_report = Instant::now();
                 loop {
                     let (mut events, done) = match rx.recv_timeout(METRICS_EVERY) {
@@ -438,23 +475,45 @@ impl Worker {
                     let delta = Some(now.since(&reported));
                     reported = now;
                     last_report = Instant::now();
+                    seq += 1;
                     let message = Events {
                         worker: w.id.clone(),
                         job,
                         attempt,
+                        seq,
                         events,
                         metrics: delta,
                     };
                     let body = serde_json::to_vec(&message).unwrap_or_default();
-                    for _ in 0..5 {
+                    // Until the coordinator has it (a repeat is dropped
+                    // there by its number), or this attempt is gone here.
+                    loop {
                         let request = w
                             .auth
-                            .apply(w.client.post(format!("{}/v1/cluster/events", w.join)))
+                            .apply(w.client.post(format!("{}/v1/cluster/events", w.join())))
                             .header("content-type", "application/json")
                             .timeout(Duration::from_secs(10))
                             .body(body.clone());
                         let sent = net_runtime().block_on(async move { request.send().await });
-                        if sent.is_ok_and(|r| r.status().is_success()) {
+                        // Taken, or refused for good (the coordinator no
+                        // longer knows this task manager or attempt).
+                        if sent
+                            .is_ok_and(|r| r.status().is_success() || r.status().is_client_error())
+                        {
+                            break;
+                        }
+                        let live = w
+                            .attempts
+                            .lock()
+                            .expect("attempts lock")
+                            .contains_key(&(job, attempt));
+                        if !live
+                            && !w
+                                .deploying
+                                .lock()
+                                .expect("deploying lock")
+                                .contains(&(job, attempt))
+                        {
                             break;
                         }
                         std::thread::sleep(Duration::from_millis(200));
