@@ -287,3 +287,118 @@ fn rescaling_across_task_managers_keeps_the_output_exact() {
     let (lost, dup, sample) = compare(&expected(records, keys), &got);
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two sessions over one HA store with leader election, and two task
+/// managers that know both. The leader stops answering (SIGSTOP): the
+/// standby takes over by itself, the task managers join it, and the job
+/// resumes from its latest checkpoint. The old leader, woken up, finds
+/// itself deposed and exits without completing a checkpoint. Every
+/// record is in the output exactly once.
+#[test]
+fn a_standby_session_takes_over_and_the_deposed_leader_cannot_commit() {
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let shared = dir.path().join("shared");
+    let url = |sub: &str| format!("file://{}", shared.join(sub).display());
+    let (pa, pb) = (free_port(), free_port());
+    let flags = |cluster_port: u16| -> Vec<String> {
+        vec![
+            format!("-Dhigh-availability.storageDir={}", url("ha")),
+            format!("-Dstate.checkpoints.dir={}", url("checkpoints")),
+            format!("-Dstate.savepoints.dir={}", url("savepoints")),
+            "-Dhigh-availability.type=lease".into(),
+            "-Dhigh-availability.lease.duration=2s".into(),
+            "-Dheartbeat.interval=200ms".into(),
+            "-Dheartbeat.timeout=2s".into(),
+            "-Drestart-strategy.type=fixed-delay".into(),
+            "-Drestart-strategy.fixed-delay.attempts=1000".into(),
+            "-Drestart-strategy.fixed-delay.delay=200ms".into(),
+            "--cluster-port".into(),
+            cluster_port.to_string(),
+        ]
+    };
+    let a_flags = flags(pa);
+    let a_args: Vec<&str> = a_flags.iter().map(String::as_str).collect();
+    let mut a = SessionProcess::start(Path::new(WEIR), &dir.path().join("a"), 0, &a_args);
+    a.process.wait_for_log("Leading the sessions", LIMIT);
+    let mut b = {
+        let mut cmd = std::process::Command::new(WEIR);
+        cmd.env("WEIR_LOG", "warn,weir=info")
+            .args(["session", "--data-dir"])
+            .arg(dir.path().join("b"))
+            .args(["--port", "0", "--slots", "0"])
+            .args(flags(pb));
+        weir_tests::process::Running::start(&mut cmd)
+    };
+    b.wait_for_log("Standby: the session at", LIMIT);
+    let joins = format!("http://127.0.0.1:{pa},http://127.0.0.1:{pb}");
+    let workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &joins, 1, &[]))
+        .collect();
+    let api = a.api();
+    wait_for_taskmanagers(&api, 2);
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let (records, keys) = (30_000u64, 30u64);
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": file_sink_args(&out, records, 2000, keys),
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
+        }),
+    );
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    wait_checkpoints(&api, &job, 3);
+
+    a.process.signal("STOP");
+    let stopped = Instant::now();
+    let line = b.wait_for_log("REST endpoint: ", LIMIT);
+    let b_url = line
+        .split("REST endpoint: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let b_api = Api::new(&b_url);
+    b_api.wait_for_state(&job, "RUNNING", LIMIT);
+    eprintln!(
+        "the standby ran the job {:?} after the leader stopped",
+        stopped.elapsed()
+    );
+    // The CLI finds the leader among both.
+    let mut list = crate::weir();
+    list.args(["--cluster", &format!("{},{}", a.url, b_url), "list"]);
+    let o = crate::run_with_timeout(&mut list, LIMIT);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(&job),
+        "{}",
+        crate::stderr(&o)
+    );
+
+    // The old leader wakes up: deposed, it exits and commits nothing.
+    a.process.signal("CONT");
+    assert!(
+        !a.process.wait(LIMIT),
+        "a deposed leader exits with an error"
+    );
+    assert!(
+        a.process.stderr().contains("lost its leadership"),
+        "{}",
+        a.process.stderr()
+    );
+    b_api.wait_for_state(&job, "FINISHED", Duration::from_secs(180));
+    let got = Sink::File(out.clone()).committed();
+    let (lost, dup, sample) = compare(&expected(records, keys), &got);
+    assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+    drop(workers);
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+}

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 /// How to reach the cluster and how to print answers.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClusterOptions {
-    /// REST address of the session cluster (Flink's -m).
+    /// REST address of the session cluster (Flink's -m); with standby
+    /// sessions, each one's, separated by commas (the leader is the one
+    /// that answers).
     #[arg(
         long,
         short = 'm',
@@ -45,10 +47,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(opts: &ClusterOptions) -> Result<Client> {
-        let mut base = opts.cluster.trim_end_matches('/').to_owned();
-        if !base.contains("://") {
-            base = format!("http://{base}");
-        }
+        let bases: Vec<String> = opts
+            .cluster
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/'))
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                if b.contains("://") {
+                    b.to_owned()
+                } else {
+                    format!("http://{b}")
+                }
+            })
+            .collect();
+        let mut base = bases.first().cloned().unwrap_or_default();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -65,6 +77,30 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .context("cannot create the HTTP client")?;
+        if bases.len() > 1 {
+            // Sessions standing by do not answer: the leader is the one
+            // that does.
+            base = rt
+                .block_on(async {
+                    for b in &bases {
+                        let r = http
+                            .get(format!("{b}/config"))
+                            .timeout(Duration::from_secs(3))
+                            .send()
+                            .await;
+                        if r.is_ok_and(|r| r.status().is_success()) {
+                            return Some(b.clone());
+                        }
+                    }
+                    None
+                })
+                .with_context(|| {
+                    format!(
+                        "none of the sessions {} answers; is one of them leading?",
+                        bases.join(", ")
+                    )
+                })?;
+        }
         Ok(Client {
             base,
             http,

@@ -102,7 +102,8 @@ impl HaStore {
         self.lease = Some(lease);
     }
 
-    fn fenced(&self) -> Result<()> {
+    /// An error once this session no longer leads.
+    pub fn fenced(&self) -> Result<()> {
         match &self.lease {
             Some(l) => l.check().context("refusing to write to the HA store"),
             None => Ok(()),

@@ -717,7 +717,19 @@ impl Session {
 
     /// Plans `record`'s job and starts it, restoring from `resume` (a
     /// checkpoint of the same job) or else from its savepoint.
-    pub(crate) fn submit(&self, mut record: JobRecord, resume: Option<String>) -> ApiResult<JobId> {
+    pub(crate) fn submit(&self, record: JobRecord, resume: Option<String>) -> ApiResult<JobId> {
+        self.start_job(record, resume, false)
+    }
+
+    /// As [`Session::submit`]; `resuming`: a job this session takes over
+    /// from the HA store, which waits for task managers to offer its slots
+    /// rather than being refused.
+    fn start_job(
+        &self,
+        mut record: JobRecord,
+        resume: Option<String>,
+        resuming: bool,
+    ) -> ApiResult<JobId> {
         self.prune_ended_jobs();
         let Prepared {
             job_id,
@@ -754,7 +766,8 @@ impl Session {
         }
         let used = self.slots_used_besides(Some(job_id));
         let total = self.slots_total();
-        if used + slots > total {
+        let waits = resuming && self.inner.cluster.is_some();
+        if used + slots > total && !waits {
             return Err(ApiError::conflict(format!(
                 "not enough task slots: the job needs {slots}, {} of {total} are free; cancel \
                  a job, lower its parallelism, or raise taskmanager.numberOfTaskSlots",
@@ -1041,7 +1054,7 @@ impl Session {
                 record.name,
                 resume.as_deref().or(record.savepoint_path.as_deref()).unwrap_or("the start")
             );
-            if let Err(e) = self.submit(record, resume) {
+            if let Err(e) = self.start_job(record, resume, true) {
                 tracing::error!(job = %id, "cannot resume the job: {}", e.message);
             }
         }

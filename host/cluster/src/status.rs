@@ -299,6 +299,12 @@ impl JobListener for StatusCell {
         s.checkpoints.truncate(HISTORY);
     }
 
+    fn may_complete(&self, id: weir_core::CheckpointId) -> Result<(), Failure> {
+        self.ha
+            .fenced()
+            .map_err(|e| Failure::external(format!("checkpoint {id} is not completed: {e:#}")))
+    }
+
     fn checkpoint_completed(&self, r: &CheckpointReport) -> Result<(), Failure> {
         if let Some((q, used)) = &self.quota
             && !r.savepoint

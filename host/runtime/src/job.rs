@@ -362,6 +362,11 @@ pub trait JobListener: Send + Sync {
     /// An attempt restored the snapshot at `location`.
     fn restored(&self, _location: &str, _id: CheckpointId) {}
     fn checkpoint_triggered(&self, _id: CheckpointId, _savepoint: bool, _tasks: usize) {}
+    /// Called before a snapshot's `_metadata` is written: an error (this
+    /// coordinator was deposed) leaves it incomplete.
+    fn may_complete(&self, _id: CheckpointId) -> Result<(), Failure> {
+        Ok(())
+    }
     /// Called after `_metadata` is written and before the tasks are told
     /// (and commit their transactions). An error (the HA store cannot
     /// record the checkpoint) keeps the sinks from committing it: the
@@ -1553,6 +1558,9 @@ impl Master {
             })
             .map(|f| f.size)
             .sum();
+        // A coordinator that no longer leads writes no snapshot: the one
+        // that does may take the same checkpoint number.
+        self.ctx.listener.may_complete(target.id)?;
         let metadata_path = format!("{}/{}", target.dir, paths::METADATA);
         block_on(target.storage.put(&metadata_path, meta.encode().into()))
             .map_err(|e| Failure::external(e.message).context("writing checkpoint metadata"))?;

@@ -161,7 +161,9 @@ impl Worker {
                     .auth
                     .apply(self.client.post(format!("{join}/v1/cluster/workers")))
                     .json(&message)
-                    .timeout(Duration::from_secs(10));
+                    // A coordinator that hangs (stopped) must not hold up
+                    // trying the next one.
+                    .timeout(Duration::from_secs(3));
                 let answer = net_runtime().block_on(async move {
                     let r = request.send().await.map_err(|e| e.to_string())?;
                     let status = r.status();
