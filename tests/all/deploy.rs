@@ -166,6 +166,12 @@ fn the_manifests_processes_run_a_job_on_loopback() {
         .unwrap()
         .to_owned();
     assert!(data.contains("high-availability.storageDir: s3://"));
+    assert!(data.contains("high-availability.type: lease"));
+    assert_eq!(
+        kind(&docs, "Deployment", "weir-coordinator")["spec"]["replicas"],
+        2,
+        "a leader and a standby"
+    );
     std::fs::write(&config, data).unwrap();
     let endpoint_flag = |k: &str, v: &str| vec!["-D".to_owned(), format!("{k}={v}")];
     let mut loopback: Vec<String> = Vec::new();
@@ -186,6 +192,7 @@ fn the_manifests_processes_run_a_job_on_loopback() {
         &coordinator_flags,
     );
     let mut coordinator = Running::start(&mut c);
+    coordinator.wait_for_log("Leading the sessions", LIMIT);
     let rest = endpoint(&mut coordinator, "REST endpoint: ");
     let join = endpoint(&mut coordinator, "Cluster endpoint: ");
     let worker = kind(&docs, "Deployment", "weir-worker");

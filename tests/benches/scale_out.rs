@@ -5,7 +5,9 @@
 //! 2. word count at `-p 2` over two task managers of one slot each, against
 //!    `-p 2` on one session process (the job's own runtime, median of 3);
 //! 3. the time from a task manager's SIGKILL to the job RUNNING again, with
-//!    a spare task manager waiting.
+//!    a spare task manager waiting;
+//! 4. the time from the leading session's SIGKILL to its standby running
+//!    every job (lease 2 s, heartbeat timeout 2 s).
 //!
 //! Run with `cargo bench -p weir-tests --bench scale_out`.
 
@@ -179,4 +181,89 @@ fn main() {
         "Task manager SIGKILL to RUNNING with a spare waiting: median {} ms",
         median(took).as_millis()
     );
+    drop(workers);
+    drop(s);
+
+    // 4. Failover to a standby session.
+    let shared = dir.path().join("ha-shared");
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (pa, pb) = (port(), port());
+    let flags = |p: u16| -> Vec<String> {
+        vec![
+            format!("-Dhigh-availability.storageDir=file://{}/ha", shared.display()),
+            format!("-Dstate.checkpoints.dir=file://{}/checkpoints", shared.display()),
+            "-Dhigh-availability.type=lease".into(),
+            "-Dhigh-availability.lease.duration=2s".into(),
+            "-Dheartbeat.interval=200ms".into(),
+            "-Dheartbeat.timeout=2s".into(),
+            "--cluster-port".into(),
+            p.to_string(),
+        ]
+    };
+    let fa = flags(pa);
+    let a = SessionProcess::start(
+        Path::new(WEIR),
+        &dir.path().join("leader"),
+        0,
+        &fa.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut b = {
+        let mut cmd = Command::new(WEIR);
+        cmd.env("WEIR_LOG", "warn,weir=info")
+            .args(["session", "--data-dir"])
+            .arg(dir.path().join("standby"))
+            .args(["--port", "0", "--slots", "0"])
+            .args(flags(pb));
+        weir_tests::process::Running::start(&mut cmd)
+    };
+    b.wait_for_log("Standby:", Duration::from_secs(60));
+    let joins = format!("http://127.0.0.1:{pa},http://127.0.0.1:{pb}");
+    let _workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &joins, 2, &[]))
+        .collect();
+    let api = a.api();
+    let jar = api.upload_file(CLICK_EVENT_COUNT_WASM);
+    let jobs: Vec<String> = (0..4)
+        .map(|_| {
+            api.run(
+                &jar,
+                json!({
+                    "programArgsList": ["--rate", "500", "--discard"],
+                    "parallelism": 1,
+                    "flinkConfiguration": {"execution.checkpointing.interval": "500ms"},
+                }),
+            )
+        })
+        .collect();
+    for j in &jobs {
+        wait_for(&api, j, "RUNNING");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    a.process.signal("KILL");
+    let killed = Instant::now();
+    let line = b.wait_for_log("REST endpoint: ", Duration::from_secs(60));
+    let url = line
+        .split("REST endpoint: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let standby = Api::new(&url);
+    for j in &jobs {
+        wait_for(&standby, j, "RUNNING");
+    }
+    println!(
+        "Leader SIGKILL to the standby running all {} jobs: {} ms (lease 2 s, heartbeat timeout 2 s)",
+        jobs.len(),
+        killed.elapsed().as_millis()
+    );
+    drop(a);
+    let _ = b.child.kill();
+    let _ = b.child.wait();
 }
