@@ -196,8 +196,14 @@ fn main() {
     let (pa, pb) = (port(), port());
     let flags = |p: u16| -> Vec<String> {
         vec![
-            format!("-Dhigh-availability.storageDir=file://{}/ha", shared.display()),
-            format!("-Dstate.checkpoints.dir=file://{}/checkpoints", shared.display()),
+            format!(
+                "-Dhigh-availability.storageDir=file://{}/ha",
+                shared.display()
+            ),
+            format!(
+                "-Dstate.checkpoints.dir=file://{}/checkpoints",
+                shared.display()
+            ),
             "-Dhigh-availability.type=lease".into(),
             "-Dhigh-availability.lease.duration=2s".into(),
             "-Dheartbeat.interval=200ms".into(),
