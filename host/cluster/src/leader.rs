@@ -83,18 +83,40 @@ impl Lease {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    /// The latest term, if any.
+    /// The latest term, if any. Its epoch is the object's name; a term
+    /// whose content does not parse counts as expired, and objects with
+    /// other names are ignored.
     pub fn current(&self) -> Result<Option<Term>> {
-        let mut terms = block_on(self.storage.list("leader"))
+        let names = block_on(self.storage.list("leader"))
             .map_err(|e| anyhow::anyhow!(e.message))
             .context("reading the leader lease")?;
-        terms.retain(|p| p.ends_with(".json"));
-        terms.sort();
-        let Some(last) = terms.last() else {
+        let latest = names
+            .iter()
+            .filter_map(|p| {
+                let name = p.rsplit('/').next()?.strip_suffix(".json")?;
+                (name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| name.parse::<u64>().ok())
+                    .flatten()
+            })
+            .max();
+        let Some(epoch) = latest else {
             return Ok(None);
         };
-        let bytes = block_on(self.storage.get(last)).map_err(|e| anyhow::anyhow!(e.message))?;
-        Ok(serde_json::from_slice(&bytes).ok())
+        let bytes = block_on(self.storage.get(&term_path(epoch)))
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        Ok(Some(
+            serde_json::from_slice::<Term>(&bytes)
+                .ok()
+                .filter(|t| t.epoch == epoch)
+                .unwrap_or(Term {
+                    epoch,
+                    holder: String::new(),
+                    rest: None,
+                    cluster: None,
+                    renewed_ms: 0,
+                    lease_ms: 0,
+                }),
+        ))
     }
 
     fn term(&self, epoch: u64, renewed_ms: u64) -> Term {
@@ -127,6 +149,13 @@ impl Lease {
         )
         .map_err(|e| anyhow::anyhow!(e.message))
         .context("taking the leader lease")?;
+        // A create retried after it succeeded finds its own term there.
+        let created = created
+            || self
+                .current()
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.epoch == epoch && t.holder == self.holder);
         if created {
             self.epoch.store(epoch, Ordering::Relaxed);
             *self.valid_until.lock().expect("lease lock") = Some(began + self.safe_lease());
@@ -196,7 +225,32 @@ impl Lease {
 
     /// Renews the lease until this session is deposed, then calls
     /// `deposed` (on a thread of its own).
-    pub fn keep(self: &std::sync::Arc<Self>, deposed: impl FnOnce(String) + Send + 'static) {
+    pub fn keep(self: &std::sync::Arc<Self>, deposed: impl Fn(String) + Send + Sync + 'static) {
+        let deposed = std::sync::Arc::new(deposed);
+        // A watchdog that does no I/O: once the lease ran out unrenewed
+        // (the renewal may hang on the store), this session stops leading.
+        let watched = self.clone();
+        let on_expiry = deposed.clone();
+        let _ = std::thread::Builder::new()
+            .name("leader-watchdog".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(watched.lease / 20);
+                    let expired = watched
+                        .valid_until
+                        .lock()
+                        .expect("lease lock")
+                        .is_none_or(|t| Instant::now() >= t);
+                    if expired {
+                        watched.deposed.store(true, Ordering::Relaxed);
+                        on_expiry(format!(
+                            "its lease (term {}) ran out before it was renewed",
+                            watched.epoch()
+                        ));
+                        return;
+                    }
+                }
+            });
         let lease = self.clone();
         let every = self.lease / 4;
         let _ = std::thread::Builder::new()

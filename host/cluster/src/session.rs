@@ -1647,7 +1647,13 @@ fn lead(config: &Config, ha: &mut HaStore) -> anyhow::Result<Option<Arc<crate::l
         config.ha_lease_duration,
     ));
     let mut said = false;
-    while !lease.try_acquire()? {
+    loop {
+        match lease.try_acquire() {
+            Ok(true) => break,
+            Ok(false) => {}
+            // The store may come back: a standby waits on.
+            Err(e) => tracing::warn!("{e:#}"),
+        }
         if !said {
             said = true;
             let leader = lease.current().ok().flatten();

@@ -318,7 +318,11 @@ impl JobListener for StatusCell {
         // commit. (A savepoint that stops the job commits too, so it
         // becomes the pointer.)
         if r.commits
-            && let Err(e) = self.ha.set_latest_checkpoint(self.job_id, &r.location)
+            && let Err(e) = self
+                .ha
+                .set_latest_checkpoint(self.job_id, &r.location)
+                // Deposed while the write was on its way: no sink commits.
+                .and_then(|()| self.ha.fenced())
         {
             tracing::error!(job = %self.job_id, "{e:#}");
             return Err(Failure::external(format!(

@@ -299,6 +299,19 @@ fn sort_file(from: &Path, to: &Path, fsync: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+impl Drop for FileSink {
+    /// Lines not yet written out are dropped, not flushed: a sink that
+    /// ends without `finish` or a snapshot was stopped, and what it wrote
+    /// since its last checkpoint is discarded on restore anyway. Flushing
+    /// them late could write into a file that a newer run of the task
+    /// (on another task manager) owns by now.
+    fn drop(&mut self) {
+        if let Some(open) = self.open.take() {
+            let _ = open.out.into_parts();
+        }
+    }
+}
+
 impl SinkWriter for FileSink {
     fn write(&mut self, batch: &[u8]) -> Result<(), Failure> {
         let open = self.writer()?;

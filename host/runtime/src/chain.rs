@@ -186,6 +186,9 @@ pub(crate) struct ChainRunner {
     /// Bounded inputs in batch mode: no watermarks but the final one.
     pub batch_mode: bool,
     last_tick: Instant,
+    /// On a task manager: whether it still hears from its coordinator.
+    /// Sinks write nothing once it does not (the job runs elsewhere).
+    pub gate: Option<crate::job::CommitGate>,
 }
 
 /// Milliseconds since the Unix epoch: processing time.
@@ -241,6 +244,7 @@ impl ChainRunner {
             current_split: 0,
             batch_mode: false,
             last_tick: Instant::now(),
+            gate: None,
         }
     }
 
@@ -455,6 +459,7 @@ impl ChainRunner {
             host,
             watermark,
             metrics,
+            gate,
             ..
         } = self;
         let watermark = *watermark;
@@ -503,6 +508,13 @@ impl ChainRunner {
             }
             Step::Watermarks(_) => Err(Failure::internal("watermark steps pass batches on").into()),
             Step::Sink { writer, .. } => {
+                if gate.as_ref().is_some_and(|g| !g()) {
+                    return Err(Failure::external(
+                        "not writing to the sink: this task manager no longer hears from its \
+                         coordinator, which restarts the job elsewhere",
+                    )
+                    .into());
+                }
                 writer.write(&batch.data)?;
                 Ok(None)
             }

@@ -47,7 +47,13 @@ pub(crate) struct JobContext {
     swaps: Mutex<HashMap<CheckpointId, Arc<ModuleSwap>>>,
     /// The cluster that places the job's slots, in a coordinator.
     pub cluster: Option<Arc<Cluster>>,
+    /// On a task manager: whether it still hears from its coordinator.
+    /// A sink commits only while it does.
+    commit_gate: Option<CommitGate>,
 }
+
+/// Says whether this process may still commit what a checkpoint covers.
+pub(crate) type CommitGate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl JobContext {
     /// The context of a job's tasks on a task manager.
@@ -58,6 +64,7 @@ impl JobContext {
         factory: Arc<dyn GuestFactory>,
         work_dir: PathBuf,
         connectors: Connectors,
+        commit_gate: CommitGate,
     ) -> JobContext {
         let graph = factory.graph();
         JobContext {
@@ -73,7 +80,21 @@ impl JobContext {
             storages: Mutex::new(HashMap::new()),
             swaps: Mutex::new(HashMap::new()),
             cluster: None,
+            commit_gate: Some(commit_gate),
         }
+    }
+
+    /// Whether the tasks may commit a completed checkpoint now: always in
+    /// a coordinator's process (fenced by its lease), on a task manager
+    /// only while it hears from its coordinator, which would otherwise
+    /// have restarted the job elsewhere.
+    pub fn may_commit(&self) -> bool {
+        self.commit_gate.as_ref().is_none_or(|g| g())
+    }
+
+    /// The gate sinks go by (none in a coordinator's process).
+    pub(crate) fn commit_gate(&self) -> Option<CommitGate> {
+        self.commit_gate.clone()
     }
 
     /// Where snapshot `id` of `kind` goes: a new directory of its own for a
@@ -464,6 +485,7 @@ pub fn start(spec: JobSpec) -> Result<JobHandle, Failure> {
         storages: Mutex::new(HashMap::new()),
         swaps: Mutex::new(HashMap::new()),
         cluster: spec.cluster,
+        commit_gate: None,
     });
     let job_id = spec.job_id;
     let restore = spec.restore;
@@ -959,18 +981,22 @@ impl Master {
                     Err(f) => return JobOutcome::Failed(f),
                 }
             };
-            let slots = match self.slots(commands) {
-                Ok(s) => s,
-                Err(end) => return end,
-            };
             let attempt_started = Instant::now();
-            // Unique among the job's runs (a rescale or an upgrade starts
-            // the same job id again), so that a task manager never takes
-            // one attempt's messages for another's.
-            let attempt = rand::random::<u32>();
-            let end = match deploy(&self.ctx, restored.as_ref(), attempt, &slots) {
-                Ok(dep) => self.run_attempt(dep, commands),
-                Err(f) => AttemptEnd::Failed(f),
+            // Too few slots in time fails the attempt, under the restart
+            // strategy, as in Flink.
+            let end = match self.slots(commands) {
+                Err(JobOutcome::Failed(f)) => AttemptEnd::Failed(f),
+                Err(end) => return end,
+                Ok(slots) => {
+                    // Unique among the job's runs (a rescale or an upgrade
+                    // starts the same job id again), so that a task manager
+                    // never takes one attempt's messages for another's.
+                    let attempt = rand::random::<u32>();
+                    match deploy(&self.ctx, restored.as_ref(), attempt, &slots) {
+                        Ok(dep) => self.run_attempt(dep, commands),
+                        Err(f) => AttemptEnd::Failed(f),
+                    }
+                }
             };
             drop(restored);
             let failure = match end {

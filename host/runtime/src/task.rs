@@ -378,6 +378,7 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         ctx.config.buffer_timeout,
     );
     runner.batch_mode = ctx.batch_mode;
+    runner.gate = ctx.commit_gate();
     if let Some(reader) = &source {
         runner.set_source_splits(reader.splits());
     }
@@ -511,6 +512,12 @@ fn on_control(
             cp.checkpoint(runner, source, b)?
         }
         TaskControl::Complete(n) => {
+            if !cp.ctx.may_commit() {
+                return Err(TaskError::Failed(Failure::external(format!(
+                    "not committing checkpoint {n}: this task manager no longer hears from its \
+                     coordinator, which restarts the job elsewhere"
+                ))));
+            }
             runner.commit(n)?;
             if let Some((reader, _)) = source {
                 reader.checkpoint_complete(n)?;

@@ -412,7 +412,9 @@ impl Cluster {
             .plane
             .auth
             .apply(self.client.post(format!("{address}/v1/cluster/control")))
-            .timeout(Duration::from_secs(10))
+            // A task manager that hangs is lost within a heartbeat timeout
+            // anyway; the job's coordinator must not wait longer.
+            .timeout(self.heartbeat_timeout.min(Duration::from_secs(10)))
             .json(&Controls {
                 job,
                 attempt,

@@ -24,6 +24,7 @@ use axum::routing::post;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -77,6 +78,12 @@ struct Worker {
     /// Bumped whenever this task manager loses its coordinator: a
     /// deployment that began before must not start its tasks.
     generation: std::sync::atomic::AtomicU64,
+    /// When the coordinator last answered (ms since `started`), and how
+    /// long this task manager trusts that answer: its sinks commit only
+    /// within it.
+    last_ok_ms: AtomicU64,
+    trust_ms: AtomicU64,
+    started: Instant,
 }
 
 /// Runs a task manager until the process ends.
@@ -106,6 +113,9 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         cancelled: Mutex::new(std::collections::VecDeque::new()),
         deploying: Mutex::new(std::collections::HashSet::new()),
         generation: std::sync::atomic::AtomicU64::new(0),
+        last_ok_ms: AtomicU64::new(0),
+        trust_ms: AtomicU64::new(0),
+        started: Instant::now(),
     });
     let router = Router::new()
         .route("/v1/cluster/deploy", post(deploy))
@@ -137,6 +147,19 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
 }
 
 impl Worker {
+    fn heard(&self) {
+        self.last_ok_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Whether the coordinator answered lately enough to trust that it
+    /// still counts on this task manager.
+    fn trusted(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        now.saturating_sub(self.last_ok_ms.load(Ordering::SeqCst))
+            < self.trust_ms.load(Ordering::SeqCst)
+    }
+
     /// The coordinator joined.
     fn join(&self) -> String {
         self.current.lock().expect("join lock").clone()
@@ -176,6 +199,11 @@ impl Worker {
                 match answer {
                     Ok(r) => {
                         *self.current.lock().expect("join lock") = join.clone();
+                        self.trust_ms.store(
+                            (r.heartbeat_timeout_ms.max(100) as f64 * 0.8) as u64,
+                            Ordering::SeqCst,
+                        );
+                        self.heard();
                         tracing::info!("joined the coordinator at {join}");
                         return r;
                     }
@@ -198,6 +226,9 @@ impl Worker {
     fn heartbeats(&self, r: &Registered) {
         let interval = Duration::from_millis(r.heartbeat_interval_ms.clamp(50, 60_000));
         let timeout = Duration::from_millis(r.heartbeat_timeout_ms.max(100));
+        // This side gives up a little before the coordinator does, so that
+        // its tasks stop before their job starts again elsewhere.
+        let give_up = timeout.mul_f64(0.8);
         let mut last_ok = Instant::now();
         loop {
             std::thread::sleep(interval);
@@ -208,14 +239,17 @@ impl Worker {
                     self.join(),
                     self.id
                 )))
-                .timeout(timeout);
+                .timeout(give_up.saturating_sub(last_ok.elapsed()).max(interval));
             match net_runtime().block_on(async move { request.send().await }) {
-                Ok(a) if a.status().is_success() => last_ok = Instant::now(),
+                Ok(a) if a.status().is_success() => {
+                    last_ok = Instant::now();
+                    self.heard();
+                }
                 Ok(a) if a.status() == StatusCode::NOT_FOUND => {
                     tracing::warn!("the coordinator forgot this task manager");
                     return;
                 }
-                _ if last_ok.elapsed() > timeout => {
+                _ if last_ok.elapsed() >= give_up => {
                     tracing::warn!(
                         "no answer from the coordinator at {} for {} ms",
                         self.join(),
@@ -364,6 +398,7 @@ impl Worker {
             ));
         }
         let job_dir = self.work_dir.join(d.job.to_string());
+        let gate = Arc::downgrade(self);
         let ctx = Arc::new(JobContext::for_worker(
             d.job,
             d.lineage,
@@ -371,6 +406,7 @@ impl Worker {
             factory,
             job_dir.clone(),
             self.connectors.clone(),
+            Arc::new(move || gate.upgrade().is_some_and(|w| w.trusted())),
         ));
         let mut starts: HashMap<TaskId, TaskStart> = HashMap::new();
         if let Some(r) = d.restore {
@@ -416,10 +452,11 @@ impl Worker {
         )?;
         tracing::info!(
             job = %d.job,
-            "running {} tasks of job {} (attempt {})",
+            "running {} tasks of job {} (attempt {}): {:?}",
             d.tasks.len(),
             d.job,
-            d.attempt
+            d.attempt,
+            d.tasks
         );
         // Held while the tasks start, so that controls for them wait.
         let mut attempts = self.attempts.lock().expect("attempts lock");
@@ -560,6 +597,15 @@ async fn deploy(State(w): State<Arc<Worker>>, Json(d): Json<Deploy>) -> Response
 }
 
 async fn control(State(w): State<Arc<Worker>>, Json(c): Json<Controls>) -> Response {
+    if !w.trusted() {
+        // Sent before this task manager went silent: the coordinator may
+        // have moved the job on since.
+        return (
+            StatusCode::CONFLICT,
+            "this task manager lost its coordinator",
+        )
+            .into_response();
+    }
     let attempts = w.attempts.lock().expect("attempts lock");
     let Some(running) = attempts.get(&(c.job, c.attempt)) else {
         return (StatusCode::NOT_FOUND, "no such attempt here").into_response();
