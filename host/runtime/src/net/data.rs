@@ -289,3 +289,84 @@ pub(crate) async fn receive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{Batch, CHANNEL_CAPACITY};
+    use crossbeam_channel::{bounded, unbounded};
+
+    fn batch(n: u8) -> Message {
+        Message::Batch(Batch::new(vec![n; 64 * 1024], 1))
+    }
+
+    /// Credit per channel: a receiver that stops reading one channel
+    /// stalls that channel's sender only; another channel on the same
+    /// connection goes on, and the stalled one resumes once read.
+    #[test]
+    fn a_full_channel_does_not_stall_another_on_the_same_connection() {
+        let listener = super::super::bind("127.0.0.1:0").unwrap();
+        let address = super::super::advertised_url(&listener, None);
+        let plane = DataPlane::new(Auth::default());
+        super::super::serve(
+            listener,
+            super::super::cluster::data_router(plane.clone()),
+            Auth::default(),
+        );
+        let (events, _events) = unbounded();
+        let job = JobId::random();
+        let key = |to| ChannelKey {
+            job,
+            attempt: 1,
+            edge: 0,
+            from: 0,
+            to,
+        };
+        let task = |subtask| TaskId { chain: 1, subtask };
+        let (slow_tx, slow_rx) = bounded(CHANNEL_CAPACITY);
+        let (fast_tx, fast_rx) = bounded(CHANNEL_CAPACITY);
+        plane.expect(key(0), slow_tx, events.clone(), task(0));
+        plane.expect(key(1), fast_tx, events.clone(), task(1));
+        let slow = plane.open(&address, key(0), events.clone(), task(0));
+        let fast = plane.open(&address, key(1), events.clone(), task(1));
+        const N: usize = 200;
+        // 12.5 MiB into a channel nobody reads: its sender blocks once
+        // the queue and the stream's window are full.
+        let filler = std::thread::spawn(move || {
+            for i in 0..N {
+                slow.send(batch(i as u8)).unwrap();
+            }
+            slow.send(Message::EndOfPartition).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let sender = std::thread::spawn(move || {
+            for i in 0..N {
+                fast.send(batch(i as u8)).unwrap();
+            }
+        });
+        for i in 0..N {
+            match fast_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Message::Batch(b)) => assert_eq!(b.data[0], i as u8),
+                other => panic!("batch {i} of the other channel: {other:?}"),
+            }
+        }
+        sender.join().unwrap();
+        assert!(!filler.is_finished(), "the unread channel's sender waits");
+        assert_eq!(
+            slow_rx.len(),
+            CHANNEL_CAPACITY,
+            "its queue is full, no more"
+        );
+        for i in 0..N {
+            match slow_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Message::Batch(b)) => assert_eq!(b.data[0], i as u8),
+                other => panic!("batch {i} of the stalled channel: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            slow_rx.recv_timeout(Duration::from_secs(10)),
+            Ok(Message::EndOfPartition)
+        ));
+        filler.join().unwrap();
+    }
+}
