@@ -21,6 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_core::guest::GuestSpec;
 use weir_core::{Failure, JobId, Secrets};
 
+/// Ended attempts kept for their last counter reports.
+const ENDED_KEPT: usize = 256;
+
 /// Where modules come from, by content hash.
 pub type ModuleSource = Arc<dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync>;
 
@@ -74,6 +77,9 @@ struct Members {
     /// The slots each job's current attempt holds, by location.
     held: HashMap<JobId, Vec<String>>,
     attempts: HashMap<(JobId, u32), Attempt>,
+    /// Attempts that ended lately: the counters their task managers
+    /// report last (after their tasks stopped) still count.
+    ended: indexmap::IndexMap<(JobId, u32), Attempt>,
 }
 
 /// The cluster a coordinator places its jobs' slots on.
@@ -268,7 +274,23 @@ impl Cluster {
             .attempts
             .remove(&(job, attempt));
         self.plane.forget(job, attempt);
-        if let Some(ended) = ended {
+        if let Some(mut ended) = ended {
+            let by_worker = ended.by_worker.clone();
+            // No one reads its events any more.
+            ended.events = crossbeam_channel::unbounded().0;
+            {
+                let mut s = self.state.lock().expect("cluster lock");
+                if s.ended.len() >= ENDED_KEPT {
+                    s.ended.shift_remove_index(0);
+                }
+                s.ended.insert((job, attempt), ended);
+            }
+            let ended = Attempt {
+                events: crossbeam_channel::unbounded().0,
+                metrics: Arc::new(JobMetrics::default()),
+                by_worker,
+                seen: HashMap::new(),
+            };
             let live: Vec<(String, bool)> = {
                 let s = self.state.lock().expect("cluster lock");
                 ended
@@ -560,9 +582,16 @@ async fn events(State(c): State<Arc<Cluster>>, Json(e): Json<Events>) -> Respons
             format!("task manager {} is not registered; join again", e.worker),
         );
     };
-    // Events of an attempt that ended have no one to go to.
-    let Some(a) = s.attempts.get_mut(&(e.job, e.attempt)) else {
-        return StatusCode::OK.into_response();
+    let key = (e.job, e.attempt);
+    let live = s.attempts.contains_key(&key);
+    // Events of an attempt that ended have no one to go to; its last
+    // counters still count.
+    let a = match (live, &mut *s) {
+        (true, m) => m.attempts.get_mut(&key).expect("a live attempt"),
+        (false, m) => match m.ended.get_mut(&key) {
+            Some(a) => a,
+            None => return StatusCode::OK.into_response(),
+        },
     };
     let Some(tasks) = a.by_worker.get(&address) else {
         return refuse(StatusCode::FORBIDDEN, "that attempt has no task there");
@@ -581,8 +610,10 @@ async fn events(State(c): State<Arc<Cluster>>, Json(e): Json<Events>) -> Respons
     if let Some(m) = &e.metrics {
         m.apply(&a.metrics);
     }
-    for ev in e.events {
-        let _ = a.events.send(ev);
+    if live {
+        for ev in e.events {
+            let _ = a.events.send(ev);
+        }
     }
     StatusCode::OK.into_response()
 }
