@@ -492,10 +492,11 @@ impl Worker {
         metrics: Arc<JobMetrics>,
     ) {
         let w = self.clone();
+        // Taken now, before the tasks start: counted from zero.
+        let mut reported = MetricsDelta::of(&metrics);
         let _ = std::thread::Builder::new()
             .name("task-events".into())
             .spawn(move || {
-                let mut reported = MetricsDelta::of(&metrics);
                 let mut seq = 0u64;
                 let mut last_report = Instant::now();
                 loop {
