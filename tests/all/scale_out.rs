@@ -39,6 +39,22 @@ fn wait_for_taskmanagers(api: &Api, n: usize) {
     }
 }
 
+/// Uploads the exactly-once job and runs it at parallelism 2 with `args`
+/// and checkpoints every `interval`; returns once it runs.
+fn run_counts(api: &Api, args: Vec<String>, interval: &str) -> String {
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let job = api.run(
+        &jar,
+        json!({
+            "programArgsList": args,
+            "parallelism": 2,
+            "flinkConfiguration": {"execution.checkpointing.interval": interval},
+        }),
+    );
+    api.wait_for_state(&job, "RUNNING", LIMIT);
+    job
+}
+
 /// A coordinator without slots and two task managers with two each: word
 /// count at parallelism 4 spreads over both and writes what one process
 /// writes, byte for byte. The cluster port refuses requests without the
@@ -176,17 +192,8 @@ fn a_lost_task_manager_s_job_waits_for_slots_and_resumes_exactly_once() {
     let w1 = start_worker();
     let w2 = start_worker();
     wait_for_taskmanagers(&api, 2);
-    let jar = api.upload_file(EXACTLY_ONCE_WASM);
     let (records, keys) = (40_000u64, 30u64);
-    let job = api.run(
-        &jar,
-        json!({
-            "programArgsList": file_sink_args(&out, records, 2000, keys),
-            "parallelism": 2,
-            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
-        }),
-    );
-    api.wait_for_state(&job, "RUNNING", LIMIT);
+    let job = run_counts(&api, file_sink_args(&out, records, 2000, keys), "150ms");
     wait_checkpoints(&api, &job, 3);
 
     // A task manager is killed: too few slots, so the job waits.
@@ -250,17 +257,8 @@ fn rescaling_across_task_managers_keeps_the_output_exact() {
         .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 2, &[]))
         .collect();
     wait_for_taskmanagers(&api, 2);
-    let jar = api.upload_file(EXACTLY_ONCE_WASM);
     let (records, keys) = (40_000u64, 30u64);
-    let job = api.run(
-        &jar,
-        json!({
-            "programArgsList": file_sink_args(&out, records, 2000, keys),
-            "parallelism": 2,
-            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
-        }),
-    );
-    api.wait_for_state(&job, "RUNNING", LIMIT);
+    let job = run_counts(&api, file_sink_args(&out, records, 2000, keys), "150ms");
     wait_checkpoints(&api, &job, 2);
     let (status, v) = api.patch(&format!("/jobs/{job}/rescaling?parallelism=5"));
     assert_eq!(status, 409, "more than the cluster's slots: {v}");
@@ -350,17 +348,8 @@ fn a_standby_session_takes_over_and_the_deposed_leader_cannot_commit() {
         .collect();
     let api = a.api();
     wait_for_taskmanagers(&api, 2);
-    let jar = api.upload_file(EXACTLY_ONCE_WASM);
     let (records, keys) = (30_000u64, 30u64);
-    let job = api.run(
-        &jar,
-        json!({
-            "programArgsList": file_sink_args(&out, records, 2000, keys),
-            "parallelism": 2,
-            "flinkConfiguration": {"execution.checkpointing.interval": "150ms"},
-        }),
-    );
-    api.wait_for_state(&job, "RUNNING", LIMIT);
+    let job = run_counts(&api, file_sink_args(&out, records, 2000, keys), "150ms");
     wait_checkpoints(&api, &job, 3);
 
     a.process.signal("STOP");
@@ -423,19 +412,10 @@ fn backpressure_across_task_managers_holds_the_source_back_and_loses_nothing() {
         .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 1, &[]))
         .collect();
     wait_for_taskmanagers(&api, 2);
-    let jar = api.upload_file(EXACTLY_ONCE_WASM);
     let (records, keys) = (300_000u64, 30u64);
     let mut args = file_sink_args(&out, records, 10_000_000, keys);
     args.extend(["--slow-us".to_owned(), "20".to_owned()]);
-    let job = api.run(
-        &jar,
-        json!({
-            "programArgsList": args,
-            "parallelism": 2,
-            "flinkConfiguration": {"execution.checkpointing.interval": "200ms"},
-        }),
-    );
-    api.wait_for_state(&job, "RUNNING", LIMIT);
+    let job = run_counts(&api, args, "200ms");
     let start = Instant::now();
     let mut peak_kib = 0;
     while api.state(&job) != "FINISHED" {

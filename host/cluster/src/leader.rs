@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use weir_checkpoint::{Storage, block_on};
 
 /// One term of leadership, as stored.
@@ -32,13 +32,6 @@ pub struct Term {
     /// Wall-clock time of the last renewal (ms since the epoch).
     pub renewed_ms: u64,
     pub lease_ms: u64,
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 fn term_path(epoch: u64) -> String {
@@ -136,13 +129,13 @@ impl Lease {
     pub fn try_acquire(&self) -> Result<bool> {
         let current = self.current()?;
         if let Some(t) = &current
-            && wall_ms() < t.renewed_ms.saturating_add(t.lease_ms)
+            && crate::status::now_ms() < t.renewed_ms.saturating_add(t.lease_ms)
         {
             return Ok(false);
         }
         let epoch = current.map(|t| t.epoch).unwrap_or(0) + 1;
         let began = Instant::now();
-        let term = self.term(epoch, wall_ms());
+        let term = self.term(epoch, crate::status::now_ms());
         let created = block_on(
             self.storage
                 .create(&term_path(epoch), Bytes::from(serde_json::to_vec(&term)?)),
@@ -180,7 +173,7 @@ impl Lease {
         self.check()?;
         let epoch = self.epoch();
         let began = Instant::now();
-        let term = self.term(epoch, wall_ms());
+        let term = self.term(epoch, crate::status::now_ms());
         block_on(
             self.storage
                 .put(&term_path(epoch), Bytes::from(serde_json::to_vec(&term)?)),

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use weir_core::guest::GuestSpec;
 use weir_core::{Failure, JobId, Secrets};
 
@@ -48,7 +48,6 @@ pub struct WorkerView {
     pub slots: u32,
     pub free: u32,
     pub since_heartbeat: Duration,
-    pub registered_ms: u64,
     pub cores: u32,
     pub memory: i64,
 }
@@ -57,7 +56,6 @@ struct Worker {
     id: String,
     slots: u32,
     last_heartbeat: Instant,
-    registered_ms: u64,
     cores: u32,
     memory: i64,
 }
@@ -102,13 +100,6 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
 impl Cluster {
     /// Serves the cluster endpoint on `listener` and watches heartbeats.
     pub fn start(options: ClusterOptions, listener: std::net::TcpListener) -> Arc<Cluster> {
@@ -144,6 +135,15 @@ impl Cluster {
                 }
             });
         cluster
+    }
+
+    /// Whether the task manager at `address` is still registered.
+    fn registered(&self, address: &str) -> bool {
+        self.state
+            .lock()
+            .expect("cluster lock")
+            .workers
+            .contains_key(address)
     }
 
     /// This process's cluster URL.
@@ -197,7 +197,6 @@ impl Cluster {
                 slots: w.slots,
                 free: free.get(a.as_str()).copied().unwrap_or(0),
                 since_heartbeat: w.last_heartbeat.elapsed(),
-                registered_ms: w.registered_ms,
                 cores: w.cores,
                 memory: w.memory,
             })
@@ -341,13 +340,7 @@ impl Cluster {
         tasks: &[TaskId],
         restored: Option<&Restored>,
     ) -> Result<(), Failure> {
-        if !self
-            .state
-            .lock()
-            .expect("cluster lock")
-            .workers
-            .contains_key(address)
-        {
+        if !self.registered(address) {
             return Err(Failure::external(format!(
                 "the task manager at {address} is gone"
             )));
@@ -421,13 +414,7 @@ impl Cluster {
         attempt: u32,
         controls: Vec<(TaskId, TaskControl)>,
     ) {
-        if !self
-            .state
-            .lock()
-            .expect("cluster lock")
-            .workers
-            .contains_key(address)
-        {
+        if !self.registered(address) {
             return;
         }
         let request = self
@@ -543,7 +530,6 @@ async fn register(State(c): State<Arc<Cluster>>, Json(r): Json<Register>) -> Res
             id: r.id,
             slots: r.slots,
             last_heartbeat: Instant::now(),
-            registered_ms: wall_ms(),
             cores: r.cores,
             memory: r.memory,
         },

@@ -50,10 +50,6 @@ impl Auth {
         Auth(secret.filter(|s| !s.is_empty()))
     }
 
-    pub fn is_set(&self) -> bool {
-        self.0.is_some()
-    }
-
     pub(crate) fn apply(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.0 {
             Some(s) => r.bearer_auth(s),
