@@ -15,6 +15,7 @@ mod savepoints;
 mod scale_out;
 mod sql;
 mod tenants;
+mod unaligned;
 mod windows;
 mod wordcount;
 

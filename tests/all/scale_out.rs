@@ -12,6 +12,16 @@ use weir_tests::{
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
+
+/// A coordinator that notices a lost task manager in 2 s and restarts its
+/// jobs.
+const RECOVERING: &[&str] = &[
+    "-Dheartbeat.interval=200ms",
+    "-Dheartbeat.timeout=2s",
+    "-Drestart-strategy.type=fixed-delay",
+    "-Drestart-strategy.fixed-delay.attempts=1000",
+    "-Drestart-strategy.fixed-delay.delay=200ms",
+];
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 
 fn coordinator(dir: &Path, extra: &[&str]) -> SessionProcess {
@@ -42,13 +52,22 @@ fn wait_for_taskmanagers(api: &Api, n: usize) {
 /// Uploads the exactly-once job and runs it at parallelism 2 with `args`
 /// and checkpoints every `interval`; returns once it runs.
 fn run_counts(api: &Api, args: Vec<String>, interval: &str) -> String {
+    run_counts_with(
+        api,
+        args,
+        json!({"execution.checkpointing.interval": interval}),
+    )
+}
+
+/// As `run_counts`, with the job's configuration `config`.
+fn run_counts_with(api: &Api, args: Vec<String>, config: Value) -> String {
     let jar = api.upload_file(EXACTLY_ONCE_WASM);
     let job = api.run(
         &jar,
         json!({
             "programArgsList": args,
             "parallelism": 2,
-            "flinkConfiguration": {"execution.checkpointing.interval": interval},
+            "flinkConfiguration": config,
         }),
     );
     api.wait_for_state(&job, "RUNNING", LIMIT);
@@ -175,16 +194,7 @@ fn word_count_over_two_task_managers_matches_one_process() {
 fn a_lost_task_manager_s_job_waits_for_slots_and_resumes_exactly_once() {
     let dir = temp_dir();
     let out = dir.path().join("out");
-    let s = coordinator(
-        &dir.path().join("data"),
-        &[
-            "-Dheartbeat.interval=200ms",
-            "-Dheartbeat.timeout=2s",
-            "-Drestart-strategy.type=fixed-delay",
-            "-Drestart-strategy.fixed-delay.attempts=1000",
-            "-Drestart-strategy.fixed-delay.delay=200ms",
-        ],
-    );
+    let s = coordinator(&dir.path().join("data"), RECOVERING);
     let mut s = s;
     let join = s.cluster_url();
     let api = s.api();
@@ -445,4 +455,75 @@ fn backpressure_across_task_managers_holds_the_source_back_and_loses_nothing() {
     let got = Sink::File(out.clone()).committed();
     let (lost, dup, sample) = compare(&expected(records, keys), &got);
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+}
+
+/// Unaligned checkpoints across task managers, switching over from aligned
+/// after 20 ms: a slow count holds the source back over the network, the
+/// checkpoints hold the records in flight between the task managers, and
+/// when one task manager is killed the job restores from such a checkpoint
+/// on a new one and writes every record once.
+#[test]
+fn unaligned_checkpoints_across_task_managers_restore_exactly_after_a_loss() {
+    use crate::unaligned::{in_flight, latest_checkpoint};
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let mut s = coordinator(&dir.path().join("data"), RECOVERING);
+    let join = s.cluster_url();
+    let api = s.api();
+    let start_worker = || WorkerProcess::start(Path::new(WEIR), &join, 1, &[]);
+    let w1 = start_worker();
+    let w2 = start_worker();
+    wait_for_taskmanagers(&api, 2);
+    let (records, keys) = (300_000u64, 30u64);
+    let mut args = file_sink_args(&out, records, 10_000_000, keys);
+    args.extend(["--slow-us".to_owned(), "40".to_owned()]);
+    let job = run_counts_with(
+        &api,
+        args,
+        json!({
+            "execution.checkpointing.interval": "100ms",
+            "execution.checkpointing.unaligned": "true",
+            "execution.checkpointing.aligned-checkpoint-timeout": "20ms",
+        }),
+    );
+    let start = Instant::now();
+    while latest_checkpoint(&api, &job).is_none_or(|c| in_flight(&c).0 == 0) {
+        assert!(
+            start.elapsed() < LIMIT && api.state(&job) == "RUNNING",
+            "no checkpoint with records in flight: {}",
+            api.get(&format!("/jobs/{job}/checkpoints")).1
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w2.process.signal("KILL");
+    let t = Instant::now();
+    while api.state(&job) == "RUNNING" {
+        assert!(t.elapsed() < LIMIT, "the job never noticed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let restored_from = latest_checkpoint(&api, &job).expect("a checkpoint");
+    let (input, output) = in_flight(&restored_from);
+    assert!(
+        input > 0,
+        "{} holds no records in flight",
+        restored_from.display()
+    );
+    drop(w2);
+    let w3 = start_worker();
+    api.wait_for_state(&job, "FINISHED", Duration::from_secs(180));
+    assert!(
+        s.process
+            .wait_for_logs("restoring from", 1, Duration::from_secs(5)),
+        "{}",
+        s.process.stderr()
+    );
+    let got = Sink::File(out.clone()).committed();
+    let (lost, dup, sample) = compare(&expected(records, keys), &got);
+    assert_eq!(
+        (lost, dup),
+        (0, 0),
+        "lost or duplicated after restoring {} ({input} + {output} bytes in flight): {sample:?}",
+        restored_from.display()
+    );
+    drop((w1, w3));
 }

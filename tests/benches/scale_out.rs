@@ -7,7 +7,11 @@
 //! 3. the time from a task manager's SIGKILL to the job RUNNING again, with
 //!    a spare task manager waiting;
 //! 4. the time from the leading session's SIGKILL to its standby running
-//!    every job (lease 2 s, heartbeat timeout 2 s).
+//!    every job (lease 2 s, heartbeat timeout 2 s);
+//! 5. checkpoint durations of the exactly-once counts job with a slow map
+//!    that holds its source back: idle, aligned under backpressure, and
+//!    unaligned under backpressure (from the start, and after 500 ms
+//!    aligned), in one process and over two task managers.
 //!
 //! Run with `cargo bench -p weir-tests --bench scale_out`.
 
@@ -17,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use weir_runtime::exchange;
 use weir_tests::cluster::{Api, SessionProcess, WorkerProcess};
-use weir_tests::{CLICK_EVENT_COUNT_WASM, WORDCOUNT_WASM, write_corpus};
+use weir_tests::{CLICK_EVENT_COUNT_WASM, EXACTLY_ONCE_WASM, WORDCOUNT_WASM, write_corpus};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
 const RUNS: usize = 3;
@@ -70,7 +74,159 @@ fn wait_for(api: &Api, job: &str, state: &str) -> Duration {
     t.elapsed()
 }
 
+/// One configuration of the checkpoint-duration figures.
+struct Case {
+    name: &'static str,
+    /// Microseconds each count takes (0: no backpressure).
+    slow_us: u64,
+    rate: u64,
+    config: &'static [(&'static str, &'static str)],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "idle",
+        slow_us: 0,
+        rate: 20_000,
+        config: &[],
+    },
+    Case {
+        name: "backpressure, aligned",
+        slow_us: 100,
+        rate: 10_000_000,
+        config: &[],
+    },
+    Case {
+        name: "backpressure, unaligned",
+        slow_us: 100,
+        rate: 10_000_000,
+        config: &[("execution.checkpointing.unaligned", "true")],
+    },
+    Case {
+        name: "backpressure, unaligned after 500 ms",
+        slow_us: 100,
+        rate: 10_000_000,
+        config: &[
+            ("execution.checkpointing.unaligned", "true"),
+            (
+                "execution.checkpointing.aligned-checkpoint-timeout",
+                "500ms",
+            ),
+        ],
+    },
+];
+
+/// Runs the counts job with checkpoints every 200 ms until five completed
+/// (or 30 s passed); returns the median duration of the completed ones
+/// after the first (which starts before backpressure builds up) — or,
+/// when none did, how long the one in progress has run, as a lower bound
+/// (true) — how many completed, and the bytes in flight in the last one.
+fn checkpoint_durations(api: &Api, jar: &str, out: &Path, case: &Case) -> (u64, bool, u64, u64) {
+    let mut config = serde_json::Map::new();
+    config.insert("execution.checkpointing.interval".into(), "200ms".into());
+    for (k, v) in case.config {
+        config.insert((*k).into(), (*v).into());
+    }
+    let job = api.run(
+        jar,
+        json!({
+            "programArgsList": [
+                "--sink", "file", "--output", out.display().to_string(),
+                "--records", "100000000", "--rate", case.rate.to_string(),
+                "--keys", "1000", "--slow-us", case.slow_us.to_string(),
+            ],
+            "parallelism": 2,
+            "flinkConfiguration": config,
+        }),
+    );
+    wait_for(api, &job, "RUNNING");
+    let start = Instant::now();
+    let v = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
+        if v["counts"]["completed"].as_u64() >= Some(5) || start.elapsed() > Duration::from_secs(30)
+        {
+            break v;
+        }
+    };
+    api.patch(&format!("/jobs/{job}?mode=cancel"));
+    wait_for(api, &job, "CANCELED");
+    let history = v["history"].as_array().unwrap();
+    let of = |status: &str| -> Vec<u64> {
+        let mut d: Vec<u64> = history
+            .iter()
+            .filter(|c| c["status"] == status && c["id"].as_u64() > Some(1))
+            .map(|c| c["end_to_end_duration"].as_u64().unwrap())
+            .collect();
+        d.sort();
+        d
+    };
+    let (completed, running) = (of("COMPLETED"), of("IN_PROGRESS"));
+    let (median, at_least) = match completed.is_empty() {
+        false => (completed[completed.len() / 2], false),
+        true => (running.last().copied().unwrap_or(0), true),
+    };
+    let in_flight = v["latest"]["completed"]["external_path"]
+        .as_str()
+        .and_then(|p| std::fs::read(format!("{}/_metadata", p.trim_start_matches("file://"))).ok())
+        .map(|m| {
+            let body = &m[m.iter().position(|&b| b == b'\n').unwrap_or(0) + 1..];
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            v["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    t["in_flight"]["input"]["size"].as_u64().unwrap_or(0)
+                        + t["in_flight"]["output"]["size"].as_u64().unwrap_or(0)
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    let done = v["counts"]["completed"].as_u64().unwrap_or(0);
+    (median, at_least, done, in_flight)
+}
+
+fn checkpoints_under_backpressure(dir: &Path) {
+    println!(
+        "Checkpoint duration, counts job -p 2, checkpoints every 200 ms until 5 completed (30 s \
+         at most), the first left out:"
+    );
+    println!("  where              case                                   median  done  in flight");
+    let one = SessionProcess::start(Path::new(WEIR), &dir.join("cp-one"), 2, &[]);
+    let (two, join) = coordinator(&dir.join("cp-two"));
+    let _workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 1, &[]))
+        .collect();
+    for (where_, session) in [("one process", &one), ("two task managers", &two)] {
+        let api = session.api();
+        let jar = api.upload_file(EXACTLY_ONCE_WASM);
+        let mut medians = Vec::new();
+        for (i, case) in CASES.iter().enumerate() {
+            let out = dir.join(format!("cp-out-{where_}-{i}").replace(' ', "-"));
+            let (median, at_least, n, in_flight) = checkpoint_durations(&api, &jar, &out, case);
+            println!(
+                "  {where_:<18} {:<36} {}{median:>6} ms {n:>4} {:>7} KiB",
+                case.name,
+                if at_least { ">" } else { " " },
+                in_flight / 1024
+            );
+            medians.push(median.max(1) as f64);
+        }
+        println!(
+            "  {where_}: aligned / unaligned under backpressure: {:.1}; unaligned / idle: {:.1}",
+            medians[1] / medians[2],
+            medians[2] / medians[0]
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "checkpoints") {
+        let dir = tempfile::tempdir().unwrap();
+        checkpoints_under_backpressure(dir.path());
+        return;
+    }
     // 1. One channel.
     let total = 1u64 << 30;
     println!("One channel, 1 GiB of 100-byte records in 64 KiB batches:");
@@ -272,4 +428,7 @@ fn main() {
     drop(a);
     let _ = b.child.kill();
     let _ = b.child.wait();
+
+    // 5. Checkpoints under backpressure.
+    checkpoints_under_backpressure(dir.path());
 }

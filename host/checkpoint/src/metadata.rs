@@ -67,6 +67,20 @@ pub struct TaskSnapshot {
     /// records of transactions not yet committed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub operator_files: BTreeMap<String, Vec<FileRef>>,
+    /// Records in flight at an unaligned checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlightHandle>,
+}
+
+/// The records of an unaligned checkpoint that were in flight around a
+/// task: those it had yet to read before the barrier (input) and those it
+/// had buffered but not sent (output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlightHandle {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<FileRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<FileRef>,
 }
 
 /// What a snapshot describes.
@@ -169,6 +183,11 @@ impl SnapshotMetadata {
                 .chain(t.memory.iter().flat_map(|m| m.files.iter()))
                 .chain(t.saved.iter().map(|s| &s.file))
                 .chain(t.operator_files.values().flatten())
+                .chain(
+                    t.in_flight
+                        .iter()
+                        .flat_map(|f| f.input.iter().chain(&f.output)),
+                )
         })
     }
 
@@ -218,6 +237,7 @@ mod tests {
                 saved: None,
                 operator_state: BTreeMap::new(),
                 operator_files: BTreeMap::new(),
+                in_flight: None,
             }],
         }
     }

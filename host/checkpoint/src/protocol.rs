@@ -8,6 +8,7 @@ pub mod retention;
 pub use aligner::{AlignAction, AlignmentMode, BarrierAligner};
 pub use coordinator::{AckOutcome, CheckpointSettings, Coordinator, SnapshotKind, TooManyFailures};
 pub use restore::{
-    Decision, ReportLine, RestorePlan, TargetJob, TargetOperator, TaskRestore, plan_restore,
+    Decision, InFlightRestore, ReportLine, RestorePlan, TargetJob, TargetOperator, TaskRestore,
+    plan_restore,
 };
 pub use retention::{Discard, Retention};

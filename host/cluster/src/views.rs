@@ -336,7 +336,8 @@ pub fn checkpoint_config(job: &JobEntry) -> Value {
         },
         "checkpoint_storage": c.checkpoints_dir,
         "state_backend": "EmbeddedRocksDBStateBackend",
-        "unaligned_checkpoints": false,
+        "unaligned_checkpoints": c.unaligned,
+        "aligned_checkpoint_timeout": c.aligned_checkpoint_timeout.as_millis() as u64,
         "changelog_storage": "",
     })
 }

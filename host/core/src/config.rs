@@ -122,6 +122,20 @@ pub struct Config {
         deserialize_with = "upper"
     )]
     pub externalized_retention: ExternalizedRetention,
+    /// Barriers overtake queued records, which become part of the
+    /// checkpoint (EXACTLY_ONCE only).
+    #[serde(
+        rename = "execution.checkpointing.unaligned",
+        deserialize_with = "parsed"
+    )]
+    pub unaligned: bool,
+    /// Unaligned checkpoints start aligned and switch once they ran this
+    /// long.
+    #[serde(
+        rename = "execution.checkpointing.aligned-checkpoint-timeout",
+        with = "human"
+    )]
+    pub aligned_checkpoint_timeout: Duration,
     #[serde(
         rename = "execution.checkpointing.incremental",
         deserialize_with = "parsed"
@@ -339,6 +353,26 @@ impl fmt::Debug for Secret {
 
 /// Built-in defaults, as flat keys (Flink's defaults where Flink has one),
 /// from the documented table of keys.
+/// Other names Flink gives some keys (its newer and its deprecated ones).
+const ALIASES: &[(&str, &str)] = &[
+    (
+        "execution.checkpointing.unaligned.enabled",
+        "execution.checkpointing.unaligned",
+    ),
+    (
+        "execution.checkpointing.alignment-timeout",
+        "execution.checkpointing.aligned-checkpoint-timeout",
+    ),
+];
+
+/// The key `key` is another name of, or itself.
+fn canonical(key: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map_or(key, |(_, k)| k)
+}
+
 pub fn defaults() -> ConfigLayer {
     crate::reference::config_keys()
         .filter_map(|k| k.default.map(|d| (k.key.to_owned(), d.to_owned())))
@@ -357,7 +391,7 @@ impl Config {
         let mut merged = defaults();
         for layer in layers {
             for (k, v) in layer.iter() {
-                merged.insert(k.clone(), v.clone());
+                merged.insert(canonical(k).to_owned(), v.clone());
             }
         }
         Config::parse(&merged)
@@ -433,6 +467,13 @@ impl Config {
         if self.compile_max_concurrent == 0 {
             return Err(ConfigError(
                 "weir.compile.max-concurrent must be at least 1".into(),
+            ));
+        }
+        if self.unaligned && self.checkpointing_mode == CheckpointingMode::AtLeastOnce {
+            return Err(ConfigError(
+                "execution.checkpointing.unaligned needs execution.checkpointing.mode \
+                 EXACTLY_ONCE (AT_LEAST_ONCE does not align barriers at all)"
+                    .into(),
             ));
         }
         if self.max_concurrent_checkpoints == 0 {
@@ -606,6 +647,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unaligned_checkpoints_under_flink_s_names_and_only_exactly_once() {
+        let c = Config::from_layers(&[&layer(&[
+            ("execution.checkpointing.unaligned.enabled", "true"),
+            ("execution.checkpointing.alignment-timeout", "30s"),
+        ])])
+        .unwrap();
+        assert!(c.unaligned);
+        assert_eq!(c.aligned_checkpoint_timeout, Duration::from_secs(30));
+        let e = Config::from_layers(&[&layer(&[
+            ("execution.checkpointing.unaligned", "true"),
+            ("execution.checkpointing.mode", "AT_LEAST_ONCE"),
+        ])])
+        .unwrap_err();
+        assert!(e.0.contains("EXACTLY_ONCE"), "{e}");
+    }
 
     fn layer(kv: &[(&str, &str)]) -> ConfigLayer {
         kv.iter()

@@ -128,6 +128,21 @@ pub const SECTIONS: &[Section] = &[
                  RETAIN_ON_CANCELLATION, DELETE_ON_CANCELLATION or NO_EXTERNALIZED_CHECKPOINTS.",
             ),
             key(
+                "execution.checkpointing.unaligned",
+                "false",
+                "Barriers overtake queued records, which become part of the checkpoint, so \
+                 that a checkpoint under backpressure takes about as long as an idle one \
+                 (EXACTLY_ONCE only; savepoints and module swaps stay aligned). Also read as \
+                 `execution.checkpointing.unaligned.enabled`.",
+            ),
+            key(
+                "execution.checkpointing.aligned-checkpoint-timeout",
+                "0ms",
+                "With unaligned checkpoints: each checkpoint starts aligned and switches to \
+                 unaligned once it has run this long (0: unaligned from the start). Also read \
+                 as `execution.checkpointing.alignment-timeout`.",
+            ),
+            key(
                 "execution.checkpointing.incremental",
                 "true",
                 "Checkpoints upload only RocksDB files that are new since the previous one \

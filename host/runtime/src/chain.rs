@@ -6,7 +6,7 @@
 //! to the task's output edges, and side outputs go to the edges of their
 //! operator and port.
 
-use crate::channel::{Batch, Disconnected, EmitError, Message, OutputEdge, clone_batch};
+use crate::channel::{Barrier, Batch, Disconnected, EmitError, Message, OutputEdge, clone_batch};
 use crate::metrics::JobMetrics;
 use crate::process::ProcessStep;
 use crate::services::{TaskHost, state_failure};
@@ -755,6 +755,7 @@ impl ChainRunner {
             saved,
             operator_state,
             operator_files,
+            in_flight: Default::default(),
         })
     }
 
@@ -852,6 +853,44 @@ impl ChainRunner {
             o.flush()?;
         }
         self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Announces `barrier` on every output edge's priority lanes (see
+    /// `OutputEdge::announce`); returns the records of partially filled
+    /// buffers that follow it in the channels, by output edge.
+    pub fn announce(
+        &mut self,
+        barrier: &Barrier,
+        flush: bool,
+    ) -> Result<Vec<(u32, Batch)>, Disconnected> {
+        let mut unsent = Vec::new();
+        for (i, o) in self.outputs.iter_mut().enumerate() {
+            unsent.extend(
+                o.announce(barrier, flush)?
+                    .into_iter()
+                    .map(|b| (i as u32, b)),
+            );
+        }
+        if flush {
+            self.last_flush = Instant::now();
+        }
+        Ok(unsent)
+    }
+
+    /// Whether every output channel has room for a message.
+    pub fn outputs_ready(&self) -> bool {
+        self.outputs.iter().all(OutputEdge::has_room)
+    }
+
+    /// Sends records a restored task had buffered but not sent.
+    pub fn replay_output(&mut self, edge: u32, batch: Batch) -> Result<(), TaskError> {
+        let out = self.outputs.get_mut(edge as usize).ok_or_else(|| {
+            Failure::internal(format!(
+                "in-flight records for output {edge}, which the task does not have"
+            ))
+        })?;
+        out.emit(batch)?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use crate::metrics::OperatorMetrics;
 use crate::net::data::RemoteSender;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use weir_checkpoint::protocol::SnapshotKind;
 use weir_core::plan::Partitioning;
 use weir_core::{CheckpointId, Failure, KeyGroup};
@@ -64,6 +64,40 @@ pub struct Barrier {
     pub dir: String,
     /// The job changes modules at this barrier.
     pub swap: bool,
+    /// Unaligned checkpoints: from this wall-clock time (ms since the
+    /// epoch) on, tasks no longer wait for the barrier on every input
+    /// before they snapshot; records still queued before it become part
+    /// of the checkpoint. None: aligned (savepoints, module swaps, and
+    /// jobs without unaligned checkpoints).
+    #[serde(default)]
+    pub unaligned_after: Option<u64>,
+}
+
+impl Barrier {
+    /// Whether the barrier no longer waits for alignment at `now_ms`.
+    pub fn unaligned_at(&self, now_ms: u64) -> bool {
+        self.unaligned_after.is_some_and(|t| now_ms >= t)
+    }
+}
+
+/// Early notice of a barrier, ahead of the records queued in its channel:
+/// `before` counts the messages (barriers aside) the sender put into the
+/// channel before the barrier, so the receiver knows which of the
+/// messages it has yet to read precede it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Priority {
+    /// The channel's index among the receiving task's inputs.
+    pub input: usize,
+    pub barrier: Barrier,
+    pub before: u64,
+}
+
+/// The priority lane of a receiving task, with the index of one channel
+/// among its inputs.
+#[derive(Debug, Clone)]
+pub(crate) struct Lane {
+    pub tx: Sender<Priority>,
+    pub input: usize,
 }
 
 /// Channel capacity in messages; with batches of a few tens of KiB this
@@ -84,14 +118,40 @@ pub(crate) struct OutputEdge {
     max_parallelism: u32,
     next: usize,
     metrics: Arc<OperatorMetrics>,
+    /// Messages (barriers aside) put into each channel.
+    sent: Vec<u64>,
+    /// A barrier announced on a channel's priority lane, to be put into
+    /// the channel itself before anything else.
+    marker: Vec<Option<Barrier>>,
 }
 
 /// Where a channel leads: a task of this process, or of another one.
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    Local(Sender<Message>),
+    /// With the channel's credits when its receiver takes messages off it
+    /// before processing them (unaligned checkpoints).
+    Local(Sender<Message>, Lane, Option<Sender<()>>),
     Remote(RemoteSender),
 }
+
+/// Takes one of a channel's credits (one per message sent and not yet
+/// processed), waiting for one if there is none; None when the receiver
+/// is gone. Returns how long it waited.
+pub(crate) fn take_credit(credits: &Sender<()>) -> Option<Duration> {
+    match credits.try_send(()) {
+        Ok(()) => Some(Duration::ZERO),
+        Err(TrySendError::Full(())) => {
+            let t = Instant::now();
+            credits.send(()).ok().map(|()| t.elapsed())
+        }
+        Err(TrySendError::Disconnected(())) => None,
+    }
+}
+
+/// Capacity of a channel whose receiver takes messages off it before it
+/// processes them: its credits bound it to `CHANNEL_CAPACITY` messages, and
+/// barriers need room beside them.
+pub(crate) const CREDITED_CAPACITY: usize = 2 * CHANNEL_CAPACITY + 2;
 
 /// The receiving task is gone; the job is stopping.
 #[derive(Debug)]
@@ -106,7 +166,8 @@ impl OutputEdge {
         max_parallelism: u32,
         metrics: Arc<OperatorMetrics>,
     ) -> Self {
-        let buffers = (0..targets.len()).map(|_| Writer::new()).collect();
+        let n = targets.len();
+        let buffers = (0..n).map(|_| Writer::new()).collect();
         OutputEdge {
             from_op,
             port,
@@ -116,12 +177,33 @@ impl OutputEdge {
             max_parallelism,
             next: 0,
             metrics,
+            sent: vec![0; n],
+            marker: vec![None; n],
         }
     }
 
-    fn send(&self, target: usize, msg: Message) -> Result<(), Disconnected> {
+    fn send(&mut self, target: usize, msg: Message) -> Result<(), Disconnected> {
+        if let Some(b) = self.marker[target].take() {
+            self.push(target, Message::Barrier(b))?;
+        }
+        let counts = !matches!(msg, Message::Barrier(_));
+        self.push(target, msg)?;
+        if counts {
+            self.sent[target] += 1;
+        }
+        Ok(())
+    }
+
+    fn push(&self, target: usize, msg: Message) -> Result<(), Disconnected> {
         match self.targets[target].as_ref().ok_or(Disconnected)? {
-            Target::Local(tx) => match tx.try_send(msg) {
+            Target::Local(tx, _, Some(credits)) => {
+                if !matches!(msg, Message::Barrier(_)) {
+                    let waited = take_credit(credits).ok_or(Disconnected)?;
+                    self.metrics.add_backpressure(waited);
+                }
+                tx.send(msg).map_err(|_| Disconnected)
+            }
+            Target::Local(tx, _, None) => match tx.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(msg)) => {
                     let t = Instant::now();
@@ -208,6 +290,17 @@ impl OutputEdge {
         self.send(t, Message::Batch(Batch::new(data, records)))
     }
 
+    /// Whether every connected channel has room for a message, so that
+    /// sending the next one takes no waiting (a closed channel counts as
+    /// ready: sending on it fails at once).
+    pub fn has_room(&self) -> bool {
+        self.targets.iter().flatten().all(|t| match t {
+            Target::Local(_, _, Some(credits)) => !credits.is_full(),
+            Target::Local(tx, _, None) => !tx.is_full(),
+            Target::Remote(tx) => tx.has_room(),
+        })
+    }
+
     /// Whether records wait in a partially filled buffer.
     pub fn has_buffered(&self) -> bool {
         self.buffers.iter().any(|b| !b.is_empty())
@@ -219,6 +312,54 @@ impl OutputEdge {
             self.flush_one(t)?;
         }
         Ok(())
+    }
+
+    /// Announces `barrier` on every connected channel's priority lane,
+    /// ahead of what the channels hold, and puts it into each channel as
+    /// soon as that takes no waiting (or before the next message). With
+    /// `flush`, partially filled buffers are sent first (an aligned
+    /// barrier); otherwise they are sent after the barrier, and a copy of
+    /// each is returned: records the snapshot must hold, since the
+    /// receiver takes them as following the barrier.
+    pub fn announce(&mut self, barrier: &Barrier, flush: bool) -> Result<Vec<Batch>, Disconnected> {
+        let mut unsent = Vec::new();
+        if flush {
+            self.flush()?;
+        } else {
+            for b in &self.buffers {
+                if !b.is_empty() {
+                    unsent.push(Batch::new(b.as_bytes().to_vec(), b.records() as u32));
+                }
+            }
+        }
+        for t in self.connected().collect::<Vec<_>>() {
+            let before = self.sent[t];
+            match self.targets[t].as_ref().ok_or(Disconnected)? {
+                Target::Local(tx, lane, _) => {
+                    lane.tx
+                        .send(Priority {
+                            input: lane.input,
+                            barrier: barrier.clone(),
+                            before,
+                        })
+                        .map_err(|_| Disconnected)?;
+                    match tx.try_send(Message::Barrier(barrier.clone())) {
+                        Ok(()) => self.marker[t] = None,
+                        Err(TrySendError::Full(_)) => self.marker[t] = Some(barrier.clone()),
+                        Err(TrySendError::Disconnected(_)) => return Err(Disconnected),
+                    }
+                }
+                Target::Remote(tx) => {
+                    tx.priority(barrier.clone(), before)
+                        .map_err(|_| Disconnected)?;
+                    self.marker[t] = tx
+                        .try_send(Message::Barrier(barrier.clone()))
+                        .map_err(|_| Disconnected)?
+                        .map(|_| barrier.clone());
+                }
+            }
+        }
+        Ok(unsent)
     }
 
     /// Sends a control message to every connected subtask, after the data

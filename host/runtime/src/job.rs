@@ -2,7 +2,9 @@
 //! restart it from its latest checkpoint when a task fails, and report how
 //! it ended.
 
-use crate::channel::{Barrier, CHANNEL_CAPACITY, Message, OutputEdge, Target};
+use crate::channel::{
+    Barrier, CHANNEL_CAPACITY, CREDITED_CAPACITY, Lane, Message, OutputEdge, Priority, Target,
+};
 use crate::execution::ExecutionGraph;
 use crate::metrics::JobMetrics;
 use crate::net::Cluster;
@@ -24,7 +26,9 @@ use weir_checkpoint::protocol::{
 };
 use weir_checkpoint::{S3Options, Storage, TaskSnapshot, block_on, paths};
 use weir_connectors::Connectors;
-use weir_core::config::{ExternalizedRetention, RestartStrategyKind, RuntimeMode};
+use weir_core::config::{
+    CheckpointingMode, ExternalizedRetention, RestartStrategyKind, RuntimeMode,
+};
 use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobId};
 
 /// What a job's tasks share.
@@ -589,6 +593,12 @@ impl Placement<'_> {
 /// The channels of this process's tasks.
 pub(crate) struct Wiring {
     pub inputs: HashMap<TaskId, Vec<Receiver<Message>>>,
+    /// Each receiving task's priority lane: barriers announced ahead of
+    /// what its channels hold.
+    pub lanes: HashMap<TaskId, (Sender<Priority>, Receiver<Priority>)>,
+    /// Each receiving task's channels' credits, by input (unaligned
+    /// checkpoints: the task gives one back per message processed).
+    pub credits: HashMap<TaskId, Vec<Receiver<()>>>,
     pub outputs: HashMap<TaskId, Vec<OutputEdge>>,
 }
 
@@ -604,6 +614,9 @@ pub(crate) fn wire(
 ) -> Result<Wiring, Failure> {
     let max_parallelism = ctx.factory().graph().max_parallelism;
     let mut inputs: HashMap<TaskId, Vec<Receiver<Message>>> = HashMap::new();
+    let mut lanes: HashMap<TaskId, (Sender<Priority>, Receiver<Priority>)> = HashMap::new();
+    let mut credits: HashMap<TaskId, Vec<Receiver<()>>> = HashMap::new();
+    let credited = ctx.config.unaligned;
     let mut outputs: HashMap<TaskId, Vec<OutputEdge>> = HashMap::new();
     let need_plane =
         || plane.ok_or_else(|| Failure::internal("a network channel without a data plane"));
@@ -634,17 +647,33 @@ pub(crate) fn wire(
                     from: u,
                     to: d,
                 };
+                let mut lane = || {
+                    let ins = inputs.entry(down).or_default();
+                    let lane = Lane {
+                        tx: lanes.entry(down).or_insert_with(unbounded).0.clone(),
+                        input: ins.len(),
+                    };
+                    let (tx, rx) = match credited {
+                        true => bounded(CREDITED_CAPACITY),
+                        false => bounded(CHANNEL_CAPACITY),
+                    };
+                    ins.push(rx);
+                    let credit = credited.then(|| {
+                        let (tx, rx) = bounded(CHANNEL_CAPACITY);
+                        credits.entry(down).or_default().push(rx);
+                        tx
+                    });
+                    (tx, lane, credit)
+                };
                 if up_here && down_here {
-                    let (tx, rx) = bounded(CHANNEL_CAPACITY);
-                    targets.push(Some(Target::Local(tx)));
-                    inputs.entry(down).or_default().push(rx);
+                    let (tx, lane, credit) = lane();
+                    targets.push(Some(Target::Local(tx, lane, credit)));
                 } else if up_here {
                     let tx = need_plane()?.open(placement.at(d), key, events.clone(), up);
                     targets.push(Some(Target::Remote(tx)));
                 } else {
-                    let (tx, rx) = bounded(CHANNEL_CAPACITY);
-                    need_plane()?.expect(key, tx, events.clone(), down);
-                    inputs.entry(down).or_default().push(rx);
+                    let (tx, lane, credit) = lane();
+                    need_plane()?.expect(key, tx, lane, credit, events.clone(), down);
                     targets.push(None);
                 }
             }
@@ -660,7 +689,12 @@ pub(crate) fn wire(
             }
         }
     }
-    Ok(Wiring { inputs, outputs })
+    Ok(Wiring {
+        inputs,
+        lanes,
+        credits,
+        outputs,
+    })
 }
 
 /// Tasks started: their controls and threads.
@@ -686,6 +720,8 @@ pub(crate) fn spawn_tasks(
             index: task_index(&exec.chains, id),
             chain: chain.clone(),
             inputs: wiring.inputs.remove(&id).unwrap_or_default(),
+            priority: wiring.lanes.remove(&id).map(|(_, rx)| rx),
+            credits: wiring.credits.remove(&id).unwrap_or_default(),
             outputs: wiring.outputs.remove(&id).unwrap_or_default(),
             control: ctl_rx,
             events: events.clone(),
@@ -1523,11 +1559,21 @@ impl Master {
                 return Err(f);
             }
         };
+        // Savepoints and module swaps stay aligned, as in Flink: they
+        // carry no records in flight.
+        let config = &self.ctx.config;
+        let unaligned = config.unaligned
+            && config.checkpointing_mode == CheckpointingMode::ExactlyOnce
+            && swap.is_none()
+            && !matches!(target.kind, SnapshotKind::Savepoint { .. });
         let barrier = Barrier {
             id,
             kind: target.kind.clone(),
             dir: target.dir.clone(),
             swap: swap.is_some(),
+            unaligned_after: unaligned.then(|| {
+                crate::chain::now_ms() as u64 + config.aligned_checkpoint_timeout.as_millis() as u64
+            }),
         };
         targets.insert(id, target);
         if let Some(swap) = swap {

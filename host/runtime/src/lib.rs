@@ -24,6 +24,7 @@ mod slots;
 mod snapshot;
 mod swap;
 mod task;
+mod unaligned;
 mod watermark;
 mod window;
 

@@ -171,6 +171,7 @@ pub(crate) fn needed<'a>(tasks: impl Iterator<Item = &'a TaskRestore>) -> Vec<Fi
             files.push(s.file.clone());
         }
         files.extend(t.operator_files.values().flatten().cloned());
+        files.extend(t.in_flight.iter().map(|f| f.file.clone()));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use weir_checkpoint::metadata::{
-    FileRef, KeyedStateHandle, MemoryImageHandle, SavedStateHandle, TaskSnapshot,
+    FileRef, InFlightHandle, KeyedStateHandle, MemoryImageHandle, SavedStateHandle, TaskSnapshot,
 };
 use weir_checkpoint::protocol::SnapshotKind;
 use weir_checkpoint::{Storage, image, paths};
@@ -40,6 +40,9 @@ pub(crate) struct LocalTaskSnapshot {
     pub operator_state: BTreeMap<String, serde_json::Value>,
     /// Files operators keep beside their state (uid -> name -> local path).
     pub operator_files: BTreeMap<String, weir_connectors::SinkFiles>,
+    /// Records in flight at an unaligned checkpoint, as in-flight files
+    /// (`unaligned::append`): input and output.
+    pub in_flight: (Vec<u8>, Vec<u8>),
 }
 
 /// Where a file was uploaded (relative to the storage root), its size and
@@ -235,6 +238,27 @@ impl Uploader {
             }
             operator_files.insert(uid.clone(), refs);
         }
+        let mut in_flight = None;
+        let (input, output) = local.in_flight;
+        if !input.is_empty() || !output.is_empty() {
+            let put = async |name: &str, bytes: Vec<u8>| -> Result<Option<FileRef>, Failure> {
+                if bytes.is_empty() {
+                    return Ok(None);
+                }
+                let (path, size, crc) =
+                    Self::put(&target.storage, &format!("{task_dir}/{name}"), name, bytes).await?;
+                Ok(Some(FileRef {
+                    name: name.into(),
+                    path: rel(&path),
+                    size,
+                    crc32c: crc,
+                }))
+            };
+            in_flight = Some(InFlightHandle {
+                input: put("in-flight-input", input).await?,
+                output: put("in-flight-output", output).await?,
+            });
+        }
         if let Some(snap) = &local.keyed {
             let _ = tokio::fs::remove_dir_all(&snap.dir).await;
         }
@@ -247,6 +271,7 @@ impl Uploader {
             saved,
             operator_state: local.operator_state,
             operator_files,
+            in_flight,
         })
     }
 }

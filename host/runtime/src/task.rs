@@ -3,15 +3,16 @@
 //! checkpoints.
 
 use crate::chain::{ChainRunner, DecodePolicy, SnapshotMeta, StepSettings, TaskError, build_steps};
-use crate::channel::{Barrier, Batch, Message, OutputEdge};
+use crate::channel::{Barrier, Batch, Message, OutputEdge, Priority};
 use crate::execution::Chain;
 use crate::job::JobContext;
 use crate::services::{TaskHost, state_failure};
-use crate::snapshot::{Prefetched, Uploader};
+use crate::snapshot::{LocalTaskSnapshot, Prefetched, SnapshotTarget, Uploader};
 use crate::swap;
+use crate::unaligned::{self, Gate, GateAction};
 use crate::watermark::MIN_WATERMARK;
 use crossbeam_channel::{Receiver, Select, Sender};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use weir_checkpoint::TaskSnapshot;
@@ -93,6 +94,11 @@ pub(crate) struct TaskSetup {
     pub index: usize,
     pub chain: Chain,
     pub inputs: Vec<Receiver<Message>>,
+    /// Barriers announced ahead of what the inputs hold.
+    pub priority: Option<Receiver<Priority>>,
+    /// The inputs' credits (unaligned checkpoints): one given back per
+    /// message processed.
+    pub credits: Vec<Receiver<()>>,
     pub outputs: Vec<OutputEdge>,
     pub control: Receiver<TaskControl>,
     pub events: Sender<TaskEvent>,
@@ -124,6 +130,8 @@ struct Checkpointing {
     uploader: Uploader,
     events: Sender<TaskEvent>,
     enabled: bool,
+    /// Barriers go ahead on priority lanes (unaligned checkpoints).
+    unaligned: bool,
     /// The task's name and operators, and how its steps are built: what a
     /// module swap builds them again with.
     name: String,
@@ -131,6 +139,13 @@ struct Checkpointing {
     settings: StepSettings,
     /// Where snapshots go and the modules swaps bring, by checkpoint.
     ctx: Arc<JobContext>,
+}
+
+/// A snapshot taken at a barrier that was forwarded, not yet uploaded.
+struct Taken {
+    target: Arc<SnapshotTarget>,
+    snapshot: LocalTaskSnapshot,
+    swap: Option<Arc<swap::ModuleSwap>>,
 }
 
 impl Checkpointing {
@@ -143,6 +158,36 @@ impl Checkpointing {
         source: Option<(&dyn SourceReader, &str)>,
         barrier: Barrier,
     ) -> Result<(), TaskError> {
+        match self.take(runner, source, barrier)? {
+            Some(taken) => self.finish(runner, taken, Vec::new()),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the barrier on: in the channels, or (unaligned checkpoints)
+    /// ahead of them, returning what the snapshot must hold of the
+    /// records buffered for them.
+    fn forward(&self, runner: &mut ChainRunner, barrier: &Barrier) -> Result<Vec<u8>, TaskError> {
+        let mut unsent = Vec::new();
+        if self.unaligned {
+            let aligned = barrier.unaligned_after.is_none();
+            for (edge, b) in runner.announce(barrier, aligned)? {
+                unaligned::append(&mut unsent, edge, &b);
+            }
+        } else {
+            runner.broadcast(|| Message::Barrier(barrier.clone()))?;
+        }
+        Ok(unsent)
+    }
+
+    /// Snapshots the chain (and source position) and forwards the
+    /// barrier; None when the task declined the checkpoint.
+    fn take(
+        &mut self,
+        runner: &mut ChainRunner,
+        source: Option<(&dyn SourceReader, &str)>,
+        barrier: Barrier,
+    ) -> Result<Option<Taken>, TaskError> {
         let swap = match barrier.swap {
             false => None,
             true => Some(self.ctx.swap_at(barrier.id).ok_or_else(|| {
@@ -164,9 +209,9 @@ impl Checkpointing {
             Err(f) => {
                 // This task cannot take part: the checkpoint is declined,
                 // and the barrier goes on so that the tasks downstream align.
-                runner.broadcast(|| Message::Barrier(barrier.clone()))?;
+                self.forward(runner, &barrier)?;
                 let _ = self.events.send(TaskEvent::Decline(self.id, barrier.id, f));
-                return Ok(());
+                return Ok(None);
             }
         };
         let reuse = self.uploader.spare_image();
@@ -187,13 +232,34 @@ impl Checkpointing {
         // sinks hand their buffers to the snapshot as they take it, so
         // carrying on would lose what they held. (A failed upload only
         // declines the checkpoint: the state is still here.)
-        let snapshot = snapshot.map_err(|e| match e {
+        let mut snapshot = snapshot.map_err(|e| match e {
             TaskError::Failed(f) => {
                 TaskError::Failed(f.context(format!("taking checkpoint {}", target.id)))
             }
             e => e,
         })?;
-        runner.broadcast(|| Message::Barrier(barrier.clone()))?;
+        snapshot.in_flight.1 = self.forward(runner, &barrier)?;
+        Ok(Some(Taken {
+            target,
+            snapshot,
+            swap,
+        }))
+    }
+
+    /// Uploads a snapshot taken, with the records in flight into the task
+    /// (`input`), and swaps the module if its barrier brings one.
+    fn finish(
+        &mut self,
+        runner: &mut ChainRunner,
+        taken: Taken,
+        input: Vec<u8>,
+    ) -> Result<(), TaskError> {
+        let Taken {
+            target,
+            mut snapshot,
+            swap,
+        } = taken;
+        snapshot.in_flight.0 = input;
         let saved = swap.as_ref().and_then(|_| snapshot.saved.clone());
         let uploader = self.uploader.clone();
         let events = self.events.clone();
@@ -230,6 +296,8 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         index,
         chain,
         inputs,
+        priority,
+        credits,
         outputs,
         control,
         events,
@@ -416,16 +484,66 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         },
         events,
         enabled: checkpointing,
+        unaligned: ctx.config.unaligned,
         name,
         chain_ops: chain.ops.clone(),
         settings,
         ctx: ctx.clone(),
     };
     let _ = cp.events.send(TaskEvent::Running(id));
+    if let (Some(r), Some(s)) = (restore, start.as_ref()) {
+        let range = keyed.then_some(keyed_range);
+        replay_in_flight(
+            &mut runner,
+            &r.in_flight,
+            &s.files,
+            range,
+            graph.max_parallelism,
+        )?;
+    }
     match source {
         Some(reader) => run_source(&mut runner, reader, &control, head, &ctx, &mut cp),
-        None => run_inputs(&mut runner, &inputs, &control, &ctx, &mut cp),
+        None => {
+            let lanes = Lanes {
+                priority: priority.as_ref(),
+                credits: &credits,
+            };
+            run_inputs(&mut runner, &inputs, lanes, &control, &ctx, &mut cp)
+        }
     }
+}
+
+/// Sends the records a restored task had buffered but not sent, then
+/// processes those it had yet to read (an unaligned checkpoint's), before
+/// it reads its channels.
+fn replay_in_flight(
+    runner: &mut ChainRunner,
+    files: &[weir_checkpoint::protocol::InFlightRestore],
+    files_here: &Prefetched,
+    range: Option<KeyGroupRange>,
+    max_parallelism: u32,
+) -> Result<(), TaskError> {
+    for output in [true, false] {
+        for f in files.iter().filter(|f| f.output == output) {
+            for (edge, batch) in unaligned::decode(&files_here.bytes(&f.file)?)? {
+                if output {
+                    runner.replay_output(edge, batch)?;
+                    continue;
+                }
+                let batch = match range {
+                    Some(range) if f.by_key_group => {
+                        unaligned::in_key_groups(&batch, range, max_parallelism)?
+                    }
+                    _ => batch,
+                };
+                if !batch.is_empty() {
+                    runner.process(batch)?;
+                }
+            }
+        }
+    }
+    runner.flush_outputs()?;
+    Ok(())
 }
 
 /// The files of the restored keyed state the task's backend uses as they
@@ -554,12 +672,23 @@ fn run_source(
             }
             continue;
         }
-        while let Ok(ctl) = control.try_recv() {
+        // With unaligned checkpoints, a source whose outputs are full
+        // waits for room here rather than inside a send, so that a
+        // checkpoint's trigger is taken at once.
+        let room = !cp.unaligned || runner.outputs_ready();
+        let wait = match room {
+            true => Duration::ZERO,
+            false => OUTPUT_POLL,
+        };
+        while let Ok(ctl) = control.recv_timeout(wait) {
             if on_control(ctl, runner, Some((reader.as_mut(), uid)), cp)? {
                 return Err(
                     Failure::internal("a source was told to finish before its data ended").into(),
                 );
             }
+        }
+        if !room {
+            continue;
         }
         match reader.poll(&mut w)? {
             Poll::Ready => {
@@ -638,9 +767,36 @@ impl Inputs<'_> {
     }
 }
 
+/// How often a task with unaligned checkpoints whose outputs are full
+/// looks for room again, while it takes barriers and commands.
+const OUTPUT_POLL: Duration = Duration::from_millis(1);
+
+/// Records a task with unaligned checkpoints processes at once: it takes
+/// barriers between such parts of a batch.
+const PART: u32 = 256;
+
+/// Largest in-flight input a task records for one unaligned checkpoint;
+/// past it, the task gives the checkpoint up.
+const MAX_IN_FLIGHT: usize = 512 << 20;
+
+/// An unaligned snapshot taken, and the records in flight into the task
+/// recorded since.
+struct Recording {
+    id: CheckpointId,
+    taken: Option<Taken>,
+    input: Vec<u8>,
+}
+
+/// What a task with unaligned checkpoints has beside its input channels.
+struct Lanes<'a> {
+    priority: Option<&'a Receiver<Priority>>,
+    credits: &'a [Receiver<()>],
+}
+
 fn run_inputs(
     runner: &mut ChainRunner,
     channels: &[Receiver<Message>],
+    lanes: Lanes<'_>,
     control: &Receiver<TaskControl>,
     ctx: &JobContext,
     cp: &mut Checkpointing,
@@ -652,6 +808,23 @@ fn run_inputs(
     };
     let mut aligner = BarrierAligner::new(n, mode);
     let mut pending_barrier: Option<Barrier> = None;
+    // Unaligned checkpoints: barriers are announced on the priority lane;
+    // the records queued before one are taken off their channels into the
+    // stash (and recorded) at once, and processed from there.
+    let mut priority = lanes.priority.filter(|_| cp.unaligned);
+    // A credit goes back once a message is processed, so that what a
+    // channel and the stash hold together stays bounded.
+    let give_credit = |i: usize| {
+        if let Some(c) = lanes.credits.get(i) {
+            let _ = c.try_recv();
+        }
+    };
+    let mut gate = priority.map(|_| Gate::new(n));
+    let mut recording: Option<Recording> = None;
+    // Messages taken off their channels, not yet processed, each with
+    // whether it ends a message of its channel (batches are processed in
+    // parts).
+    let mut stash: VecDeque<(usize, Message, bool)> = VecDeque::new();
     let mut inputs = Inputs {
         channels,
         held: vec![false; n],
@@ -663,29 +836,123 @@ fn run_inputs(
     };
     let mut data_ended = false;
     loop {
-        // (Re)built each round: cheap next to processing a batch, and it
-        // leaves out held and ended channels.
-        let mut sel = Select::new();
-        let open: Vec<usize> = inputs.open().collect();
-        for &i in &open {
-            sel.recv(&channels[i]);
+        if let Some(g) = gate.as_mut() {
+            // Barriers and commands go ahead of the stash, and of records
+            // that could not be sent on now.
+            while let Some(p) = priority.and_then(|p| p.try_recv().ok()) {
+                take_commits(runner, control, cp)?;
+                g.on_barrier(p.input, &p.barrier, Some(p.before));
+                drive(g, &mut recording, &stash, runner, cp)?;
+            }
+            while let Ok(ctl) = control.try_recv() {
+                on_control(ctl, runner, None, cp)?;
+            }
+            for (i, channel) in channels.iter().enumerate() {
+                while g.owed(i) > 0 {
+                    let Ok(msg) = channel.try_recv() else {
+                        break;
+                    };
+                    if arrive(g, i, &msg, &mut recording, runner, control, cp)? {
+                        stash.push_back((i, msg, true));
+                    }
+                }
+            }
+            drive(g, &mut recording, &stash, runner, cp)?;
         }
-        let control_index = sel.recv(control);
-        let op = match sel.select_timeout(runner.idle_wait()) {
-            Ok(op) => op,
-            Err(_) => {
-                runner.tick()?;
-                runner.flush_if_due()?;
-                continue;
+        let room = gate.is_none() || runner.outputs_ready();
+        let next = match room {
+            true => stash.pop_front(),
+            false => None,
+        };
+        let (i, msg, whole) = match next {
+            Some(m) => m,
+            None => {
+                // (Re)built each round: cheap next to processing a batch,
+                // and it leaves out held and ended channels.
+                let mut sel = Select::new();
+                let open: Vec<usize> = match &gate {
+                    Some(_) if !room || !stash.is_empty() => Vec::new(),
+                    Some(g) => (0..n).filter(|&i| !inputs.ended[i] && !g.held(i)).collect(),
+                    None => inputs.open().collect(),
+                };
+                for &i in &open {
+                    sel.recv(&channels[i]);
+                }
+                let control_index = sel.recv(control);
+                let priority_index = priority.map(|p| sel.recv(p));
+                let mut wait = match room {
+                    true => runner.idle_wait(),
+                    false => OUTPUT_POLL,
+                };
+                if let Some(at) = gate.as_ref().and_then(Gate::deadline) {
+                    let now = crate::chain::now_ms() as u64;
+                    wait = wait.min(Duration::from_millis(at.saturating_sub(now)));
+                }
+                let op = match sel.select_timeout(wait) {
+                    Ok(op) => op,
+                    Err(_) => {
+                        if let Some(g) = gate.as_mut() {
+                            drive(g, &mut recording, &stash, runner, cp)?;
+                        }
+                        if room {
+                            runner.tick()?;
+                            runner.flush_if_due()?;
+                        }
+                        continue;
+                    }
+                };
+                if op.index() == control_index {
+                    let ctl = op.recv(control).map_err(|_| TaskError::Disconnected)?;
+                    on_control(ctl, runner, None, cp)?;
+                    continue;
+                }
+                if let (Some(pi), Some(lane), Some(g)) = (priority_index, priority, gate.as_mut())
+                    && op.index() == pi
+                {
+                    let Ok(p) = op.recv(lane) else {
+                        // Every sender ended; what they sent is in the
+                        // channels.
+                        priority = None;
+                        continue;
+                    };
+                    take_commits(runner, control, cp)?;
+                    g.on_barrier(p.input, &p.barrier, Some(p.before));
+                    drive(g, &mut recording, &stash, runner, cp)?;
+                    continue;
+                }
+                let i = open[op.index()];
+                let msg = op.recv(&channels[i]).map_err(|_| TaskError::Disconnected)?;
+                if let Some(g) = gate.as_mut()
+                    && !arrive(g, i, &msg, &mut recording, runner, control, cp)?
+                {
+                    drive(g, &mut recording, &stash, runner, cp)?;
+                    continue;
+                }
+                (i, msg, true)
             }
         };
-        if op.index() == control_index {
-            let ctl = op.recv(control).map_err(|_| TaskError::Disconnected)?;
-            on_control(ctl, runner, None, cp)?;
-            continue;
+        let (msg, whole) = match msg {
+            Message::Batch(b) if gate.is_some() && b.records > PART => {
+                let mut parts = unaligned::split(b, PART)?.into_iter();
+                let first = parts.next().expect("a part");
+                let rest: Vec<Batch> = parts.collect();
+                let n_rest = rest.len();
+                for (k, part) in rest.into_iter().enumerate().rev() {
+                    stash.push_front((i, Message::Batch(part), whole && k + 1 == n_rest));
+                }
+                (Message::Batch(first), false)
+            }
+            msg => (msg, whole),
+        };
+        if let Some(g) = gate.as_mut()
+            && whole
+        {
+            match &msg {
+                Message::EndOfPartition => g.on_end(i),
+                _ => g.done(i),
+            }
+            give_credit(i);
         }
-        let i = open[op.index()];
-        let msg = op.recv(&channels[i]).map_err(|_| TaskError::Disconnected)?;
         let action = match msg {
             Message::Batch(b) => {
                 inputs.idle[i] = false;
@@ -694,13 +961,7 @@ fn run_inputs(
                 AlignAction::Continue
             }
             Message::Barrier(b) => {
-                // The completion of the checkpoint before this barrier was
-                // sent before it: take it (and the commits it brings)
-                // first, or a sink would snapshot while its previous
-                // transaction still holds the locks its new rows need.
-                while let Ok(ctl) = control.try_recv() {
-                    on_control(ctl, runner, None, cp)?;
-                }
+                take_commits(runner, control, cp)?;
                 let id = b.id;
                 if pending_barrier.as_ref().is_none_or(|p| p.id < id) {
                     pending_barrier = Some(b);
@@ -733,7 +994,10 @@ fn run_inputs(
                 inputs.update(runner)?;
                 let action = aligner.on_end(i);
                 if inputs.ended.iter().all(|&e| e) {
-                    apply(action, runner, cp, &mut inputs, &mut pending_barrier)?;
+                    match gate.as_mut() {
+                        Some(g) => drive(g, &mut recording, &stash, runner, cp)?,
+                        None => apply(action, runner, cp, &mut inputs, &mut pending_barrier)?,
+                    }
                     // Commit notifications sent before the end must not be lost.
                     while let Ok(ctl) = control.recv_timeout(Duration::from_millis(0)) {
                         on_control(ctl, runner, None, cp)?;
@@ -748,8 +1012,106 @@ fn run_inputs(
                 action
             }
         };
-        apply(action, runner, cp, &mut inputs, &mut pending_barrier)?;
+        match gate.as_mut() {
+            Some(g) => drive(g, &mut recording, &stash, runner, cp)?,
+            None => apply(action, runner, cp, &mut inputs, &mut pending_barrier)?,
+        }
     }
+}
+
+/// The completion of the checkpoint before a barrier was sent before it:
+/// take it (and the commits it brings) first, or a sink would snapshot
+/// while its previous transaction still holds the locks its new rows need.
+fn take_commits(
+    runner: &mut ChainRunner,
+    control: &Receiver<TaskControl>,
+    cp: &mut Checkpointing,
+) -> Result<(), TaskError> {
+    while let Ok(ctl) = control.try_recv() {
+        on_control(ctl, runner, None, cp)?;
+    }
+    Ok(())
+}
+
+/// A message taken off input `i`'s channel, in a task with unaligned
+/// checkpoints: a barrier goes to the gate; other messages are counted,
+/// and recorded when they precede the barrier of an unaligned snapshot
+/// taken. True when the message is to be processed.
+fn arrive(
+    gate: &mut Gate,
+    i: usize,
+    msg: &Message,
+    recording: &mut Option<Recording>,
+    runner: &mut ChainRunner,
+    control: &Receiver<TaskControl>,
+    cp: &mut Checkpointing,
+) -> Result<bool, TaskError> {
+    if let Message::Barrier(b) = msg {
+        take_commits(runner, control, cp)?;
+        gate.on_barrier(i, b, None);
+        return Ok(false);
+    }
+    if gate.records(i)
+        && let (Message::Batch(b), Some(r)) = (msg, recording.as_mut())
+    {
+        unaligned::append(&mut r.input, 0, b);
+        if r.input.len() > MAX_IN_FLIGHT {
+            gate.give_up();
+        }
+    }
+    gate.read(i);
+    Ok(true)
+}
+
+/// Does what the gate of an unaligned-checkpointing task asks; `stash`
+/// holds the records taken off the channels and not yet processed.
+fn drive(
+    gate: &mut Gate,
+    recording: &mut Option<Recording>,
+    stash: &VecDeque<(usize, Message, bool)>,
+    runner: &mut ChainRunner,
+    cp: &mut Checkpointing,
+) -> Result<(), TaskError> {
+    while let Some(action) = gate.next(crate::chain::now_ms() as u64) {
+        match action {
+            GateAction::Aligned(b) => cp.checkpoint(runner, None, b)?,
+            GateAction::Unaligned(b) => {
+                let id = b.id;
+                let taken = cp.take(runner, None, b)?;
+                // Records taken off the channels but not yet processed
+                // precede the barrier: the snapshot does not hold them.
+                let mut input = Vec::new();
+                for (_, msg, _) in stash {
+                    if let Message::Batch(b) = msg {
+                        unaligned::append(&mut input, 0, b);
+                    }
+                }
+                *recording = Some(Recording { id, taken, input });
+            }
+            GateAction::Recorded(id) => {
+                if let Some(r) = recording.take().filter(|r| r.id == id)
+                    && let Some(taken) = r.taken
+                {
+                    cp.finish(runner, taken, r.input)?;
+                }
+            }
+            GateAction::Abort { id, taken } => {
+                let ours = recording.as_ref().is_some_and(|r| r.id == id);
+                if taken && ours && recording.take().is_some_and(|r| r.taken.is_some()) {
+                    let _ = cp.events.send(TaskEvent::Decline(
+                        cp.id,
+                        id,
+                        Failure::external(format!(
+                            "checkpoint {id} was given up: a newer one overtook it, or more \
+                             than {} MiB of records were in flight into one task",
+                            MAX_IN_FLIGHT >> 20
+                        )),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn apply(

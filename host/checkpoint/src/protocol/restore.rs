@@ -89,6 +89,22 @@ pub struct TaskRestore {
     /// the same parallelism; all of them otherwise), each with the subtask
     /// that took it.
     pub operator_state: BTreeMap<String, Vec<weir_core::SubtaskState>>,
+    /// Records in flight at an unaligned checkpoint, in old subtask order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<InFlightRestore>,
+}
+
+/// One in-flight file of an unaligned checkpoint, as a new task loads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InFlightRestore {
+    pub file: FileRef,
+    /// Records the old task had buffered but not sent: the new one sends
+    /// them first. Otherwise records it had yet to read: it processes them
+    /// before reading its channels.
+    pub output: bool,
+    /// Only the records of the new task's key groups (a keyed task at
+    /// another parallelism, which takes every old subtask's file).
+    pub by_key_group: bool,
 }
 
 /// The outcome of matching.
@@ -273,6 +289,57 @@ pub fn plan_restore(
         }
     }
 
+    // Records in flight at an unaligned checkpoint, by task. Those the old
+    // task had yet to read enter the new chain headed by the same
+    // operator; those it had buffered for its outputs leave from a chain
+    // of the same operators.
+    for t in &snapshot.tasks {
+        let Some(f) = &t.in_flight else { continue };
+        let head = t.operators[0].as_str();
+        let mut place = |file: &FileRef, output: bool| {
+            let ci = target.chains.iter().position(|(uids, _)| match output {
+                true => *uids == t.operators,
+                false => uids.first().is_some_and(|u| u == head),
+            })?;
+            let p = target.chains[ci].1;
+            let one = t.subtask % p;
+            let split = !output && t.parallelism != p && ops.get(head).is_some_and(|o| o.keyed);
+            for sub in (0..p).filter(|&s| split || s == one) {
+                plan.tasks
+                    .get_mut(&(ci, sub))
+                    .expect("listed")
+                    .in_flight
+                    .push(InFlightRestore {
+                        file: file.clone(),
+                        output,
+                        by_key_group: split,
+                    });
+            }
+            Some(())
+        };
+        for (file, output, what) in [(&f.input, false, "into"), (&f.output, true, "out of")] {
+            let Some(file) = file else { continue };
+            let decision = match place(file, output) {
+                Some(()) => Decision::Restored,
+                None => unclaimed(
+                    allow_non_restored,
+                    format!(
+                        "records in flight {what} this task restore only into a chain {}",
+                        match output {
+                            true => "of the same operators",
+                            false => "headed by the same operator",
+                        }
+                    ),
+                ),
+            };
+            plan.report.push(ReportLine {
+                uids: t.operators.clone(),
+                what: format!("records in flight {what} subtask {}", t.subtask + 1),
+                decision,
+            });
+        }
+    }
+
     // Memory images and saved state, by task.
     for t in &snapshot.tasks {
         if t.memory.is_none() && t.saved.is_none() {
@@ -387,6 +454,7 @@ mod tests {
             saved: None,
             operator_state: [("source".to_string(), serde_json::json!({"offset": 10}))].into(),
             operator_files: BTreeMap::new(),
+            in_flight: None,
         }];
         for s in 0..2 {
             tasks.push(TaskSnapshot {
@@ -404,6 +472,7 @@ mod tests {
                 }),
                 operator_state: BTreeMap::new(),
                 operator_files: BTreeMap::new(),
+                in_flight: None,
             });
         }
         SnapshotMetadata {
@@ -452,6 +521,72 @@ mod tests {
                 (second, counts_p),
             ],
         }
+    }
+
+    /// The snapshot with records in flight around every task: the
+    /// counts' input, and the source's and counts' output.
+    fn unaligned() -> SnapshotMetadata {
+        let mut m = snapshot();
+        for t in &mut m.tasks {
+            let name = format!("{}-{}", t.operators[0], t.subtask);
+            t.in_flight = Some(crate::metadata::InFlightHandle {
+                input: (t.operators[0] == "counts").then(|| file(&format!("{name}-in"))),
+                output: Some(file(&format!("{name}-out"))),
+            });
+        }
+        m
+    }
+
+    fn in_flight(t: &TaskRestore) -> Vec<(String, bool, bool)> {
+        t.in_flight
+            .iter()
+            .map(|f| (f.file.name.clone(), f.output, f.by_key_group))
+            .collect()
+    }
+
+    #[test]
+    fn records_in_flight_follow_their_tasks_and_split_by_key_group_on_rescale() {
+        let plan = plan_restore(&unaligned(), &target("v1", false, 2, None), false);
+        assert_eq!(plan.error(), None, "{:?}", plan.report);
+        let s = |n: &str, output| (n.to_string(), output, false);
+        assert_eq!(in_flight(&plan.tasks[&(0, 0)]), [s("source-0-out", true)]);
+        assert_eq!(
+            in_flight(&plan.tasks[&(1, 1)]),
+            [s("counts-1-in", false), s("counts-1-out", true)]
+        );
+
+        // At parallelism 3 every new counts subtask reads the old inputs
+        // for its key groups; each old output is sent by one new subtask.
+        let plan = plan_restore(&unaligned(), &target("v1", true, 3, None), false);
+        assert_eq!(plan.error(), None, "{:?}", plan.report);
+        for sub in 0..3 {
+            let got = in_flight(&plan.tasks[&(1, sub)]);
+            let inputs: Vec<_> = got.iter().filter(|f| !f.1).collect();
+            assert_eq!(inputs.len(), 2, "{got:?}");
+            assert!(inputs.iter().all(|f| f.2), "{got:?}");
+            let outputs: Vec<_> = got.iter().filter(|f| f.1).map(|f| f.0.as_str()).collect();
+            let want: &[&str] = match sub {
+                0 => &["counts-0-out"],
+                1 => &["counts-1-out"],
+                _ => &[],
+            };
+            assert_eq!(outputs, want);
+        }
+
+        // Another chain after the same head: the input still enters there;
+        // the old output has no chain of the same operators to leave from.
+        let plan = plan_restore(&unaligned(), &target("v1", true, 2, Some("extra")), false);
+        let rejected: Vec<_> = plan.rejected().map(|l| l.what.clone()).collect();
+        assert_eq!(
+            rejected,
+            [
+                "records in flight out of subtask 1",
+                "records in flight out of subtask 2"
+            ]
+        );
+        let plan = plan_restore(&unaligned(), &target("v1", true, 2, Some("extra")), true);
+        assert_eq!(plan.error(), None);
+        assert_eq!(in_flight(&plan.tasks[&(1, 0)]), [s("counts-0-in", false)]);
     }
 
     #[test]

@@ -483,6 +483,10 @@ pub(crate) fn data_router(plane: Arc<DataPlane>) -> Router {
             "/v1/cluster/channels/{job}/{attempt}/{edge}/{from}/{to}",
             post(data::receive),
         )
+        .route(
+            "/v1/cluster/priority/{job}/{attempt}/{edge}/{from}/{to}",
+            post(data::priority),
+        )
         .with_state(plane)
 }
 

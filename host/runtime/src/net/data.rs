@@ -10,7 +10,7 @@
 
 use super::codec::{self, Decoder};
 use super::{Auth, net_runtime};
-use crate::channel::Message;
+use crate::channel::{Barrier, Lane, Message, Priority};
 use crate::task::{TaskEvent, TaskId};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -42,11 +42,29 @@ impl ChannelKey {
             self.job, self.attempt, self.edge, self.from, self.to
         )
     }
+
+    fn priority_path(&self) -> String {
+        format!(
+            "/v1/cluster/priority/{}/{}/{}/{}/{}",
+            self.job, self.attempt, self.edge, self.from, self.to
+        )
+    }
+}
+
+/// The body of a priority message: a barrier announced ahead of what its
+/// channel holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Announce {
+    barrier: Barrier,
+    before: u64,
 }
 
 /// Where a channel's messages go on the receiving side.
 struct Inbound {
     tx: Sender<Message>,
+    /// The channel's credits, when its task takes messages off the queue
+    /// before it processes them (unaligned checkpoints).
+    credits: Option<Sender<()>>,
     /// The receiving task's attempt, told when the channel breaks.
     events: Sender<TaskEvent>,
     task: TaskId,
@@ -61,6 +79,8 @@ const OUTBOUND_CHUNKS: usize = 8;
 /// This process's end of the network channels.
 pub struct DataPlane {
     inbound: Mutex<HashMap<ChannelKey, Inbound>>,
+    /// The priority lanes of the channels this process receives.
+    lanes: Mutex<HashMap<ChannelKey, Lane>>,
     registered: Notify,
     client: reqwest::Client,
     pub(crate) auth: Auth,
@@ -76,25 +96,38 @@ impl DataPlane {
     pub fn new(auth: Auth) -> Arc<DataPlane> {
         Arc::new(DataPlane {
             inbound: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
             registered: Notify::new(),
             client: super::client(),
             auth,
         })
     }
 
-    /// Expects channel `key`: its messages go to `tx`; a broken stream
-    /// fails `task` through `events`.
+    /// Expects channel `key`: its messages go to `tx`, barriers announced
+    /// ahead of them to `lane`; a broken stream fails `task` through
+    /// `events`.
     pub(crate) fn expect(
         &self,
         key: ChannelKey,
         tx: Sender<Message>,
+        lane: Lane,
+        credits: Option<Sender<()>>,
         events: Sender<TaskEvent>,
         task: TaskId,
     ) {
-        self.inbound
+        self.lanes
             .lock()
-            .expect("inbound lock")
-            .insert(key, Inbound { tx, events, task });
+            .expect("lanes lock")
+            .insert(key.clone(), lane);
+        self.inbound.lock().expect("inbound lock").insert(
+            key,
+            Inbound {
+                tx,
+                credits,
+                events,
+                task,
+            },
+        );
         self.registered.notify_waiters();
     }
 
@@ -104,18 +137,34 @@ impl DataPlane {
             .lock()
             .expect("inbound lock")
             .retain(|k, _| !(k.job == job && k.attempt == attempt));
+        self.lanes
+            .lock()
+            .expect("lanes lock")
+            .retain(|k, _| !(k.job == job && k.attempt == attempt));
     }
 
-    async fn claim(&self, key: &ChannelKey) -> Option<Inbound> {
+    /// Waits up to `REGISTRATION_WAIT` for `find` to find what a channel's
+    /// receiving task registered.
+    async fn wait_for<T>(&self, find: impl Fn() -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + REGISTRATION_WAIT;
         loop {
             let notified = self.registered.notified();
-            if let Some(i) = self.inbound.lock().expect("inbound lock").remove(key) {
-                return Some(i);
+            if let Some(found) = find() {
+                return Some(found);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
             let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
         }
+    }
+
+    async fn claim(&self, key: &ChannelKey) -> Option<Inbound> {
+        self.wait_for(|| self.inbound.lock().expect("inbound lock").remove(key))
+            .await
+    }
+
+    async fn lane(&self, key: &ChannelKey) -> Option<Lane> {
+        self.wait_for(|| self.lanes.lock().expect("lanes lock").get(key).cloned())
+            .await
     }
 
     /// Opens channel `key` to the process at `address`. A stream that
@@ -136,6 +185,7 @@ impl DataPlane {
                 tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::io::Error>),
             ));
         let peer = address.to_owned();
+        let priority = self.announcer(address, &key, events.clone(), task);
         net_runtime().spawn(async move {
             let outcome = match request.send().await {
                 Ok(r) if r.status().is_success() => return,
@@ -154,7 +204,51 @@ impl DataPlane {
                 )),
             ));
         });
-        RemoteSender { tx }
+        RemoteSender { tx, priority }
+    }
+
+    /// Sends the barriers announced on a channel, in order, each as one
+    /// small request beside the channel's stream.
+    fn announcer(
+        self: &Arc<Self>,
+        address: &str,
+        key: &ChannelKey,
+        events: Sender<TaskEvent>,
+        task: TaskId,
+    ) -> mpsc::UnboundedSender<Announce> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Announce>();
+        let url = format!("{}{}", address.trim_end_matches('/'), key.priority_path());
+        let plane = self.clone();
+        let peer = address.to_owned();
+        net_runtime().spawn(async move {
+            while let Some(a) = rx.recv().await {
+                let body = serde_json::to_vec(&a).expect("barriers serialize");
+                let outcome = match plane
+                    .auth
+                    .apply(plane.client.post(&url))
+                    .body(body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => continue,
+                    Ok(r) => {
+                        let status = r.status();
+                        format!("{status}: {}", r.text().await.unwrap_or_default())
+                    }
+                    Err(e) => e.to_string(),
+                };
+                let _ = events.send(TaskEvent::Failed(
+                    task,
+                    Failure::external(format!(
+                        "announcing checkpoint {} to {peer} failed ({outcome}); the task \
+                         manager there may be gone",
+                        a.barrier.id
+                    )),
+                ));
+                return;
+            }
+        });
+        tx
     }
 }
 
@@ -162,6 +256,7 @@ impl DataPlane {
 #[derive(Debug, Clone)]
 pub(crate) struct RemoteSender {
     tx: mpsc::Sender<Bytes>,
+    priority: mpsc::UnboundedSender<Announce>,
 }
 
 /// The stream behind a channel is gone.
@@ -182,6 +277,19 @@ impl RemoteSender {
         self.send(msg).map(|()| None)
     }
 
+    /// Whether a message can be sent without waiting.
+    pub fn has_room(&self) -> bool {
+        self.tx.capacity() >= 2 || self.tx.is_closed()
+    }
+
+    /// Announces `barrier` ahead of what the channel holds: `before`
+    /// messages precede it.
+    pub fn priority(&self, barrier: Barrier, before: u64) -> Result<(), Closed> {
+        self.priority
+            .send(Announce { barrier, before })
+            .map_err(|_| Closed)
+    }
+
     /// Sends, waiting for room (backpressure).
     pub fn send(&self, msg: Message) -> Result<(), Closed> {
         let (header, payload) = codec::encode(msg);
@@ -195,10 +303,13 @@ impl RemoteSender {
 
 /// Puts `msg` into a full queue once its task made room, without holding
 /// a thread meanwhile; false if the task is gone.
-async fn wait_to_send(tx: &Sender<Message>, mut msg: Message) -> bool {
-    let mut pause = Duration::from_micros(50);
+async fn wait_to_send<T>(tx: &Sender<T>, mut msg: T) -> bool {
+    let mut pause = Duration::ZERO;
     loop {
-        tokio::time::sleep(pause).await;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        pause = pause.max(Duration::from_micros(25));
         match tx.try_send(msg) {
             Ok(()) => return true,
             Err(TrySendError::Disconnected(_)) => return false,
@@ -210,28 +321,72 @@ async fn wait_to_send(tx: &Sender<Message>, mut msg: Message) -> bool {
     }
 }
 
-/// `POST /v1/cluster/channels/{job}/{attempt}/{edge}/{from}/{to}`: the
-/// receiving end of a channel.
-pub(crate) async fn receive(
-    State(plane): State<Arc<DataPlane>>,
-    Path((job, attempt, edge, from, to)): Path<(String, u32, usize, u32, u32)>,
-    body: Body,
-) -> (StatusCode, String) {
-    let Ok(job) = job.parse::<JobId>() else {
-        return (StatusCode::BAD_REQUEST, format!("{job} is not a job id"));
-    };
-    let key = ChannelKey {
+/// The channel a request's path names.
+type ChannelPath = Path<(String, u32, usize, u32, u32)>;
+
+fn channel_key(Path((job, attempt, edge, from, to)): ChannelPath) -> Result<ChannelKey, String> {
+    let job = job
+        .parse::<JobId>()
+        .map_err(|_| format!("{job} is not a job id"))?;
+    Ok(ChannelKey {
         job,
         attempt,
         edge,
         from,
         to,
+    })
+}
+
+fn not_expected(key: &ChannelKey) -> (StatusCode, String) {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no task here expects channel {key:?}"),
+    )
+}
+
+/// `POST /v1/cluster/priority/{job}/{attempt}/{edge}/{from}/{to}`: a
+/// barrier announced ahead of the records queued in a channel.
+pub(crate) async fn priority(
+    State(plane): State<Arc<DataPlane>>,
+    path: ChannelPath,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let key = match channel_key(path) {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, e),
     };
+    let announce: Announce = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("not a barrier: {e}")),
+    };
+    let Some(lane) = plane.lane(&key).await else {
+        return not_expected(&key);
+    };
+    let priority = Priority {
+        input: lane.input,
+        barrier: announce.barrier,
+        before: announce.before,
+    };
+    match lane.tx.send(priority) {
+        Ok(()) => (StatusCode::OK, String::new()),
+        Err(_) => (StatusCode::GONE, "the receiving task ended".into()),
+    }
+}
+
+/// `POST /v1/cluster/channels/{job}/{attempt}/{edge}/{from}/{to}`: the
+/// receiving end of a channel.
+pub(crate) async fn receive(
+    State(plane): State<Arc<DataPlane>>,
+    path: ChannelPath,
+    body: Body,
+) -> (StatusCode, String) {
+    let key = match channel_key(path) {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, e),
+    };
+    let from = key.from;
     let Some(inbound) = plane.claim(&key).await else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no task here expects channel {key:?}"),
-        );
+        return not_expected(&key);
     };
     let mut stream = body.into_data_stream();
     let mut decoder = Decoder::default();
@@ -270,6 +425,12 @@ pub(crate) async fn receive(
                 }
             };
             let end = matches!(msg, Message::EndOfPartition);
+            if let Some(credits) = &inbound.credits
+                && !matches!(msg, Message::Barrier(_))
+                && !wait_to_send(credits, ()).await
+            {
+                return (StatusCode::GONE, "the receiving task ended".into());
+            }
             let sent = match inbound.tx.try_send(msg) {
                 Ok(()) => true,
                 Err(TrySendError::Disconnected(_)) => false,
@@ -325,8 +486,13 @@ mod tests {
         let task = |subtask| TaskId { chain: 1, subtask };
         let (slow_tx, slow_rx) = bounded(CHANNEL_CAPACITY);
         let (fast_tx, fast_rx) = bounded(CHANNEL_CAPACITY);
-        plane.expect(key(0), slow_tx, events.clone(), task(0));
-        plane.expect(key(1), fast_tx, events.clone(), task(1));
+        let (lane, _lane) = unbounded();
+        let lane = |input| Lane {
+            tx: lane.clone(),
+            input,
+        };
+        plane.expect(key(0), slow_tx, lane(0), None, events.clone(), task(0));
+        plane.expect(key(1), fast_tx, lane(1), None, events.clone(), task(1));
         let slow = plane.open(&address, key(0), events.clone(), task(0));
         let fast = plane.open(&address, key(1), events.clone(), task(1));
         const N: usize = 200;

@@ -109,7 +109,9 @@ pub fn exchange_over_network(total: u64, record_bytes: usize) -> ExchangeFigures
         subtask: 0,
     };
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
-    plane.expect(key.clone(), tx, events.clone(), task);
+    let (lane, _lane) = crossbeam_channel::unbounded();
+    let lane = crate::channel::Lane { tx: lane, input: 0 };
+    plane.expect(key.clone(), tx, lane, None, events.clone(), task);
     let started = Instant::now();
     let reader = std::thread::spawn(move || drain(rx));
     let sender = plane.open(&address, key, events, task);
