@@ -527,3 +527,36 @@ fn unaligned_checkpoints_across_task_managers_restore_exactly_after_a_loss() {
     );
     drop((w1, w3));
 }
+
+/// A module swap in place on task managers: each loads the new module
+/// before the swap's barrier reaches its tasks, the job changes modules
+/// without a restart, and its output stays exact.
+#[test]
+fn a_module_swap_in_place_reaches_the_task_managers() {
+    let dir = temp_dir();
+    let out = dir.path().join("out");
+    let mut s = coordinator(&dir.path().join("data"), &[]);
+    let join = s.cluster_url();
+    let api = s.api();
+    let mut workers: Vec<WorkerProcess> = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 1, &[]))
+        .collect();
+    wait_for_taskmanagers(&api, 2);
+    let (records, keys) = (40_000u64, 20u64);
+    let args = file_sink_args(&out, records, 4000, keys);
+    let job = run_counts(&api, args.clone(), "150ms");
+    wait_checkpoints(&api, &job, 3);
+    let jar = api.upload_file(EXACTLY_ONCE_WASM);
+    let (_, op) = api.upgrade(&job, json!({"jarId": jar, "programArgsList": args}), LIMIT);
+    assert_eq!(op["result"], "UPGRADED", "{op}");
+    for w in &mut workers {
+        w.process
+            .wait_for_log("the job's tasks here change to module", LIMIT);
+    }
+    api.wait_for_state(&job, "FINISHED", LIMIT);
+    let (how, _) = api.versions(&job);
+    assert_eq!(how, ["submitted", "swapped"], "in place, no restart");
+    let got = Sink::File(out.clone()).committed();
+    let (lost, dup, sample) = compare(&expected(records, keys), &got);
+    assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
+}

@@ -25,54 +25,64 @@ pub use status::JobState;
 pub use tenancy::{Caller, Tenancy};
 pub use upgrade::UpgradeRequest;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+/// What kind of failure an error of the session is; `rest.rs` answers
+/// each with its HTTP status, so that nothing else speaks HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong: a bad argument, flag or body.
+    BadRequest,
+    /// No valid API token.
+    Unauthorized,
+    /// The caller may not do this.
+    Forbidden,
+    /// No such job, upload, route or operation.
+    NotFound,
+    /// The route exists, not with this method.
+    MethodNotAllowed,
+    /// The job's state does not allow it now.
+    Conflict,
+    /// The request is larger than allowed.
+    TooLarge,
+    /// Too many requests of this kind are in progress.
+    TooManyRequests,
+    /// The session failed.
+    Internal,
+}
 
-/// An error answered as Flink does: a status code and
-/// `{"errors": ["what happened and what to do"]}`.
+/// An error of the session: its kind and what happened and what to do.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
+    pub kind: ErrorKind,
     pub message: String,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            kind,
             message: message.into(),
         }
     }
 
     pub fn bad_request(message: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message.to_string())
+        Self::new(ErrorKind::BadRequest, message.to_string())
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
+        Self::new(ErrorKind::NotFound, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, message)
+        Self::new(ErrorKind::Forbidden, message)
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, message)
+        Self::new(ErrorKind::Conflict, message)
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(serde_json::json!({ "errors": [self.message] })),
-        )
-            .into_response()
+        Self::new(ErrorKind::Internal, e.to_string())
     }
 }

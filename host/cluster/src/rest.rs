@@ -4,7 +4,7 @@
 use crate::session::{RunRequest, Session};
 use crate::tenancy::Caller;
 use crate::upgrade::UpgradeRequest;
-use crate::{ApiError, ApiResult, views};
+use crate::{ApiError, ApiResult, ErrorKind, views};
 use axum::Extension;
 use axum::extract::Request;
 use axum::extract::multipart::MultipartRejection;
@@ -115,7 +115,7 @@ async fn authenticate(State(s): State<Session>, mut req: Request, next: Next) ->
                     "this session needs an API token: send `Authorization: Bearer <token>` \
                      (the CLI reads WEIR_TOKEN or --token)"
                 };
-                let mut r = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+                let mut r = ApiError::new(ErrorKind::Unauthorized, message).into_response();
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     header::HeaderValue::from_static("Bearer realm=\"weir\""),
@@ -193,12 +193,12 @@ async fn json_errors(response: Response) -> Response {
     } else {
         text
     };
-    ApiError::new(status, message).into_response()
+    answer(status, message)
 }
 
 async fn wrong_method(method: axum::http::Method, uri: Uri) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::MethodNotAllowed,
         format!(
             "{method} is not allowed on {}; GET /openapi.json lists each route's methods",
             uri.path()
@@ -362,7 +362,7 @@ async fn upload(
             // A bounded rest of the request was read, so that the client
             // sees this answer rather than a reset connection.
             return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorKind::TooLarge,
                 format!(
                     "the upload ({total} bytes or more) is larger than {limit_key} ({limit} \
                      bytes); upload a smaller module"
@@ -393,7 +393,7 @@ const DRAIN_LIMIT: u64 = 8 << 20;
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooLarge,
             format!(
                 "the upload is larger than rest.server.max-content-length ({limit} bytes); \
                  raise that setting or upload a smaller module"
@@ -1199,4 +1199,31 @@ async fn taskmanager(
                 "there is no task manager {tmid}; GET /taskmanagers lists them"
             ))
         })
+}
+
+/// An error as Flink answers it: a status code and
+/// `{"errors": ["what happened and what to do"]}`.
+fn answer(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "errors": [message] })),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        answer(status, self.message)
+    }
 }

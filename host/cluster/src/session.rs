@@ -602,7 +602,7 @@ impl Session {
         let n = u.entry(owner.clone()).or_default();
         if *n >= UPLOADS_PER_OWNER {
             return Err(ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                crate::ErrorKind::TooManyRequests,
                 format!(
                     "{} uploads are in progress for {}; wait for one to finish",
                     n,
@@ -1547,7 +1547,7 @@ fn check_module_policy(t: &Tenant, bytes: &[u8]) -> ApiResult<()> {
         && bytes.len() as u64 > max
     {
         return Err(ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            crate::ErrorKind::TooLarge,
             format!(
                 "the module is {} bytes, over tenant {}'s limit of {max} bytes ({}); upload a \
                  smaller module",

@@ -191,10 +191,6 @@ impl Session {
             ))
         } else if req.restart {
             Some("a restart was asked for".to_owned())
-        } else if self.inner.cluster.is_some() {
-            // A swap's module is found in this process; task managers
-            // would not find it.
-            Some("the session runs tasks on task managers".to_owned())
         } else {
             weir_runtime::swap_refusal(&job.graph, &prepared.graph)
         };

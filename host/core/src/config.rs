@@ -469,6 +469,14 @@ impl Config {
                 "weir.compile.max-concurrent must be at least 1".into(),
             ));
         }
+        if self.unaligned && self.max_concurrent_checkpoints > 1 {
+            return Err(ConfigError(
+                "execution.checkpointing.unaligned needs \
+                 execution.checkpointing.max-concurrent-checkpoints 1 (a newer unaligned \
+                 checkpoint overtakes the one in progress)"
+                    .into(),
+            ));
+        }
         if self.unaligned && self.checkpointing_mode == CheckpointingMode::AtLeastOnce {
             return Err(ConfigError(
                 "execution.checkpointing.unaligned needs execution.checkpointing.mode \
@@ -663,6 +671,12 @@ mod tests {
         ])])
         .unwrap_err();
         assert!(e.0.contains("EXACTLY_ONCE"), "{e}");
+        let e = Config::from_layers(&[&layer(&[
+            ("execution.checkpointing.unaligned", "true"),
+            ("execution.checkpointing.max-concurrent-checkpoints", "2"),
+        ])])
+        .unwrap_err();
+        assert!(e.0.contains("max-concurrent-checkpoints 1"), "{e}");
     }
 
     fn layer(kv: &[(&str, &str)]) -> ConfigLayer {

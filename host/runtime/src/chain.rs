@@ -188,8 +188,11 @@ pub(crate) struct ChainRunner {
     last_tick: Instant,
     /// On a task manager: whether it still hears from its coordinator.
     /// Sinks write nothing once it does not (the job runs elsewhere).
-    pub gate: Option<crate::job::CommitGate>,
+    pub gate: Option<CommitGate>,
 }
+
+/// Says whether this process may still commit what a checkpoint covers.
+pub(crate) type CommitGate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Milliseconds since the Unix epoch: processing time.
 pub(crate) fn now_ms() -> i64 {

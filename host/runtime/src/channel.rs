@@ -7,7 +7,6 @@
 //! channels as data, in order.
 
 use crate::metrics::OperatorMetrics;
-use crate::net::data::RemoteSender;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,20 +63,13 @@ pub struct Barrier {
     pub dir: String,
     /// The job changes modules at this barrier.
     pub swap: bool,
-    /// Unaligned checkpoints: from this wall-clock time (ms since the
-    /// epoch) on, tasks no longer wait for the barrier on every input
-    /// before they snapshot; records still queued before it become part
-    /// of the checkpoint. None: aligned (savepoints, module swaps, and
-    /// jobs without unaligned checkpoints).
+    /// Unaligned checkpoints: how long (ms) a task waits for the barrier
+    /// on every input, from when it first hears of it, before it
+    /// snapshots without waiting; records still queued before the barrier
+    /// then become part of the checkpoint. None: aligned (savepoints,
+    /// module swaps, and jobs without unaligned checkpoints).
     #[serde(default)]
-    pub unaligned_after: Option<u64>,
-}
-
-impl Barrier {
-    /// Whether the barrier no longer waits for alignment at `now_ms`.
-    pub fn unaligned_at(&self, now_ms: u64) -> bool {
-        self.unaligned_after.is_some_and(|t| now_ms >= t)
-    }
+    pub aligned_timeout: Option<u64>,
 }
 
 /// Early notice of a barrier, ahead of the records queued in its channel:
@@ -131,7 +123,22 @@ pub(crate) enum Target {
     /// With the channel's credits when its receiver takes messages off it
     /// before processing them (unaligned checkpoints).
     Local(Sender<Message>, Lane, Option<Sender<()>>),
-    Remote(RemoteSender),
+    Remote(Arc<dyn RemoteChannel>),
+}
+
+/// The sending end of a channel to a task of another process
+/// (`net::data`), used from the sending task's thread.
+pub(crate) trait RemoteChannel: Send + Sync + std::fmt::Debug {
+    /// Sends without waiting; gives the message back when the channel has
+    /// no room.
+    fn try_send(&self, msg: Message) -> Result<Option<Message>, Disconnected>;
+    /// Sends, waiting for room (backpressure).
+    fn send(&self, msg: Message) -> Result<(), Disconnected>;
+    /// Announces `barrier` ahead of what the channel holds: `before`
+    /// messages precede it.
+    fn priority(&self, barrier: Barrier, before: u64) -> Result<(), Disconnected>;
+    /// Whether a message can be sent without waiting.
+    fn has_room(&self) -> bool;
 }
 
 /// Takes one of a channel's credits (one per message sent and not yet
@@ -213,11 +220,11 @@ impl OutputEdge {
                 }
                 Err(TrySendError::Disconnected(_)) => Err(Disconnected),
             },
-            Target::Remote(tx) => match tx.try_send(msg).map_err(|_| Disconnected)? {
+            Target::Remote(tx) => match tx.try_send(msg)? {
                 None => Ok(()),
                 Some(msg) => {
                     let t = Instant::now();
-                    let r = tx.send(msg).map_err(|_| Disconnected);
+                    let r = tx.send(msg);
                     self.metrics.add_backpressure(t.elapsed());
                     r
                 }
@@ -350,11 +357,9 @@ impl OutputEdge {
                     }
                 }
                 Target::Remote(tx) => {
-                    tx.priority(barrier.clone(), before)
-                        .map_err(|_| Disconnected)?;
+                    tx.priority(barrier.clone(), before)?;
                     self.marker[t] = tx
-                        .try_send(Message::Barrier(barrier.clone()))
-                        .map_err(|_| Disconnected)?
+                        .try_send(Message::Barrier(barrier.clone()))?
                         .map(|_| barrier.clone());
                 }
             }

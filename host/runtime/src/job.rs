@@ -5,15 +5,18 @@
 use crate::channel::{
     Barrier, CHANNEL_CAPACITY, CREDITED_CAPACITY, Lane, Message, OutputEdge, Priority, Target,
 };
+use crate::context::{CheckpointReport, JobContext, JobListener, NoListener, is_batch};
+use crate::events::{TaskControl, TaskEvent, TaskId};
 use crate::execution::ExecutionGraph;
 use crate::metrics::JobMetrics;
 use crate::net::Cluster;
 use crate::net::DataPlane;
 use crate::net::data::ChannelKey;
+use crate::net::protocol::{Deploy, Owner, PrepareSwap, Restore};
 use crate::restore::{self, Restored};
 use crate::snapshot::{SnapshotTarget, task_index};
 use crate::swap::ModuleSwap;
-use crate::task::{self, TaskControl, TaskEvent, TaskId, TaskSetup, TaskStart};
+use crate::task::{self, TaskSetup, TaskStart};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -26,171 +29,9 @@ use weir_checkpoint::protocol::{
 };
 use weir_checkpoint::{S3Options, Storage, TaskSnapshot, block_on, paths};
 use weir_connectors::Connectors;
-use weir_core::config::{
-    CheckpointingMode, ExternalizedRetention, RestartStrategyKind, RuntimeMode,
-};
-use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobId};
-
-/// What a job's tasks share.
-pub(crate) struct JobContext {
-    pub job_id: JobId,
-    /// See [`JobSpec::lineage`] (normalized; empty when none).
-    pub lineage: String,
-    pub config: Config,
-    /// The module the job runs: replaced when it changes modules in place.
-    factory: RwLock<Arc<dyn GuestFactory>>,
-    pub metrics: Arc<JobMetrics>,
-    pub work_dir: PathBuf,
-    pub batch_mode: bool,
-    pub listener: Arc<dyn JobListener>,
-    /// The connectors the job's sources and sinks are opened with.
-    pub connectors: Connectors,
-    /// Snapshot storage opened so far, by URL.
-    storages: Mutex<HashMap<String, Storage>>,
-    /// Module swaps, by the checkpoint whose barrier brings them.
-    swaps: Mutex<HashMap<CheckpointId, Arc<ModuleSwap>>>,
-    /// The cluster that places the job's slots, in a coordinator.
-    pub cluster: Option<Arc<Cluster>>,
-    /// On a task manager: whether it still hears from its coordinator.
-    /// A sink commits only while it does.
-    commit_gate: Option<CommitGate>,
-}
-
-/// Says whether this process may still commit what a checkpoint covers.
-pub(crate) type CommitGate = Arc<dyn Fn() -> bool + Send + Sync>;
-
-impl JobContext {
-    /// The context of a job's tasks on a task manager.
-    pub(crate) fn for_worker(
-        job_id: JobId,
-        lineage: String,
-        config: Config,
-        factory: Arc<dyn GuestFactory>,
-        work_dir: PathBuf,
-        connectors: Connectors,
-        commit_gate: CommitGate,
-    ) -> JobContext {
-        let graph = factory.graph();
-        JobContext {
-            job_id,
-            lineage,
-            batch_mode: is_batch(&config, graph),
-            metrics: Arc::new(JobMetrics::new(graph.operators.len())),
-            config,
-            factory: RwLock::new(factory),
-            work_dir,
-            listener: Arc::new(NoListener),
-            connectors,
-            storages: Mutex::new(HashMap::new()),
-            swaps: Mutex::new(HashMap::new()),
-            cluster: None,
-            commit_gate: Some(commit_gate),
-        }
-    }
-
-    /// Whether the tasks may commit a completed checkpoint now: always in
-    /// a coordinator's process (fenced by its lease), on a task manager
-    /// only while it hears from its coordinator, which would otherwise
-    /// have restarted the job elsewhere.
-    pub fn may_commit(&self) -> bool {
-        self.commit_gate.as_ref().is_none_or(|g| g())
-    }
-
-    /// The gate sinks go by (none in a coordinator's process).
-    pub(crate) fn commit_gate(&self) -> Option<CommitGate> {
-        self.commit_gate.clone()
-    }
-
-    /// Where snapshot `id` of `kind` goes: a new directory of its own for a
-    /// savepoint, `chk-<id>` in the job's checkpoint storage
-    /// (`state.checkpoints.dir`; without one, in this process, as Flink's
-    /// JobManager checkpoint storage) for a checkpoint.
-    pub fn snapshot_target(
-        &self,
-        id: CheckpointId,
-        kind: SnapshotKind,
-    ) -> Result<SnapshotTarget, Failure> {
-        let dir = match kind {
-            SnapshotKind::Savepoint { .. } => paths::savepoint_dir(self.job_id),
-            _ => paths::checkpoint_dir(self.job_id, id),
-        };
-        self.target_at(id, kind, dir)
-    }
-
-    /// Where the snapshot of `barrier` goes, as the coordinator chose it.
-    pub fn barrier_target(&self, barrier: &Barrier) -> Result<SnapshotTarget, Failure> {
-        self.target_at(barrier.id, barrier.kind.clone(), barrier.dir.clone())
-    }
-
-    fn target_at(
-        &self,
-        id: CheckpointId,
-        kind: SnapshotKind,
-        dir: String,
-    ) -> Result<SnapshotTarget, Failure> {
-        let (storage, shared) = match &kind {
-            SnapshotKind::Savepoint { dir, .. } => {
-                (self.storage(dir, "savepoint directory")?, None)
-            }
-            _ => (
-                self.storage(&self.checkpoints_url(), "state.checkpoints.dir")?,
-                // Full checkpoints are self-contained: every file goes into
-                // the checkpoint's own directory.
-                (self.config.incremental && !matches!(kind, SnapshotKind::Manual { full: true }))
-                    .then(|| paths::shared_dir(self.job_id)),
-            ),
-        };
-        Ok(SnapshotTarget {
-            id,
-            storage,
-            dir,
-            shared,
-            kind,
-        })
-    }
-
-    /// The job's checkpoint storage URL.
-    fn checkpoints_url(&self) -> String {
-        self.config
-            .checkpoints_dir
-            .clone()
-            .unwrap_or_else(|| format!("memory://{}", self.job_id))
-    }
-
-    /// The storage at `url`, opened once.
-    fn storage(&self, url: &str, what: &str) -> Result<Storage, Failure> {
-        let mut opened = self.storages.lock().expect("storages lock");
-        if let Some(s) = opened.get(url) {
-            return Ok(s.clone());
-        }
-        let s = Storage::open(url, &S3Options::from_config(&self.config))
-            .map_err(|e| Failure::external(e.message).context(what))?;
-        // Each savepoint may name another directory: the cache stays small.
-        if opened.len() >= MAX_OPEN_STORAGES {
-            opened.clear();
-        }
-        opened.insert(url.to_owned(), s.clone());
-        Ok(s)
-    }
-
-    /// The module the barrier of checkpoint `id` brings.
-    pub fn swap_at(&self, id: CheckpointId) -> Option<Arc<ModuleSwap>> {
-        self.swaps.lock().expect("swaps lock").get(&id).cloned()
-    }
-
-    /// The module the job runs now.
-    pub fn factory(&self) -> Arc<dyn GuestFactory> {
-        self.factory.read().expect("factory lock").clone()
-    }
-
-    fn set_factory(&self, f: Arc<dyn GuestFactory>) {
-        *self.factory.write().expect("factory lock") = f;
-    }
-}
-
-/// Snapshot storages a job keeps open (its checkpoints', and recent
-/// savepoints' directories).
-const MAX_OPEN_STORAGES: usize = 8;
+use weir_core::config::{CheckpointingMode, ExternalizedRetention, RestartStrategyKind};
+use weir_core::guest::GuestSpec;
+use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobId, Secrets};
 
 /// A snapshot to start a job from (`weir run -s PATH [-n]`).
 #[derive(Debug, Clone)]
@@ -357,54 +198,6 @@ impl Reply {
     }
 }
 
-/// A completed checkpoint or savepoint, as reported to a [`JobListener`].
-#[derive(Debug, Clone)]
-pub struct CheckpointReport {
-    pub id: CheckpointId,
-    pub savepoint: bool,
-    pub duration: Duration,
-    /// Bytes of state it refers to.
-    pub state_size: u64,
-    /// Bytes it uploaded.
-    pub uploaded: u64,
-    pub location: String,
-    /// Whether sinks commit what it covers (checkpoints, and savepoints
-    /// that stop the job; an intermediate savepoint commits nothing, as
-    /// in Flink, since recovery never restores from it).
-    pub commits: bool,
-}
-
-/// What a job reports while it runs; the session cluster keeps job status,
-/// checkpoint history and HA pointers with it. Called on the job's
-/// coordinator thread: implementations return quickly.
-pub trait JobListener: Send + Sync {
-    /// Every task of an attempt is running.
-    fn running(&self, _tasks: usize) {}
-    /// A task failed (the attempt ends).
-    fn task_failed(&self, _task: &str, _failure: &Failure) {}
-    /// The job restarts after `delay`.
-    fn restarting(&self, _failure: &Failure, _delay: Duration) {}
-    /// An attempt restored the snapshot at `location`.
-    fn restored(&self, _location: &str, _id: CheckpointId) {}
-    fn checkpoint_triggered(&self, _id: CheckpointId, _savepoint: bool, _tasks: usize) {}
-    /// Called before a snapshot's `_metadata` is written: an error (this
-    /// coordinator was deposed) leaves it incomplete.
-    fn may_complete(&self, _id: CheckpointId) -> Result<(), Failure> {
-        Ok(())
-    }
-    /// Called after `_metadata` is written and before the tasks are told
-    /// (and commit their transactions). An error (the HA store cannot
-    /// record the checkpoint) keeps the sinks from committing it: the
-    /// checkpoint counts as failed, and a later one commits its data.
-    fn checkpoint_completed(&self, _report: &CheckpointReport) -> Result<(), Failure> {
-        Ok(())
-    }
-    fn checkpoint_failed(&self, _id: CheckpointId, _reason: &str) {}
-}
-
-struct NoListener;
-impl JobListener for NoListener {}
-
 /// Sends commands to a running job.
 pub type CommandSender = Sender<JobCommand>;
 
@@ -441,15 +234,6 @@ impl JobHandle {
     /// A sender for commands, usable from other threads (signal handlers).
     pub fn commands(&self) -> Sender<JobCommand> {
         self.commands.clone()
-    }
-}
-
-/// Whether keyed aggregations emit only final results.
-pub fn is_batch(config: &Config, graph: &weir_core::JobGraph) -> bool {
-    match config.runtime_mode {
-        RuntimeMode::Batch => true,
-        RuntimeMode::Streaming => false,
-        RuntimeMode::Automatic => graph.is_bounded(),
     }
 }
 
@@ -670,7 +454,7 @@ pub(crate) fn wire(
                     targets.push(Some(Target::Local(tx, lane, credit)));
                 } else if up_here {
                     let tx = need_plane()?.open(placement.at(d), key, events.clone(), up);
-                    targets.push(Some(Target::Remote(tx)));
+                    targets.push(Some(Target::Remote(Arc::new(tx))));
                 } else {
                     let (tx, lane, credit) = lane();
                     need_plane()?.expect(key, tx, lane, credit, events.clone(), down);
@@ -766,6 +550,52 @@ fn local_start(restored: Option<&Restored>, id: TaskId) -> Option<TaskStart> {
     })
 }
 
+/// What the task manager running `tasks` of an attempt is sent.
+fn deployment_message(
+    ctx: &JobContext,
+    attempt: u32,
+    guest: &GuestSpec,
+    slots: &[String],
+    tasks: &[TaskId],
+    restored: Option<&Restored>,
+) -> Deploy {
+    let owner = &ctx.config.owner;
+    let (secrets_key, secrets) = match &owner.secrets {
+        Secrets::Environment => (None, BTreeMap::new()),
+        Secrets::Named { owner_key, values } => (Some(owner_key.clone()), (**values).clone()),
+    };
+    Deploy {
+        job: ctx.job_id,
+        attempt,
+        config: ctx.config.to_layer(),
+        owner: Owner {
+            tenant: owner.tenant.clone(),
+            secrets_key,
+            secrets,
+            restricted: owner.restricted,
+            files: owner.files.clone(),
+        },
+        guest: guest.clone(),
+        graph: ctx.factory().graph().clone(),
+        lineage: ctx.lineage.clone(),
+        slots: slots.to_vec(),
+        tasks: tasks.to_vec(),
+        restore: restored.map(|r| Restore {
+            storage: r.storage.url().to_owned(),
+            dir: r.dir.clone(),
+            checkpoint: r.metadata.checkpoint_id,
+            reusable: r.reusable,
+            tasks: tasks
+                .iter()
+                .map(|t| {
+                    let restore = r.plan.tasks.get(&(t.chain, t.subtask)).cloned();
+                    (*t, restore.unwrap_or_default())
+                })
+                .collect(),
+        }),
+    }
+}
+
 fn deploy(
     ctx: &Arc<JobContext>,
     restored: Option<&Restored>,
@@ -823,7 +653,9 @@ fn deploy(
                     .map(|(address, tasks)| {
                         let guest = &guest;
                         scope.spawn(move || {
-                            cluster.deploy(address, ctx, attempt, guest, slots, tasks, restored)
+                            let message =
+                                deployment_message(ctx, attempt, guest, slots, tasks, restored);
+                            cluster.deploy(address, &message)
                         })
                     })
                     .collect();
@@ -1571,16 +1403,66 @@ impl Master {
             kind: target.kind.clone(),
             dir: target.dir.clone(),
             swap: swap.is_some(),
-            unaligned_after: unaligned.then(|| {
-                crate::chain::now_ms() as u64 + config.aligned_checkpoint_timeout.as_millis() as u64
-            }),
+            aligned_timeout: unaligned
+                .then_some(config.aligned_checkpoint_timeout.as_millis() as u64),
         };
-        targets.insert(id, target);
         if let Some(swap) = swap {
-            self.ctx.swaps.lock().expect("swaps lock").insert(id, swap);
+            // Task managers load the new module before the barrier reaches
+            // their tasks.
+            if let Err(f) = self.prepare_swap(dep, id, &swap) {
+                self.ctx.listener.checkpoint_failed(id, &f.message);
+                let _ = coord.failed(id, &f.message, now_ms(self.started));
+                return Err(f);
+            }
+            self.ctx.add_swap(id, swap);
         }
+        targets.insert(id, target);
         dep.send_sources(|| TaskControl::Trigger(barrier.clone()));
         Ok(id)
+    }
+
+    /// Sends the module of a swap at checkpoint `id` to every task manager
+    /// running tasks of the attempt, and waits until each loaded it.
+    fn prepare_swap(
+        &self,
+        dep: &Deployment,
+        id: CheckpointId,
+        swap: &ModuleSwap,
+    ) -> Result<(), Failure> {
+        let (Some(remote), Some(cluster)) = (&dep.remote, &self.ctx.cluster) else {
+            return Ok(());
+        };
+        let addresses: std::collections::BTreeSet<&str> = dep
+            .controls
+            .values()
+            .filter_map(|c| match c {
+                Control::Remote(a) => Some(a.as_str()),
+                Control::Local(_) => None,
+            })
+            .collect();
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let guest = swap.factory.spec().ok_or_else(|| {
+            Failure::user("the new module cannot run on task managers (it has no module hash)")
+        })?;
+        let message = PrepareSwap {
+            job: self.ctx.job_id,
+            attempt: remote.attempt,
+            checkpoint: id,
+            guest,
+            graph: swap.factory.graph().clone(),
+        };
+        std::thread::scope(|scope| {
+            let sent: Vec<_> = addresses
+                .iter()
+                .map(|a| scope.spawn(|| cluster.prepare_swap(a, &message)))
+                .collect();
+            sent.into_iter().try_for_each(|s| {
+                s.join()
+                    .unwrap_or_else(|_| Err(Failure::internal("a swap preparation panicked")))
+            })
+        })
     }
 
     /// Every task acknowledged: writes `_metadata` (the checkpoint is then

@@ -13,6 +13,8 @@
 
 mod chain;
 mod channel;
+mod context;
+mod events;
 mod execution;
 mod job;
 mod metrics;
@@ -27,23 +29,26 @@ mod task;
 mod unaligned;
 mod watermark;
 mod window;
+mod worker;
 
 pub use channel::{Barrier, Batch, Message};
+pub use context::{CheckpointReport, JobListener, is_batch};
+pub use events::{TaskEvent, TaskId};
 pub use execution::{Chain, ChainEdge, ExecutionGraph};
 pub use job::{
-    CheckpointReport, CommandSender, JobCommand, JobHandle, JobListener, JobOutcome, JobSpec,
-    RestoreRequest, SwapRequest, Swapped, is_batch, start,
+    CommandSender, JobCommand, JobHandle, JobOutcome, JobSpec, RestoreRequest, SwapRequest,
+    Swapped, start,
 };
 pub use metrics::{JobMetrics, OperatorMetrics};
 pub use net::measure as exchange;
 pub use net::{
-    Auth, Cluster, ClusterOptions, DataPlane, GuestLoader, WorkerOptions, WorkerView,
-    advertised_url, bind, is_loopback, run_worker,
+    Auth, Cluster, ClusterOptions, DataPlane, GuestLoader, WorkerView, advertised_url, bind,
+    is_loopback,
 };
 pub use restore::{
     candidates as snapshot_candidates, dispose_savepoint, read_metadata, target_job,
 };
 pub use snapshot::SnapshotTarget;
 pub use swap::{ModuleSwap, swap_refusal};
-pub use task::{TaskEvent, TaskId};
 pub use weir_connectors::{ConnectorProvider, Connectors};
+pub use worker::{WorkerOptions, run_worker};

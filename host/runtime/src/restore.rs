@@ -1,8 +1,8 @@
 //! Starting a job from a snapshot: finding it, checking it, matching its
 //! state to the job, and downloading what the tasks will load.
 
+use crate::context::JobContext;
 use crate::execution::ExecutionGraph;
-use crate::job::JobContext;
 use crate::snapshot::{Prefetched, prefetch};
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! the snapshot is uploaded (asynchronously, so the task goes on), and how a
 //! restored task loads its state.
 
-use crate::task::TaskId;
+use crate::events::TaskId;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

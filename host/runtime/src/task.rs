@@ -4,8 +4,9 @@
 
 use crate::chain::{ChainRunner, DecodePolicy, SnapshotMeta, StepSettings, TaskError, build_steps};
 use crate::channel::{Barrier, Batch, Message, OutputEdge, Priority};
+use crate::context::JobContext;
+use crate::events::{TaskControl, TaskEvent, TaskId};
 use crate::execution::Chain;
-use crate::job::JobContext;
 use crate::services::{TaskHost, state_failure};
 use crate::snapshot::{LocalTaskSnapshot, Prefetched, SnapshotTarget, Uploader};
 use crate::swap;
@@ -15,7 +16,6 @@ use crossbeam_channel::{Receiver, Select, Sender};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use weir_checkpoint::TaskSnapshot;
 use weir_checkpoint::protocol::{AlignAction, AlignmentMode, BarrierAligner, TaskRestore};
 use weir_connectors::{Poll, SinkContext, SourceContext, SourceReader};
 use weir_core::config::CheckpointingMode;
@@ -23,59 +23,6 @@ use weir_core::plan::OperatorKind;
 use weir_core::{CheckpointId, Failure, KeyGroupRange};
 use weir_frame::Writer;
 use weir_state::{KeyedStateBackend, RestoreSource};
-
-/// Identifies a subtask of a chain.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct TaskId {
-    pub chain: usize,
-    pub subtask: u32,
-}
-
-/// Commands from the job to a task.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub enum TaskControl {
-    Cancel,
-    /// Sources: take a checkpoint and inject its barrier.
-    Trigger(Barrier),
-    /// A checkpoint is complete: commit what it covers.
-    Complete(CheckpointId),
-    /// Sources whose data ended: close the stream.
-    Finish,
-}
-
-/// What a task reports to its job.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub enum TaskEvent {
-    /// The task restored its state and started processing.
-    Running(TaskId),
-    /// The task processed all its data (it stays for the final checkpoint).
-    DataEnded(TaskId),
-    Finished(TaskId),
-    Failed(TaskId, Failure),
-    /// Stopped because the job is stopping.
-    Stopped(TaskId),
-    /// The task's state for a checkpoint is uploaded.
-    Ack(TaskId, CheckpointId, Box<TaskSnapshot>),
-    /// The task could not take or upload its part of a checkpoint.
-    Decline(TaskId, CheckpointId, Failure),
-}
-
-impl TaskEvent {
-    /// The task that reports it.
-    pub fn task(&self) -> TaskId {
-        match self {
-            TaskEvent::Running(t)
-            | TaskEvent::DataEnded(t)
-            | TaskEvent::Finished(t)
-            | TaskEvent::Failed(t, _)
-            | TaskEvent::Stopped(t)
-            | TaskEvent::Ack(t, _, _)
-            | TaskEvent::Decline(t, _, _) => *t,
-        }
-    }
-}
 
 /// State a task starts from.
 pub(crate) struct TaskStart {
@@ -170,7 +117,7 @@ impl Checkpointing {
     fn forward(&self, runner: &mut ChainRunner, barrier: &Barrier) -> Result<Vec<u8>, TaskError> {
         let mut unsent = Vec::new();
         if self.unaligned {
-            let aligned = barrier.unaligned_after.is_none();
+            let aligned = barrier.aligned_timeout.is_none();
             for (edge, b) in runner.announce(barrier, aligned)? {
                 unaligned::append(&mut unsent, edge, &b);
             }
@@ -658,6 +605,7 @@ fn run_source(
     let metrics = ctx.metrics.operators[head.index as usize].clone();
     let uid = head.uid.as_str();
     let mut data_ended = false;
+    let mut output_wait = OutputWait::default();
     loop {
         if data_ended {
             // Wait for the final checkpoint and the order to finish.
@@ -678,8 +626,11 @@ fn run_source(
         let room = !cp.unaligned || runner.outputs_ready();
         let wait = match room {
             true => Duration::ZERO,
-            false => OUTPUT_POLL,
+            false => output_wait.next(),
         };
+        if room {
+            output_wait = OutputWait::default();
+        }
         while let Ok(ctl) = control.recv_timeout(wait) {
             if on_control(ctl, runner, Some((reader.as_mut(), uid)), cp)? {
                 return Err(
@@ -767,9 +718,23 @@ impl Inputs<'_> {
     }
 }
 
-/// How often a task with unaligned checkpoints whose outputs are full
-/// looks for room again, while it takes barriers and commands.
-const OUTPUT_POLL: Duration = Duration::from_millis(1);
+fn wall_ms() -> u64 {
+    crate::chain::now_ms() as u64
+}
+
+/// How long a task with unaligned checkpoints whose outputs are full
+/// waits before it looks for room again, taking barriers and commands
+/// meanwhile: 1 ms, doubling up to 8 ms while they stay full.
+#[derive(Default)]
+struct OutputWait(u32);
+
+impl OutputWait {
+    fn next(&mut self) -> Duration {
+        let wait = Duration::from_millis(1 << self.0.min(3));
+        self.0 += 1;
+        wait
+    }
+}
 
 /// Records a task with unaligned checkpoints processes at once: it takes
 /// barriers between such parts of a batch.
@@ -825,6 +790,7 @@ fn run_inputs(
     // whether it ends a message of its channel (batches are processed in
     // parts).
     let mut stash: VecDeque<(usize, Message, bool)> = VecDeque::new();
+    let mut output_wait = OutputWait::default();
     let mut inputs = Inputs {
         channels,
         held: vec![false; n],
@@ -841,7 +807,7 @@ fn run_inputs(
             // that could not be sent on now.
             while let Some(p) = priority.and_then(|p| p.try_recv().ok()) {
                 take_commits(runner, control, cp)?;
-                g.on_barrier(p.input, &p.barrier, Some(p.before));
+                g.on_barrier(p.input, &p.barrier, Some(p.before), wall_ms());
                 drive(g, &mut recording, &stash, runner, cp)?;
             }
             while let Ok(ctl) = control.try_recv() {
@@ -881,12 +847,14 @@ fn run_inputs(
                 let control_index = sel.recv(control);
                 let priority_index = priority.map(|p| sel.recv(p));
                 let mut wait = match room {
-                    true => runner.idle_wait(),
-                    false => OUTPUT_POLL,
+                    true => {
+                        output_wait = OutputWait::default();
+                        runner.idle_wait()
+                    }
+                    false => output_wait.next(),
                 };
                 if let Some(at) = gate.as_ref().and_then(Gate::deadline) {
-                    let now = crate::chain::now_ms() as u64;
-                    wait = wait.min(Duration::from_millis(at.saturating_sub(now)));
+                    wait = wait.min(Duration::from_millis(at.saturating_sub(wall_ms())));
                 }
                 let op = match sel.select_timeout(wait) {
                     Ok(op) => op,
@@ -916,7 +884,7 @@ fn run_inputs(
                         continue;
                     };
                     take_commits(runner, control, cp)?;
-                    g.on_barrier(p.input, &p.barrier, Some(p.before));
+                    g.on_barrier(p.input, &p.barrier, Some(p.before), wall_ms());
                     drive(g, &mut recording, &stash, runner, cp)?;
                     continue;
                 }
@@ -1048,7 +1016,7 @@ fn arrive(
 ) -> Result<bool, TaskError> {
     if let Message::Barrier(b) = msg {
         take_commits(runner, control, cp)?;
-        gate.on_barrier(i, b, None);
+        gate.on_barrier(i, b, None, wall_ms());
         return Ok(false);
     }
     if gate.records(i)
@@ -1072,7 +1040,7 @@ fn drive(
     runner: &mut ChainRunner,
     cp: &mut Checkpointing,
 ) -> Result<(), TaskError> {
-    while let Some(action) = gate.next(crate::chain::now_ms() as u64) {
+    while let Some(action) = gate.next(wall_ms()) {
         match action {
             GateAction::Aligned(b) => cp.checkpoint(runner, None, b)?,
             GateAction::Unaligned(b) => {
@@ -1097,7 +1065,15 @@ fn drive(
             }
             GateAction::Abort { id, taken } => {
                 let ours = recording.as_ref().is_some_and(|r| r.id == id);
-                if taken && ours && recording.take().is_some_and(|r| r.taken.is_some()) {
+                let dropped = match taken && ours {
+                    true => recording.take().and_then(|r| r.taken),
+                    false => None,
+                };
+                if let Some(t) = dropped {
+                    // Its RocksDB checkpoint (hard links) is never uploaded.
+                    if let Some(k) = &t.snapshot.keyed {
+                        let _ = std::fs::remove_dir_all(&k.dir);
+                    }
                     let _ = cp.events.send(TaskEvent::Decline(
                         cp.id,
                         id,

@@ -49,6 +49,8 @@ struct Pending {
     /// Per input: the number of messages before the barrier, once known.
     boundary: Vec<Option<u64>>,
     taken: bool,
+    /// When the task first heard of the barrier (ms, its own clock).
+    since: u64,
 }
 
 /// Which inputs of a task reached the barrier of its pending checkpoint.
@@ -132,13 +134,13 @@ impl Gate {
         self.pending
             .as_ref()
             .filter(|p| !p.taken)
-            .and_then(|p| p.barrier.unaligned_after)
+            .and_then(|p| Some(p.since + p.barrier.aligned_timeout?))
     }
 
-    /// `barrier` arrived for input `i`: on the priority lane with the
-    /// number of messages `before` it, or in the channel itself (None: at
-    /// the position read so far).
-    pub fn on_barrier(&mut self, i: usize, barrier: &Barrier, before: Option<u64>) {
+    /// `barrier` arrived for input `i` at `now_ms`: on the priority lane
+    /// with the number of messages `before` it, or in the channel itself
+    /// (None: at the position read so far).
+    pub fn on_barrier(&mut self, i: usize, barrier: &Barrier, before: Option<u64>, now_ms: u64) {
         let id = barrier.id;
         if self.last.is_some_and(|l| id <= l) {
             return;
@@ -158,6 +160,7 @@ impl Gate {
             barrier: barrier.clone(),
             boundary: vec![None; n],
             taken: false,
+            since: now_ms,
         });
         if p.boundary[i].is_none() {
             // A position already read past cannot precede the barrier:
@@ -204,8 +207,9 @@ impl Gate {
                 false => GateAction::Aligned(p.barrier),
             });
         }
+        let due = self.deadline().is_some_and(|at| now_ms >= at);
         let p = self.pending.as_mut().expect("pending");
-        if !p.taken && p.barrier.unaligned_at(now_ms) {
+        if !p.taken && due {
             p.taken = true;
             return Some(GateAction::Unaligned(p.barrier.clone()));
         }
@@ -315,13 +319,13 @@ mod tests {
         }
     }
 
-    fn barrier(id: u64, unaligned_after: Option<u64>) -> Barrier {
+    fn barrier(id: u64, aligned_timeout: Option<u64>) -> Barrier {
         Barrier {
             id: CheckpointId(id),
             kind: SnapshotKind::Checkpoint,
             dir: format!("j/chk-{id}"),
             swap: false,
-            unaligned_after,
+            aligned_timeout,
         }
     }
 
@@ -335,7 +339,7 @@ mod tests {
             g.read(0);
             g.done(0);
         }
-        g.on_barrier(0, &b, Some(5));
+        g.on_barrier(0, &b, Some(5), 0);
         assert_eq!(g.next(10), Some(GateAction::Unaligned(b.clone())));
         assert_eq!(g.next(10), None);
         assert_eq!(g.recording(), Some(CheckpointId(1)));
@@ -354,11 +358,11 @@ mod tests {
         g.read(1);
         assert_eq!(g.next(10), None);
         // Input 1's barrier, in the channel: nothing more to record.
-        g.on_barrier(1, &b, None);
+        g.on_barrier(1, &b, None, 0);
         assert_eq!(g.next(10), Some(GateAction::Recorded(CheckpointId(1))));
         assert_eq!(g.recording(), None);
         // The late copies are stale.
-        g.on_barrier(0, &b, None);
+        g.on_barrier(0, &b, None, 0);
         assert_eq!(g.next(10), None);
     }
 
@@ -366,16 +370,17 @@ mod tests {
     fn aligned_until_the_timeout_then_unaligned() {
         let mut g = Gate::new(2);
         let b = barrier(1, Some(1_000));
-        g.on_barrier(0, &b, Some(0));
+        g.on_barrier(0, &b, Some(0), 100);
         assert!(g.held(0), "input 0 reached the barrier: held while aligned");
         assert!(!g.records(1));
         assert_eq!(g.next(500), None);
-        assert_eq!(g.deadline(), Some(1_000));
-        assert_eq!(g.next(1_000), Some(GateAction::Unaligned(b.clone())));
+        assert_eq!(g.deadline(), Some(1_100), "from when it first heard of it");
+        assert_eq!(g.next(1_099), None);
+        assert_eq!(g.next(1_100), Some(GateAction::Unaligned(b.clone())));
         assert!(!g.held(0), "released once unaligned");
         assert!(!g.records(0));
         assert!(g.records(1));
-        g.on_barrier(1, &b, Some(2));
+        g.on_barrier(1, &b, Some(2), 0);
         g.read(1);
         assert_eq!(g.next(1_001), None);
         g.read(1);
@@ -390,7 +395,7 @@ mod tests {
     fn aligned_barriers_complete_without_recording() {
         let mut g = Gate::new(2);
         let b = barrier(3, None);
-        g.on_barrier(1, &b, Some(1));
+        g.on_barrier(1, &b, Some(1), 0);
         assert!(!g.held(1));
         g.read(1);
         assert!(!g.held(1), "read but not yet processed");
@@ -405,9 +410,9 @@ mod tests {
     #[test]
     fn a_newer_barrier_aborts_the_pending_one() {
         let mut g = Gate::new(2);
-        g.on_barrier(0, &barrier(1, Some(0)), Some(4));
+        g.on_barrier(0, &barrier(1, Some(0)), Some(4), 0);
         assert!(matches!(g.next(0), Some(GateAction::Unaligned(_))));
-        g.on_barrier(1, &barrier(2, Some(0)), Some(0));
+        g.on_barrier(1, &barrier(2, Some(0)), Some(0), 0);
         assert_eq!(
             g.next(0),
             Some(GateAction::Abort {
@@ -416,7 +421,7 @@ mod tests {
             })
         );
         assert!(matches!(g.next(0), Some(GateAction::Unaligned(b)) if b.id == CheckpointId(2)));
-        g.on_barrier(0, &barrier(1, Some(0)), Some(4));
+        g.on_barrier(0, &barrier(1, Some(0)), Some(4), 0);
         assert_eq!(g.recording(), Some(CheckpointId(2)));
     }
 

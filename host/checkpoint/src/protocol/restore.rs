@@ -294,8 +294,10 @@ pub fn plan_restore(
     // operator; those it had buffered for its outputs leave from a chain
     // of the same operators.
     for t in &snapshot.tasks {
-        let Some(f) = &t.in_flight else { continue };
-        let head = t.operators[0].as_str();
+        let (Some(f), Some(head)) = (&t.in_flight, t.operators.first()) else {
+            continue;
+        };
+        let head = head.as_str();
         let mut place = |file: &FileRef, output: bool| {
             let ci = target.chains.iter().position(|(uids, _)| match output {
                 true => *uids == t.operators,

@@ -2,12 +2,10 @@
 //! holds on them, deployments, task controls, and events coming back.
 
 use super::data::{self, DataPlane};
-use super::protocol::{Cancel, Controls, Deploy, Events, Owner, Register, Registered, Restore};
+use super::protocol::{Cancel, Controls, Deploy, Events, PrepareSwap, Register, Registered};
 use super::{Auth, net_runtime};
-use crate::job::JobContext;
+use crate::events::{TaskControl, TaskEvent, TaskId};
 use crate::metrics::JobMetrics;
-use crate::restore::Restored;
-use crate::task::{TaskControl, TaskEvent, TaskId};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -18,8 +16,7 @@ use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weir_core::guest::GuestSpec;
-use weir_core::{Failure, JobId, Secrets};
+use weir_core::{Failure, JobId};
 
 /// Ended attempts kept for their last counter reports.
 const ENDED_KEPT: usize = 256;
@@ -328,64 +325,36 @@ impl Cluster {
         self.state.lock().expect("cluster lock").held.remove(&job);
     }
 
-    /// Deploys `tasks` of an attempt to the task manager at `address`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn deploy(
+    /// Deploys the tasks `message` names to the task manager at `address`.
+    pub(crate) fn deploy(&self, address: &str, message: &Deploy) -> Result<(), Failure> {
+        self.prepare(address, "deploy", message, "start the job's tasks")
+    }
+
+    /// Gives the task manager at `address` the module its tasks change to
+    /// at a checkpoint's barrier.
+    pub(crate) fn prepare_swap(&self, address: &str, message: &PrepareSwap) -> Result<(), Failure> {
+        self.prepare(address, "swap", message, "load the job's new module")
+    }
+
+    /// Asks the task manager at `address` to `what`, waiting for it.
+    fn prepare(
         &self,
         address: &str,
-        ctx: &JobContext,
-        attempt: u32,
-        guest: &GuestSpec,
-        slots: &[String],
-        tasks: &[TaskId],
-        restored: Option<&Restored>,
+        route: &str,
+        message: &impl serde::Serialize,
+        what: &str,
     ) -> Result<(), Failure> {
         if !self.registered(address) {
             return Err(Failure::external(format!(
                 "the task manager at {address} is gone"
             )));
         }
-        let owner = &ctx.config.owner;
-        let (secrets_key, secrets) = match &owner.secrets {
-            Secrets::Environment => (None, BTreeMap::new()),
-            Secrets::Named { owner_key, values } => (Some(owner_key.clone()), (**values).clone()),
-        };
-        let message = Deploy {
-            job: ctx.job_id,
-            attempt,
-            config: ctx.config.to_layer(),
-            owner: Owner {
-                tenant: owner.tenant.clone(),
-                secrets_key,
-                secrets,
-                restricted: owner.restricted,
-                files: owner.files.clone(),
-            },
-            guest: guest.clone(),
-            graph: ctx.factory().graph().clone(),
-            lineage: ctx.lineage.clone(),
-            slots: slots.to_vec(),
-            tasks: tasks.to_vec(),
-            restore: restored.map(|r| Restore {
-                storage: r.storage.url().to_owned(),
-                dir: r.dir.clone(),
-                checkpoint: r.metadata.checkpoint_id,
-                reusable: r.reusable,
-                tasks: tasks
-                    .iter()
-                    .map(|t| {
-                        let restore = r.plan.tasks.get(&(t.chain, t.subtask)).cloned();
-                        (*t, restore.unwrap_or_default())
-                    })
-                    .collect(),
-            }),
-        };
         let request = self
             .plane
             .auth
-            .apply(self.client.post(format!("{address}/v1/cluster/deploy")))
+            .apply(self.client.post(format!("{address}/v1/cluster/{route}")))
             .timeout(Duration::from_secs(300))
-            .json(&message);
+            .json(message);
         let answer = net_runtime().block_on(async move {
             let r = request.send().await?;
             let status = r.status();
@@ -394,7 +363,7 @@ impl Cluster {
         match answer {
             Ok((status, _)) if status.is_success() => Ok(()),
             Ok((status, text)) => Err(Failure::external(format!(
-                "the task manager at {address} could not start the job's tasks ({status}): {text}"
+                "the task manager at {address} could not {what} ({status}): {text}"
             ))),
             Err(e) => {
                 let why = format!("it does not answer ({e})");

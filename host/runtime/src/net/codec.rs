@@ -154,7 +154,7 @@ mod tests {
             kind: SnapshotKind::Checkpoint,
             dir: "j/chk-7".into(),
             swap: false,
-            unaligned_after: Some(12),
+            aligned_timeout: Some(12),
         };
         for chunk in [1, 3, 7, 64, 100_000] {
             let out = roundtrip(

@@ -10,8 +10,8 @@
 
 use super::codec::{self, Decoder};
 use super::{Auth, net_runtime};
-use crate::channel::{Barrier, Lane, Message, Priority};
-use crate::task::{TaskEvent, TaskId};
+use crate::channel::{Barrier, Disconnected, Lane, Message, Priority, RemoteChannel};
+use crate::events::{TaskEvent, TaskId};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -19,6 +19,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -65,6 +66,10 @@ struct Inbound {
     /// The channel's credits, when its task takes messages off the queue
     /// before it processes them (unaligned checkpoints).
     credits: Option<Sender<()>>,
+    /// How many messages of the channel precede the latest barrier
+    /// announced on it: those go to the task without a credit, since it
+    /// takes them off the queue at once.
+    announced: Arc<AtomicU64>,
     /// The receiving task's attempt, told when the channel breaks.
     events: Sender<TaskEvent>,
     task: TaskId,
@@ -79,8 +84,9 @@ const OUTBOUND_CHUNKS: usize = 8;
 /// This process's end of the network channels.
 pub struct DataPlane {
     inbound: Mutex<HashMap<ChannelKey, Inbound>>,
-    /// The priority lanes of the channels this process receives.
-    lanes: Mutex<HashMap<ChannelKey, Lane>>,
+    /// The priority lanes of the channels this process receives, with
+    /// what was announced on each.
+    lanes: Mutex<HashMap<ChannelKey, (Lane, Arc<AtomicU64>)>>,
     registered: Notify,
     client: reqwest::Client,
     pub(crate) auth: Auth,
@@ -115,15 +121,17 @@ impl DataPlane {
         events: Sender<TaskEvent>,
         task: TaskId,
     ) {
+        let announced = Arc::new(AtomicU64::new(0));
         self.lanes
             .lock()
             .expect("lanes lock")
-            .insert(key.clone(), lane);
+            .insert(key.clone(), (lane, announced.clone()));
         self.inbound.lock().expect("inbound lock").insert(
             key,
             Inbound {
                 tx,
                 credits,
+                announced,
                 events,
                 task,
             },
@@ -162,7 +170,7 @@ impl DataPlane {
             .await
     }
 
-    async fn lane(&self, key: &ChannelKey) -> Option<Lane> {
+    async fn lane(&self, key: &ChannelKey) -> Option<(Lane, Arc<AtomicU64>)> {
         self.wait_for(|| self.lanes.lock().expect("lanes lock").get(key).cloned())
             .await
     }
@@ -259,17 +267,11 @@ pub(crate) struct RemoteSender {
     priority: mpsc::UnboundedSender<Announce>,
 }
 
-/// The stream behind a channel is gone.
-#[derive(Debug)]
-pub(crate) struct Closed;
-
-impl RemoteSender {
-    /// Sends without waiting; gives the message back when the channel has
-    /// no room.
-    pub fn try_send(&self, msg: Message) -> Result<Option<Message>, Closed> {
+impl RemoteChannel for RemoteSender {
+    fn try_send(&self, msg: Message) -> Result<Option<Message>, Disconnected> {
         if self.tx.capacity() < 2 {
             return if self.tx.is_closed() {
-                Err(Closed)
+                Err(Disconnected)
             } else {
                 Ok(Some(msg))
             };
@@ -277,39 +279,52 @@ impl RemoteSender {
         self.send(msg).map(|()| None)
     }
 
-    /// Whether a message can be sent without waiting.
-    pub fn has_room(&self) -> bool {
+    fn has_room(&self) -> bool {
         self.tx.capacity() >= 2 || self.tx.is_closed()
     }
 
-    /// Announces `barrier` ahead of what the channel holds: `before`
-    /// messages precede it.
-    pub fn priority(&self, barrier: Barrier, before: u64) -> Result<(), Closed> {
+    fn priority(&self, barrier: Barrier, before: u64) -> Result<(), Disconnected> {
         self.priority
             .send(Announce { barrier, before })
-            .map_err(|_| Closed)
+            .map_err(|_| Disconnected)
     }
 
-    /// Sends, waiting for room (backpressure).
-    pub fn send(&self, msg: Message) -> Result<(), Closed> {
+    fn send(&self, msg: Message) -> Result<(), Disconnected> {
         let (header, payload) = codec::encode(msg);
-        self.tx.blocking_send(header).map_err(|_| Closed)?;
+        self.tx.blocking_send(header).map_err(|_| Disconnected)?;
         if let Some(p) = payload {
-            self.tx.blocking_send(p).map_err(|_| Closed)?;
+            self.tx.blocking_send(p).map_err(|_| Disconnected)?;
         }
         Ok(())
     }
 }
 
-/// Puts `msg` into a full queue once its task made room, without holding
-/// a thread meanwhile; false if the task is gone.
-async fn wait_to_send<T>(tx: &Sender<T>, mut msg: T) -> bool {
+/// Takes one of a channel's credits for its message number `index`,
+/// waiting for the task to give one back — unless a barrier announced on
+/// the channel follows the message: the task takes those off its queue
+/// at once, and its checkpoint waits for them. False if the task is gone.
+async fn take_credit(credits: &Sender<()>, announced: &AtomicU64, index: u64) -> bool {
     let mut pause = Duration::ZERO;
     loop {
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+        if index < announced.load(Ordering::Acquire) {
+            return true;
         }
-        pause = pause.max(Duration::from_micros(25));
+        match credits.try_send(()) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(())) => return false,
+            Err(TrySendError::Full(())) => {}
+        }
+        pause = (pause * 2).clamp(Duration::from_micros(50), Duration::from_millis(2));
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Puts `msg` into a full queue once its task made room, without holding
+/// a thread meanwhile; false if the task is gone.
+async fn wait_to_send(tx: &Sender<Message>, mut msg: Message) -> bool {
+    let mut pause = Duration::from_micros(50);
+    loop {
+        tokio::time::sleep(pause).await;
         match tx.try_send(msg) {
             Ok(()) => return true,
             Err(TrySendError::Disconnected(_)) => return false,
@@ -359,18 +374,20 @@ pub(crate) async fn priority(
         Ok(a) => a,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("not a barrier: {e}")),
     };
-    let Some(lane) = plane.lane(&key).await else {
+    let Some((lane, announced)) = plane.lane(&key).await else {
         return not_expected(&key);
     };
+    // First: the stream then lets these messages through at once.
+    announced.fetch_max(announce.before, Ordering::AcqRel);
     let priority = Priority {
         input: lane.input,
         barrier: announce.barrier,
         before: announce.before,
     };
-    match lane.tx.send(priority) {
-        Ok(()) => (StatusCode::OK, String::new()),
-        Err(_) => (StatusCode::GONE, "the receiving task ended".into()),
-    }
+    // A task that ended needs no barrier: its checkpoints are complete, or
+    // its attempt is ending anyway.
+    let _ = lane.tx.send(priority);
+    (StatusCode::OK, String::new())
 }
 
 /// `POST /v1/cluster/channels/{job}/{attempt}/{edge}/{from}/{to}`: the
@@ -390,6 +407,8 @@ pub(crate) async fn receive(
     };
     let mut stream = body.into_data_stream();
     let mut decoder = Decoder::default();
+    // Messages other than barriers passed to the task.
+    let mut forwarded = 0u64;
     let broke = |why: String| {
         let _ = inbound.events.send(TaskEvent::Failed(
             inbound.task,
@@ -427,9 +446,11 @@ pub(crate) async fn receive(
             let end = matches!(msg, Message::EndOfPartition);
             if let Some(credits) = &inbound.credits
                 && !matches!(msg, Message::Barrier(_))
-                && !wait_to_send(credits, ()).await
             {
-                return (StatusCode::GONE, "the receiving task ended".into());
+                if !take_credit(credits, &inbound.announced, forwarded).await {
+                    return (StatusCode::GONE, "the receiving task ended".into());
+                }
+                forwarded += 1;
             }
             let sent = match inbound.tx.try_send(msg) {
                 Ok(()) => true,

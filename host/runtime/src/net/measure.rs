@@ -5,8 +5,9 @@
 
 use super::data::{ChannelKey, DataPlane};
 use super::{Auth, advertised_url, bind, serve};
+use crate::channel::RemoteChannel;
 use crate::channel::{Batch, CHANNEL_CAPACITY, Message};
-use crate::task::{TaskEvent, TaskId};
+use crate::events::{TaskEvent, TaskId};
 use std::time::{Duration, Instant};
 use weir_core::JobId;
 use weir_frame::{Record, Writer};

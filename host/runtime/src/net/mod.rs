@@ -1,6 +1,6 @@
 //! Tasks on several processes: a coordinator ([`Cluster`], in `weir
 //! session`) places each job's slots on its own process and on task
-//! managers ([`run_worker`], `weir worker --join`), which run the tasks it
+//! managers ([`run_worker`](crate::run_worker), `weir worker --join`), which run the tasks it
 //! deploys to them and report their events back.
 //!
 //! Everything between the processes is HTTP/2 on the cluster port (Flink's
@@ -9,17 +9,15 @@
 //! data (see [`data`]). Every request carries the cluster's secret, when it
 //! has one.
 
-mod cluster;
+pub(crate) mod cluster;
 pub(crate) mod codec;
 pub(crate) mod data;
 pub mod measure;
-mod protocol;
-mod worker;
+pub(crate) mod protocol;
 
 pub use cluster::{Cluster, ClusterOptions, WorkerView};
 pub use data::DataPlane;
 pub use protocol::GuestLoader;
-pub use worker::{WorkerOptions, run_worker};
 
 use axum::Router;
 use axum::extract::Request;

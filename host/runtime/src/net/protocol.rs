@@ -1,7 +1,7 @@
 //! What the coordinator and its task managers say to each other.
 
+use crate::events::{TaskControl, TaskEvent, TaskId};
 use crate::metrics::JobMetrics;
-use crate::task::{TaskControl, TaskEvent, TaskId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,6 +90,17 @@ pub(crate) struct Controls {
     pub job: JobId,
     pub attempt: u32,
     pub controls: Vec<(TaskId, TaskControl)>,
+}
+
+/// `POST /v1/cluster/swap`: the module an attempt's tasks change to at
+/// the barrier of `checkpoint` (a module swap in place).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PrepareSwap {
+    pub job: JobId,
+    pub attempt: u32,
+    pub checkpoint: CheckpointId,
+    pub guest: GuestSpec,
+    pub graph: JobGraph,
 }
 
 /// `POST /v1/cluster/cancel`: stop an attempt's tasks here.

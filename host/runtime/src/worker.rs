@@ -3,18 +3,21 @@
 //! It cancels its tasks when it loses the coordinator (a task manager the
 //! coordinator forgot must not go on writing to sinks), and joins again.
 
-use super::cluster::data_router;
-use super::data::DataPlane;
-use super::protocol::{
-    Cancel, Controls, Deploy, Events, GuestLoader, MetricsDelta, Register, Registered,
-};
-use super::{Auth, net_runtime};
+use crate::context::JobContext;
+use crate::events::{TaskControl, TaskEvent, TaskId};
 use crate::execution::ExecutionGraph;
-use crate::job::{JobContext, Placement, spawn_tasks, wire};
+use crate::job::{Placement, spawn_tasks, wire};
 use crate::metrics::JobMetrics;
+use crate::net::cluster::data_router;
+use crate::net::data::DataPlane;
+use crate::net::protocol::{
+    Cancel, Controls, Deploy, Events, GuestLoader, MetricsDelta, PrepareSwap, Register, Registered,
+};
+use crate::net::{self, Auth, net_runtime};
 use crate::restore::needed;
 use crate::snapshot::prefetch;
-use crate::task::{TaskControl, TaskEvent, TaskId, TaskStart};
+use crate::swap::ModuleSwap;
+use crate::task::TaskStart;
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -55,6 +58,8 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 struct Running {
     controls: BTreeMap<TaskId, Sender<TaskControl>>,
     threads: Vec<JoinHandle<()>>,
+    /// What the attempt's tasks share: module swaps go there.
+    ctx: Arc<JobContext>,
 }
 
 struct Worker {
@@ -88,7 +93,7 @@ struct Worker {
 
 /// Runs a task manager until the process ends.
 pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
-    let address = super::advertised_url(&o.listener, o.advertised.as_deref());
+    let address = net::advertised_url(&o.listener, o.advertised.as_deref());
     let plane = DataPlane::new(o.auth.clone());
     std::fs::create_dir_all(o.work_dir.join("modules"))
         .map_err(|e| Failure::user(format!("cannot create {}: {e}", o.work_dir.display())))?;
@@ -104,7 +109,7 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         address,
         slots: o.slots,
         auth: o.auth.clone(),
-        client: super::client(),
+        client: net::client(),
         plane: plane.clone(),
         work_dir: o.work_dir,
         connectors: o.connectors,
@@ -121,10 +126,11 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         .route("/v1/cluster/deploy", post(deploy))
         .route("/v1/cluster/control", post(control))
         .route("/v1/cluster/cancel", post(cancel))
-        .layer(axum::extract::DefaultBodyLimit::max(super::MAX_REQUEST))
+        .route("/v1/cluster/swap", post(prepare_swap))
+        .layer(axum::extract::DefaultBodyLimit::max(net::MAX_REQUEST))
         .with_state(worker.clone())
         .merge(data_router(plane));
-    super::serve(o.listener, router, o.auth);
+    net::serve(o.listener, router, o.auth);
     tracing::info!(
         "task manager {} at {} with {} slots joins {}",
         worker.id,
@@ -463,7 +469,14 @@ impl Worker {
         let (controls, threads) = spawn_tasks(&ctx, &exec, &d.tasks, wiring, &events_tx, |id| {
             starts.remove(&id)
         })?;
-        attempts.insert(key, Running { controls, threads });
+        attempts.insert(
+            key,
+            Running {
+                controls,
+                threads,
+                ctx: ctx.clone(),
+            },
+        );
         let cancelled = self
             .cancelled
             .lock()
@@ -617,6 +630,40 @@ async fn control(State(w): State<Arc<Worker>>, Json(c): Json<Controls>) -> Respo
         }
     }
     StatusCode::OK.into_response()
+}
+
+/// `POST /v1/cluster/swap`: loads the module an attempt's tasks change to
+/// at a checkpoint's barrier, before the coordinator triggers it.
+async fn prepare_swap(State(w): State<Arc<Worker>>, Json(p): Json<PrepareSwap>) -> Response {
+    if !w.trusted() {
+        return (
+            StatusCode::CONFLICT,
+            "this task manager lost its coordinator",
+        )
+            .into_response();
+    }
+    off_runtime(move || {
+        let ctx = w
+            .attempts
+            .lock()
+            .expect("attempts lock")
+            .get(&(p.job, p.attempt))
+            .map(|r| r.ctx.clone())
+            .ok_or_else(|| Failure::external("no such attempt here"))?;
+        let bytes = w.module(&p.guest.module_hash)?;
+        let factory = w
+            .loader
+            .load(&bytes, &p.guest, p.graph, &ctx.config, p.job)?;
+        ctx.add_swap(p.checkpoint, Arc::new(ModuleSwap { factory }));
+        tracing::info!(
+            job = %p.job,
+            "the job's tasks here change to module {} at checkpoint {}",
+            p.guest.module_hash,
+            p.checkpoint
+        );
+        Ok(())
+    })
+    .await
 }
 
 async fn cancel(State(w): State<Arc<Worker>>, Json(c): Json<Cancel>) -> Response {
