@@ -132,15 +132,15 @@ pub const SECTIONS: &[Section] = &[
                 "false",
                 "Barriers overtake queued records, which become part of the checkpoint, so \
                  that a checkpoint under backpressure takes about as long as an idle one \
-                 (EXACTLY_ONCE only; savepoints and module swaps stay aligned). Also read as \
-                 `execution.checkpointing.unaligned.enabled`.",
+                 (needs EXACTLY_ONCE and max-concurrent-checkpoints 1; savepoints and module \
+                 swaps stay aligned). Also read as `execution.checkpointing.unaligned.enabled`.",
             ),
             key(
                 "execution.checkpointing.aligned-checkpoint-timeout",
                 "0ms",
-                "With unaligned checkpoints: each checkpoint starts aligned and switches to \
-                 unaligned once it has run this long (0: unaligned from the start). Also read \
-                 as `execution.checkpointing.alignment-timeout`.",
+                "With unaligned checkpoints: a task first waits this long for a barrier on \
+                 all its inputs (from when it hears of it), then goes unaligned (0: unaligned \
+                 from the start). Also read as `execution.checkpointing.alignment-timeout`.",
             ),
             key(
                 "execution.checkpointing.incremental",

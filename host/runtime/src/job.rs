@@ -1412,7 +1412,11 @@ impl Master {
             if let Err(f) = self.prepare_swap(dep, id, &swap) {
                 self.ctx.listener.checkpoint_failed(id, &f.message);
                 let _ = coord.failed(id, &f.message, now_ms(self.started));
-                return Err(f);
+                // The job runs on its previous module, never stopped.
+                return Err(Failure::user(format!(
+                    "{}; the job runs on its previous module",
+                    f.message
+                )));
             }
             self.ctx.add_swap(id, swap);
         }

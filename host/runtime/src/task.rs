@@ -731,7 +731,7 @@ struct OutputWait(u32);
 impl OutputWait {
     fn next(&mut self) -> Duration {
         let wait = Duration::from_millis(1 << self.0.min(3));
-        self.0 += 1;
+        self.0 = self.0.saturating_add(1);
         wait
     }
 }

@@ -642,14 +642,16 @@ async fn prepare_swap(State(w): State<Arc<Worker>>, Json(p): Json<PrepareSwap>) 
         )
             .into_response();
     }
+    let ctx = w
+        .attempts
+        .lock()
+        .expect("attempts lock")
+        .get(&(p.job, p.attempt))
+        .map(|r| r.ctx.clone());
+    let Some(ctx) = ctx else {
+        return (StatusCode::NOT_FOUND, "no such attempt here").into_response();
+    };
     off_runtime(move || {
-        let ctx = w
-            .attempts
-            .lock()
-            .expect("attempts lock")
-            .get(&(p.job, p.attempt))
-            .map(|r| r.ctx.clone())
-            .ok_or_else(|| Failure::external("no such attempt here"))?;
         let bytes = w.module(&p.guest.module_hash)?;
         let factory = w
             .loader

@@ -327,22 +327,24 @@ impl Cluster {
 
     /// Deploys the tasks `message` names to the task manager at `address`.
     pub(crate) fn deploy(&self, address: &str, message: &Deploy) -> Result<(), Failure> {
-        self.prepare(address, "deploy", message, "start the job's tasks")
+        self.prepare(address, "deploy", message, "start the job's tasks", 300)
     }
 
     /// Gives the task manager at `address` the module its tasks change to
     /// at a checkpoint's barrier.
     pub(crate) fn prepare_swap(&self, address: &str, message: &PrepareSwap) -> Result<(), Failure> {
-        self.prepare(address, "swap", message, "load the job's new module")
+        self.prepare(address, "swap", message, "load the job's new module", 60)
     }
 
-    /// Asks the task manager at `address` to `what`, waiting for it.
+    /// Asks the task manager at `address` to `what`, waiting for it (up to
+    /// `timeout_s`; one that does not answer is lost).
     fn prepare(
         &self,
         address: &str,
         route: &str,
         message: &impl serde::Serialize,
         what: &str,
+        timeout_s: u64,
     ) -> Result<(), Failure> {
         if !self.registered(address) {
             return Err(Failure::external(format!(
@@ -353,7 +355,7 @@ impl Cluster {
             .plane
             .auth
             .apply(self.client.post(format!("{address}/v1/cluster/{route}")))
-            .timeout(Duration::from_secs(300))
+            .timeout(Duration::from_secs(timeout_s))
             .json(message);
         let answer = net_runtime().block_on(async move {
             let r = request.send().await?;

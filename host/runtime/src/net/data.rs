@@ -300,18 +300,32 @@ impl RemoteChannel for RemoteSender {
 }
 
 /// Takes one of a channel's credits for its message number `index`,
-/// waiting for the task to give one back — unless a barrier announced on
-/// the channel follows the message: the task takes those off its queue
-/// at once, and its checkpoint waits for them. False if the task is gone.
-async fn take_credit(credits: &Sender<()>, announced: &AtomicU64, index: u64) -> bool {
+/// waiting for the task to give one back — unless none is free and a
+/// barrier announced on the channel follows the message: the task takes
+/// those off its queue at once, and its checkpoint waits for them. Such a
+/// message passes owing its credit (`debt`), which later messages pay
+/// back before they pass, so that the credits keep bounding what the task
+/// holds. False if the task is gone.
+async fn take_credit(
+    credits: &Sender<()>,
+    announced: &AtomicU64,
+    index: u64,
+    debt: &mut u64,
+) -> bool {
     let mut pause = Duration::ZERO;
     loop {
-        if index < announced.load(Ordering::Acquire) {
-            return true;
-        }
+        let owed = index < announced.load(Ordering::Acquire);
         match credits.try_send(()) {
+            Ok(()) if *debt > 0 && !owed => {
+                *debt -= 1;
+                continue;
+            }
             Ok(()) => return true,
             Err(TrySendError::Disconnected(())) => return false,
+            Err(TrySendError::Full(())) if owed => {
+                *debt += 1;
+                return true;
+            }
             Err(TrySendError::Full(())) => {}
         }
         pause = (pause * 2).clamp(Duration::from_micros(50), Duration::from_millis(2));
@@ -407,8 +421,9 @@ pub(crate) async fn receive(
     };
     let mut stream = body.into_data_stream();
     let mut decoder = Decoder::default();
-    // Messages other than barriers passed to the task.
-    let mut forwarded = 0u64;
+    // Messages other than barriers passed to the task, and how many of
+    // them passed without a credit.
+    let (mut forwarded, mut debt) = (0u64, 0u64);
     let broke = |why: String| {
         let _ = inbound.events.send(TaskEvent::Failed(
             inbound.task,
@@ -447,7 +462,7 @@ pub(crate) async fn receive(
             if let Some(credits) = &inbound.credits
                 && !matches!(msg, Message::Barrier(_))
             {
-                if !take_credit(credits, &inbound.announced, forwarded).await {
+                if !take_credit(credits, &inbound.announced, forwarded, &mut debt).await {
                     return (StatusCode::GONE, "the receiving task ended".into());
                 }
                 forwarded += 1;
