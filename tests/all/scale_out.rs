@@ -301,14 +301,6 @@ fn rescaling_across_task_managers_keeps_the_output_exact() {
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Two sessions over one HA store with leader election, and two task
 /// managers that know both. The leader stops answering (SIGSTOP): the
 /// standby takes over by itself, the task managers join it, and the job
@@ -321,7 +313,10 @@ fn a_standby_session_takes_over_and_the_deposed_leader_cannot_commit() {
     let out = dir.path().join("out");
     let shared = dir.path().join("shared");
     let url = |sub: &str| format!("file://{}", shared.join(sub).display());
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (
+        weir_tests::servers::free_port(),
+        weir_tests::servers::free_port(),
+    );
     let flags = |cluster_port: u16| -> Vec<String> {
         vec![
             format!("-Dhigh-availability.storageDir={}", url("ha")),
@@ -464,7 +459,7 @@ fn backpressure_across_task_managers_holds_the_source_back_and_loses_nothing() {
 /// on a new one and writes every record once.
 #[test]
 fn unaligned_checkpoints_across_task_managers_restore_exactly_after_a_loss() {
-    use crate::unaligned::{in_flight, latest_checkpoint};
+    use weir_tests::cluster::{in_flight, latest_checkpoint};
     let dir = temp_dir();
     let out = dir.path().join("out");
     let mut s = coordinator(&dir.path().join("data"), RECOVERING);

@@ -3,38 +3,14 @@
 //! at another parallelism too — writes every record once.
 
 use crate::exactly_once::{Sink, compare, expected, file_sink_args};
-use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use serde_json::json;
+use std::path::Path;
 use std::time::{Duration, Instant};
-use weir_tests::cluster::{Api, SessionProcess};
+use weir_tests::cluster::{SessionProcess, in_flight, latest_checkpoint};
 use weir_tests::{EXACTLY_ONCE_WASM, temp_dir};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const WEIR: &str = env!("CARGO_BIN_EXE_weir-under-test");
-
-/// The directory of a job's latest completed checkpoint.
-pub(crate) fn latest_checkpoint(api: &Api, job: &str) -> Option<PathBuf> {
-    let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
-    let path = v["latest"]["completed"]["external_path"].as_str()?;
-    Some(PathBuf::from(path.strip_prefix("file://").unwrap_or(path)))
-}
-
-/// The tasks of a checkpoint that hold records in flight, and how many
-/// bytes of them: (input, output).
-pub(crate) fn in_flight(checkpoint: &Path) -> (u64, u64) {
-    let Ok(bytes) = std::fs::read(checkpoint.join("_metadata")) else {
-        return (0, 0);
-    };
-    // A header line, then the JSON body.
-    let nl = bytes.iter().position(|&b| b == b'\n').unwrap_or(0);
-    let body: Value = serde_json::from_slice(&bytes[nl + 1..]).expect("metadata body");
-    let mut sizes = (0, 0);
-    for t in body["tasks"].as_array().expect("tasks") {
-        sizes.0 += t["in_flight"]["input"]["size"].as_u64().unwrap_or(0);
-        sizes.1 += t["in_flight"]["output"]["size"].as_u64().unwrap_or(0);
-    }
-    sizes
-}
 
 /// A slow count holds the source back; every checkpoint is unaligned from
 /// the start. Once one holds records in flight, the job is cancelled, and

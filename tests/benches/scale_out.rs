@@ -152,35 +152,32 @@ fn checkpoint_durations(api: &Api, jar: &str, out: &Path, case: &Case) -> (u64, 
     api.patch(&format!("/jobs/{job}?mode=cancel"));
     wait_for(api, &job, "CANCELED");
     let history = v["history"].as_array().unwrap();
-    let of = |status: &str| -> Vec<u64> {
-        let mut d: Vec<u64> = history
-            .iter()
-            .filter(|c| c["status"] == status && c["id"].as_u64() > Some(1))
-            .map(|c| c["end_to_end_duration"].as_u64().unwrap())
-            .collect();
-        d.sort();
-        d
-    };
-    let (completed, running) = (of("COMPLETED"), of("IN_PROGRESS"));
+    let mut completed: Vec<u64> = history
+        .iter()
+        .filter(|c| c["status"] == "COMPLETED" && c["id"].as_u64() > Some(1))
+        .map(|c| c["end_to_end_duration"].as_u64().unwrap())
+        .collect();
+    completed.sort();
+    // An unfinished checkpoint has run since it was triggered (its
+    // duration is only set when it ends).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let running = history
+        .iter()
+        .filter(|c| c["status"] == "IN_PROGRESS")
+        .filter_map(|c| c["trigger_timestamp"].as_u64())
+        .map(|t| now_ms.saturating_sub(t))
+        .max();
     let (median, at_least) = match completed.is_empty() {
         false => (completed[completed.len() / 2], false),
-        true => (running.last().copied().unwrap_or(0), true),
+        true => (running.unwrap_or(0), true),
     };
-    let in_flight = v["latest"]["completed"]["external_path"]
-        .as_str()
-        .and_then(|p| std::fs::read(format!("{}/_metadata", p.trim_start_matches("file://"))).ok())
-        .map(|m| {
-            let body = &m[m.iter().position(|&b| b == b'\n').unwrap_or(0) + 1..];
-            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
-            v["tasks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| {
-                    t["in_flight"]["input"]["size"].as_u64().unwrap_or(0)
-                        + t["in_flight"]["output"]["size"].as_u64().unwrap_or(0)
-                })
-                .sum()
+    let in_flight = weir_tests::cluster::latest_checkpoint(api, &job)
+        .map(|c| {
+            let (input, output) = weir_tests::cluster::in_flight(&c);
+            input + output
         })
         .unwrap_or(0);
     let done = v["counts"]["completed"].as_u64().unwrap_or(0);
@@ -211,12 +208,16 @@ fn checkpoints_under_backpressure(dir: &Path) {
                 if at_least { ">" } else { " " },
                 in_flight / 1024
             );
-            medians.push(median.max(1) as f64);
+            medians.push((median.max(1) as f64, at_least));
         }
+        // A lower bound on the aligned duration bounds the ratio too.
+        let at_least = |m: (f64, bool)| if m.1 { ">" } else { "" };
         println!(
-            "  {where_}: aligned / unaligned under backpressure: {:.1}; unaligned / idle: {:.1}",
-            medians[1] / medians[2],
-            medians[2] / medians[0]
+            "  {where_}: aligned / unaligned under backpressure: {}{:.1}; unaligned / idle: {}{:.1}",
+            at_least(medians[1]),
+            medians[1].0 / medians[2].0,
+            at_least(medians[2]),
+            medians[2].0 / medians[0].0
         );
     }
 }
@@ -342,13 +343,7 @@ fn main() {
 
     // 4. Failover to a standby session.
     let shared = dir.path().join("ha-shared");
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let port = weir_tests::servers::free_port;
     let (pa, pb) = (port(), port());
     let flags = |p: u16| -> Vec<String> {
         vec![

@@ -404,6 +404,30 @@ impl Api {
 }
 
 /// The message of a JSON error answer.
+/// The directory of a job's latest completed checkpoint.
+pub fn latest_checkpoint(api: &Api, job: &str) -> Option<PathBuf> {
+    let (_, v) = api.get(&format!("/jobs/{job}/checkpoints"));
+    let path = v["latest"]["completed"]["external_path"].as_str()?;
+    Some(PathBuf::from(path.strip_prefix("file://").unwrap_or(path)))
+}
+
+/// The bytes of records in flight a checkpoint holds, over its tasks:
+/// (input, output).
+pub fn in_flight(checkpoint: &Path) -> (u64, u64) {
+    let Ok(bytes) = std::fs::read(checkpoint.join("_metadata")) else {
+        return (0, 0);
+    };
+    // A header line, then the JSON body.
+    let nl = bytes.iter().position(|&b| b == b'\n').unwrap_or(0);
+    let body: Value = serde_json::from_slice(&bytes[nl + 1..]).expect("metadata body");
+    let mut sizes = (0, 0);
+    for t in body["tasks"].as_array().expect("tasks") {
+        sizes.0 += t["in_flight"]["input"]["size"].as_u64().unwrap_or(0);
+        sizes.1 += t["in_flight"]["output"]["size"].as_u64().unwrap_or(0);
+    }
+    sizes
+}
+
 pub fn error_of(v: &Value) -> String {
     v["errors"]
         .as_array()

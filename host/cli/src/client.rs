@@ -47,17 +47,11 @@ pub struct Client {
 
 impl Client {
     pub fn new(opts: &ClusterOptions) -> Result<Client> {
-        let bases: Vec<String> = opts
-            .cluster
-            .split(',')
-            .map(|b| b.trim().trim_end_matches('/'))
-            .filter(|b| !b.is_empty())
-            .map(|b| {
-                if b.contains("://") {
-                    b.to_owned()
-                } else {
-                    format!("http://{b}")
-                }
+        let bases: Vec<String> = weir_runtime::url_list(&opts.cluster)
+            .into_iter()
+            .map(|b| match b.contains("://") {
+                true => b,
+                false => format!("http://{b}"),
             })
             .collect();
         let mut base = bases.first().cloned().unwrap_or_default();

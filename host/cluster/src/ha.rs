@@ -78,7 +78,7 @@ pub struct HaStore {
     lease: Option<std::sync::Arc<crate::leader::Lease>>,
 }
 
-fn err(e: weir_checkpoint::storage::StorageError) -> anyhow::Error {
+pub(crate) fn err(e: weir_checkpoint::storage::StorageError) -> anyhow::Error {
     anyhow::anyhow!(e.message)
 }
 

@@ -81,7 +81,7 @@ impl Lease {
     /// other names are ignored.
     pub fn current(&self) -> Result<Option<Term>> {
         let names = block_on(self.storage.list("leader"))
-            .map_err(|e| anyhow::anyhow!(e.message))
+            .map_err(crate::ha::err)
             .context("reading the leader lease")?;
         let latest = names
             .iter()
@@ -95,8 +95,7 @@ impl Lease {
         let Some(epoch) = latest else {
             return Ok(None);
         };
-        let bytes = block_on(self.storage.get(&term_path(epoch)))
-            .map_err(|e| anyhow::anyhow!(e.message))?;
+        let bytes = block_on(self.storage.get(&term_path(epoch))).map_err(crate::ha::err)?;
         Ok(Some(
             serde_json::from_slice::<Term>(&bytes)
                 .ok()
@@ -140,7 +139,7 @@ impl Lease {
             self.storage
                 .create(&term_path(epoch), Bytes::from(serde_json::to_vec(&term)?)),
         )
-        .map_err(|e| anyhow::anyhow!(e.message))
+        .map_err(crate::ha::err)
         .context("taking the leader lease")?;
         // A create retried after it succeeded finds its own term there.
         let created = created
@@ -178,7 +177,7 @@ impl Lease {
             self.storage
                 .put(&term_path(epoch), Bytes::from(serde_json::to_vec(&term)?)),
         )
-        .map_err(|e| anyhow::anyhow!(e.message))
+        .map_err(crate::ha::err)
         .context("renewing the leader lease")?;
         // A standby may have taken over while this write was on its way.
         self.check()?;
@@ -207,7 +206,7 @@ impl Lease {
             );
         }
         let next = block_on(self.storage.exists(&term_path(epoch + 1)))
-            .map_err(|e| anyhow::anyhow!(e.message))
+            .map_err(crate::ha::err)
             .context("checking the leader lease")?;
         if next {
             self.deposed.store(true, Ordering::Relaxed);

@@ -29,7 +29,7 @@ use weir_checkpoint::protocol::{
 };
 use weir_checkpoint::{S3Options, Storage, TaskSnapshot, block_on, paths};
 use weir_connectors::Connectors;
-use weir_core::config::{CheckpointingMode, ExternalizedRetention, RestartStrategyKind};
+use weir_core::config::{ExternalizedRetention, RestartStrategyKind};
 use weir_core::guest::GuestSpec;
 use weir_core::{CheckpointId, Config, Failure, GuestFactory, JobId, Secrets};
 
@@ -550,6 +550,28 @@ fn local_start(restored: Option<&Restored>, id: TaskId) -> Option<TaskStart> {
     })
 }
 
+/// Runs `f` on every item of `items` at once, each on a thread of its
+/// own (requests to several task managers); the first failure, if any.
+fn in_parallel<I: Send>(
+    items: impl IntoIterator<Item = I>,
+    what: &str,
+    f: impl Fn(I) -> Result<(), Failure> + Sync,
+) -> Result<(), Failure> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let f = &f;
+                scope.spawn(move || f(item))
+            })
+            .collect();
+        running.into_iter().try_for_each(|r| {
+            r.join()
+                .unwrap_or_else(|_| Err(Failure::internal(format!("{what} panicked"))))
+        })
+    })
+}
+
 /// What the task manager running `tasks` of an attempt is sent.
 fn deployment_message(
     ctx: &JobContext,
@@ -647,22 +669,9 @@ fn deploy(
             }
             // In parallel: each task manager prepares its tasks (module,
             // restored state) at once.
-            std::thread::scope(|scope| {
-                let deploys: Vec<_> = by_worker
-                    .iter()
-                    .map(|(address, tasks)| {
-                        let guest = &guest;
-                        scope.spawn(move || {
-                            let message =
-                                deployment_message(ctx, attempt, guest, slots, tasks, restored);
-                            cluster.deploy(address, &message)
-                        })
-                    })
-                    .collect();
-                deploys.into_iter().try_for_each(|d| {
-                    d.join()
-                        .unwrap_or_else(|_| Err(Failure::internal("a deployment panicked")))
-                })
+            in_parallel(&by_worker, "a deployment", |(address, tasks)| {
+                let message = deployment_message(ctx, attempt, &guest, slots, tasks, restored);
+                cluster.deploy(address, &message)
             })?;
         }
     }
@@ -1395,7 +1404,6 @@ impl Master {
         // carry no records in flight.
         let config = &self.ctx.config;
         let unaligned = config.unaligned
-            && config.checkpointing_mode == CheckpointingMode::ExactlyOnce
             && swap.is_none()
             && !matches!(target.kind, SnapshotKind::Savepoint { .. });
         let barrier = Barrier {
@@ -1457,15 +1465,8 @@ impl Master {
             guest,
             graph: swap.factory.graph().clone(),
         };
-        std::thread::scope(|scope| {
-            let sent: Vec<_> = addresses
-                .iter()
-                .map(|a| scope.spawn(|| cluster.prepare_swap(a, &message)))
-                .collect();
-            sent.into_iter().try_for_each(|s| {
-                s.join()
-                    .unwrap_or_else(|_| Err(Failure::internal("a swap preparation panicked")))
-            })
+        in_parallel(&addresses, "a swap preparation", |a| {
+            cluster.prepare_swap(a, &message)
         })
     }
 

@@ -43,7 +43,7 @@ pub use metrics::{JobMetrics, OperatorMetrics};
 pub use net::measure as exchange;
 pub use net::{
     Auth, Cluster, ClusterOptions, DataPlane, GuestLoader, WorkerView, advertised_url, bind,
-    is_loopback,
+    is_loopback, url_list,
 };
 pub use restore::{
     candidates as snapshot_candidates, dispose_savepoint, read_metadata, target_job,

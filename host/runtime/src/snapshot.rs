@@ -96,20 +96,29 @@ impl Uploader {
         self.spare.lock().expect("lock").take()
     }
 
+    /// Uploads `bytes` to `path` in the snapshot's storage, as the file
+    /// `name` of the snapshot (`what` names it in errors).
     async fn put(
-        storage: &Storage,
+        target: &SnapshotTarget,
         path: &str,
         name: &str,
+        what: &str,
         bytes: Vec<u8>,
-    ) -> Result<(String, u64, u32), Failure> {
+    ) -> Result<FileRef, Failure> {
         let size = bytes.len() as u64;
         let crc = crc32c::crc32c(&bytes);
-        storage
+        target
+            .storage
             .put(path, bytes.into())
             .await
             .map_err(storage_failure)
-            .map_err(|f| f.context(format!("uploading {name}")))?;
-        Ok((path.to_owned(), size, crc))
+            .map_err(|f| f.context(format!("uploading {what}")))?;
+        Ok(FileRef {
+            name: name.to_owned(),
+            path: paths::relative(&target.dir, path),
+            size,
+            crc32c: crc,
+        })
     }
 
     /// Uploads a local snapshot; returns the task's part of the metadata.
@@ -178,40 +187,18 @@ impl Uploader {
             let mut files = Vec::new();
             for (i, m) in img.memories.iter().enumerate() {
                 let name = format!("memory-{i}");
-                let (path, size, crc) = Self::put(
-                    &target.storage,
-                    &format!("{task_dir}/{name}"),
-                    &name,
-                    image::encode(m),
-                )
-                .await?;
-                files.push(FileRef {
-                    name,
-                    path: rel(&path),
-                    size,
-                    crc32c: crc,
-                });
+                let path = format!("{task_dir}/{name}");
+                files.push(Self::put(target, &path, &name, &name, image::encode(m)).await?);
             }
             *self.spare.lock().expect("lock") = Some(img);
             memory = Some(MemoryImageHandle { module_hash, files });
         }
         let mut saved = None;
         if let Some((version, bytes)) = local.saved {
-            let (path, size, crc) = Self::put(
-                &target.storage,
-                &format!("{task_dir}/saved"),
-                "saved state",
-                bytes,
-            )
-            .await?;
+            let path = format!("{task_dir}/saved");
             saved = Some(SavedStateHandle {
                 version,
-                file: FileRef {
-                    name: "saved".into(),
-                    path: rel(&path),
-                    size,
-                    crc32c: crc,
-                },
+                file: Self::put(target, &path, "saved", "saved state", bytes).await?,
             });
         }
         let mut operator_files = BTreeMap::new();
@@ -222,19 +209,8 @@ impl Uploader {
                 let bytes = tokio::fs::read(src)
                     .await
                     .map_err(|e| Failure::internal(format!("reading {}: {e}", src.display())))?;
-                let (path, size, crc) = Self::put(
-                    &target.storage,
-                    &format!("{task_dir}/{dir}/{name}"),
-                    name,
-                    bytes,
-                )
-                .await?;
-                refs.push(FileRef {
-                    name: name.clone(),
-                    path: rel(&path),
-                    size,
-                    crc32c: crc,
-                });
+                let path = format!("{task_dir}/{dir}/{name}");
+                refs.push(Self::put(target, &path, name, name, bytes).await?);
             }
             operator_files.insert(uid.clone(), refs);
         }
@@ -245,14 +221,8 @@ impl Uploader {
                 if bytes.is_empty() {
                     return Ok(None);
                 }
-                let (path, size, crc) =
-                    Self::put(&target.storage, &format!("{task_dir}/{name}"), name, bytes).await?;
-                Ok(Some(FileRef {
-                    name: name.into(),
-                    path: rel(&path),
-                    size,
-                    crc32c: crc,
-                }))
+                let path = format!("{task_dir}/{name}");
+                Self::put(target, &path, name, name, bytes).await.map(Some)
             };
             in_flight = Some(InFlightHandle {
                 input: put("in-flight-input", input).await?,

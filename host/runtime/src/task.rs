@@ -77,8 +77,6 @@ struct Checkpointing {
     uploader: Uploader,
     events: Sender<TaskEvent>,
     enabled: bool,
-    /// Barriers go ahead on priority lanes (unaligned checkpoints).
-    unaligned: bool,
     /// The task's name and operators, and how its steps are built: what a
     /// module swap builds them again with.
     name: String,
@@ -96,6 +94,11 @@ struct Taken {
 }
 
 impl Checkpointing {
+    /// Barriers go ahead on priority lanes (unaligned checkpoints).
+    fn unaligned(&self) -> bool {
+        self.ctx.config.unaligned
+    }
+
     /// Snapshots the chain (and source position), forwards the barrier,
     /// and uploads in the background; then swaps the module if the
     /// barrier brings one.
@@ -116,7 +119,7 @@ impl Checkpointing {
     /// records buffered for them.
     fn forward(&self, runner: &mut ChainRunner, barrier: &Barrier) -> Result<Vec<u8>, TaskError> {
         let mut unsent = Vec::new();
-        if self.unaligned {
+        if self.unaligned() {
             let aligned = barrier.aligned_timeout.is_none();
             for (edge, b) in runner.announce(barrier, aligned)? {
                 unaligned::append(&mut unsent, edge, &b);
@@ -431,7 +434,6 @@ fn run_task(setup: TaskSetup) -> Result<(), TaskError> {
         },
         events,
         enabled: checkpointing,
-        unaligned: ctx.config.unaligned,
         name,
         chain_ops: chain.ops.clone(),
         settings,
@@ -623,7 +625,7 @@ fn run_source(
         // With unaligned checkpoints, a source whose outputs are full
         // waits for room here rather than inside a send, so that a
         // checkpoint's trigger is taken at once.
-        let room = !cp.unaligned || runner.outputs_ready();
+        let room = !cp.unaligned() || runner.outputs_ready();
         let wait = match room {
             true => Duration::ZERO,
             false => output_wait.next(),
@@ -776,7 +778,7 @@ fn run_inputs(
     // Unaligned checkpoints: barriers are announced on the priority lane;
     // the records queued before one are taken off their channels into the
     // stash (and recorded) at once, and processed from there.
-    let mut priority = lanes.priority.filter(|_| cp.unaligned);
+    let mut priority = lanes.priority.filter(|_| cp.unaligned());
     // A credit goes back once a message is processed, so that what a
     // channel and the stash hold together stays bounded.
     let give_credit = |i: usize| {
@@ -806,9 +808,7 @@ fn run_inputs(
             // Barriers and commands go ahead of the stash, and of records
             // that could not be sent on now.
             while let Some(p) = priority.and_then(|p| p.try_recv().ok()) {
-                take_commits(runner, control, cp)?;
-                g.on_barrier(p.input, &p.barrier, Some(p.before), wall_ms());
-                drive(g, &mut recording, &stash, runner, cp)?;
+                announced(g, p, &mut recording, &stash, runner, control, cp)?;
             }
             while let Ok(ctl) = control.try_recv() {
                 on_control(ctl, runner, None, cp)?;
@@ -837,7 +837,8 @@ fn run_inputs(
                 // and it leaves out held and ended channels.
                 let mut sel = Select::new();
                 let open: Vec<usize> = match &gate {
-                    Some(_) if !room || !stash.is_empty() => Vec::new(),
+                    // Full outputs: only barriers and commands.
+                    Some(_) if !room => Vec::new(),
                     Some(g) => (0..n).filter(|&i| !inputs.ended[i] && !g.held(i)).collect(),
                     None => inputs.open().collect(),
                 };
@@ -883,9 +884,7 @@ fn run_inputs(
                         priority = None;
                         continue;
                     };
-                    take_commits(runner, control, cp)?;
-                    g.on_barrier(p.input, &p.barrier, Some(p.before), wall_ms());
-                    drive(g, &mut recording, &stash, runner, cp)?;
+                    announced(g, p, &mut recording, &stash, runner, control, cp)?;
                     continue;
                 }
                 let i = open[op.index()];
@@ -999,6 +998,22 @@ fn take_commits(
         on_control(ctl, runner, None, cp)?;
     }
     Ok(())
+}
+
+/// A barrier announced on the priority lane: the commits before it go
+/// first, then the gate decides.
+fn announced(
+    gate: &mut Gate,
+    p: Priority,
+    recording: &mut Option<Recording>,
+    stash: &VecDeque<(usize, Message, bool)>,
+    runner: &mut ChainRunner,
+    control: &Receiver<TaskControl>,
+    cp: &mut Checkpointing,
+) -> Result<(), TaskError> {
+    take_commits(runner, control, cp)?;
+    gate.on_barrier(p.input, &p.barrier, Some(p.before), wall_ms());
+    drive(gate, recording, stash, runner, cp)
 }
 
 /// A message taken off input `i`'s channel, in a task with unaligned

@@ -99,12 +99,7 @@ pub fn run_worker(o: WorkerOptions) -> Result<(), Failure> {
         .map_err(|e| Failure::user(format!("cannot create {}: {e}", o.work_dir.display())))?;
     let worker = Arc::new(Worker {
         id: format!("weir-tm-{:016x}", rand::random::<u64>()),
-        joins: o
-            .join
-            .split(',')
-            .map(|j| j.trim().trim_end_matches('/').to_owned())
-            .filter(|j| !j.is_empty())
-            .collect(),
+        joins: net::url_list(&o.join),
         current: Mutex::new(String::new()),
         address,
         slots: o.slots,

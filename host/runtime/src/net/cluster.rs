@@ -271,29 +271,20 @@ impl Cluster {
             .remove(&(job, attempt));
         self.plane.forget(job, attempt);
         if let Some(mut ended) = ended {
-            let by_worker = ended.by_worker.clone();
             // No one reads its events any more.
             ended.events = crossbeam_channel::unbounded().0;
-            {
+            let live: Vec<(String, bool)> = {
                 let mut s = self.state.lock().expect("cluster lock");
+                let live = ended
+                    .by_worker
+                    .keys()
+                    .map(|a| (a.clone(), s.workers.contains_key(a)))
+                    .collect();
                 if s.ended.len() >= ENDED_KEPT {
                     s.ended.shift_remove_index(0);
                 }
                 s.ended.insert((job, attempt), ended);
-            }
-            let ended = Attempt {
-                events: crossbeam_channel::unbounded().0,
-                metrics: Arc::new(JobMetrics::default()),
-                by_worker,
-                seen: HashMap::new(),
-            };
-            let live: Vec<(String, bool)> = {
-                let s = self.state.lock().expect("cluster lock");
-                ended
-                    .by_worker
-                    .keys()
-                    .map(|a| (a.clone(), s.workers.contains_key(a)))
-                    .collect()
+                live
             };
             let mut waits = Vec::new();
             for (address, registered) in live {

@@ -37,16 +37,10 @@ pub(crate) struct ChannelKey {
 }
 
 impl ChannelKey {
-    fn path(&self) -> String {
+    /// The channel's path under `route` (`channels` or `priority`).
+    fn path(&self, route: &str) -> String {
         format!(
-            "/v1/cluster/channels/{}/{}/{}/{}/{}",
-            self.job, self.attempt, self.edge, self.from, self.to
-        )
-    }
-
-    fn priority_path(&self) -> String {
-        format!(
-            "/v1/cluster/priority/{}/{}/{}/{}/{}",
+            "/v1/cluster/{route}/{}/{}/{}/{}/{}",
             self.job, self.attempt, self.edge, self.from, self.to
         )
     }
@@ -185,7 +179,7 @@ impl DataPlane {
         task: TaskId,
     ) -> RemoteSender {
         let (tx, rx) = mpsc::channel::<Bytes>(OUTBOUND_CHUNKS);
-        let url = format!("{}{}", address.trim_end_matches('/'), key.path());
+        let url = format!("{}{}", address.trim_end_matches('/'), key.path("channels"));
         let request = self
             .auth
             .apply(self.client.post(&url))
@@ -225,7 +219,7 @@ impl DataPlane {
         task: TaskId,
     ) -> mpsc::UnboundedSender<Announce> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Announce>();
-        let url = format!("{}{}", address.trim_end_matches('/'), key.priority_path());
+        let url = format!("{}{}", address.trim_end_matches('/'), key.path("priority"));
         let plane = self.clone();
         let peer = address.to_owned();
         net_runtime().spawn(async move {

@@ -90,6 +90,15 @@ async fn check_auth(auth: Auth, request: Request, next: Next) -> Response {
 }
 
 /// The runtime that serves the cluster port and drives its streams.
+/// The URLs of a comma-separated list (`--join a,b`, `--cluster a,b`),
+/// trimmed, without trailing slashes or empty entries.
+pub fn url_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 pub(crate) fn net_runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
