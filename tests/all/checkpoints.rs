@@ -127,16 +127,49 @@ fn sigkill_at_several_points_gives_the_uninterrupted_output() {
     );
 }
 
+/// Also: the working files (RocksDB) a killed run leaves are removed by
+/// the next run, which removes its own when it ends.
 #[test]
 fn checkpoint_at_parallelism_2_restores_at_3() {
-    let (_dir, run, expected) = setup(200_000);
+    let (dir, mut run, expected) = setup(200_000);
+    let work = dir.path().join("work");
+    run.flags = vec![
+        "-D".into(),
+        format!("state.backend.rocksdb.localdir={}", work.display()),
+    ];
     assert_eq!(
         run.kill_after(2, 10, 2),
         Some(false),
         "the first run was not killed"
     );
+    let left = names(&work);
+    assert_eq!(
+        left.len(),
+        2,
+        "a killed run leaves its directory and lock: {left:?}"
+    );
+    let killed = work.join(left.iter().find(|n| !n.ends_with(".lock")).unwrap());
+    assert!(
+        std::fs::read_dir(&killed).unwrap().next().is_some(),
+        "the killed run had working files in {}",
+        killed.display()
+    );
     assert!(run.finish(3), "the second run did not restore a checkpoint");
     assert!(std::fs::read_to_string(&run.output).unwrap() == expected);
+    assert_eq!(
+        names(&work),
+        Vec::<String>::new(),
+        "working files were left"
+    );
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }
 
 /// Kills a run after three checkpoints (three retained), truncates the

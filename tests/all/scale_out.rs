@@ -207,6 +207,12 @@ fn a_lost_task_manager_s_job_waits_for_slots_and_resumes_exactly_once() {
     wait_checkpoints(&api, &job, 3);
 
     // A task manager is killed: too few slots, so the job waits.
+    let killed_dir = std::env::temp_dir().join(format!("weir-tm-{}", w2.pid()));
+    assert!(
+        killed_dir.join("modules").is_dir(),
+        "the task manager works in {}",
+        killed_dir.display()
+    );
     w2.process.signal("KILL");
     let waiting = |api: &Api| {
         let start = Instant::now();
@@ -224,6 +230,10 @@ fn a_lost_task_manager_s_job_waits_for_slots_and_resumes_exactly_once() {
     waiting(&api);
     drop(w2);
     let w3 = start_worker();
+    assert!(
+        !killed_dir.exists(),
+        "the next task manager removes the killed one's working files"
+    );
     api.wait_for_state(&job, "RUNNING", LIMIT);
     wait_checkpoints(&api, &job, 3);
 
@@ -250,7 +260,14 @@ fn a_lost_task_manager_s_job_waits_for_slots_and_resumes_exactly_once() {
     let got = Sink::File(out.clone()).committed();
     let (lost, dup, sample) = compare(&expected(records, keys), &got);
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
-    drop((w3, w4, w1));
+    // Stopped with SIGTERM, a task manager removes its own.
+    let stopped = std::env::temp_dir().join(format!("weir-tm-{}", w3.pid()));
+    assert!(stopped.is_dir());
+    w3.process.signal("TERM");
+    let mut w3 = w3;
+    assert!(w3.process.wait(LIMIT), "{}", w3.process.stderr());
+    assert!(!stopped.exists(), "{} was left", stopped.display());
+    drop((w4, w1));
 }
 
 /// Rescaling across task managers: an exactly-once job goes 2 -> 4 -> 3 on

@@ -155,7 +155,17 @@ impl WorkerProcess {
 }
 
 impl Drop for WorkerProcess {
+    /// SIGTERM, so that it removes its working files; SIGKILL if it is
+    /// still there after a while.
     fn drop(&mut self) {
+        if matches!(self.process.child.try_wait(), Ok(None)) {
+            // A stopped one (SIGSTOP) takes the TERM once continued.
+            let pid = self.pid().to_string();
+            for sig in ["-TERM", "-CONT"] {
+                let _ = Command::new("kill").args([sig, &pid]).status();
+            }
+            self.process.wait(Duration::from_secs(5));
+        }
         let _ = self.process.child.kill();
         let _ = self.process.child.wait();
     }

@@ -124,6 +124,9 @@ enum Command {
     CompileModule {
         #[arg(long)]
         cache_dir: PathBuf,
+        /// The cache's bound in bytes (weir.compile-cache.max-size).
+        #[arg(long)]
+        cache_max_size: Option<u64>,
         /// For an engine that meters fuel.
         #[arg(long)]
         fuel: bool,
@@ -208,7 +211,11 @@ pub fn main() -> ExitCode {
         },
         Command::Session(args) => session::run(&sources, args),
         Command::Worker(args) => worker::run(&sources, args),
-        Command::CompileModule { cache_dir, fuel } => compile_module(&cache_dir, fuel),
+        Command::CompileModule {
+            cache_dir,
+            cache_max_size,
+            fuel,
+        } => compile_module(&cache_dir, cache_max_size, fuel),
         Command::Token { tenant } => {
             let token = format!(
                 "{}{}",
@@ -238,12 +245,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn compile_module(cache_dir: &std::path::Path, fuel: bool) -> anyhow::Result<ExitCode> {
+fn compile_module(
+    cache_dir: &std::path::Path,
+    max_size: Option<u64>,
+    fuel: bool,
+) -> anyhow::Result<ExitCode> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::io::stdin().read_to_end(&mut bytes)?;
     let engine = weir_wasm::WasmEngine::new(weir_wasm::EngineOptions { fuel })?;
-    weir_wasm::compile_to_cache(&engine, &bytes, &weir_wasm::CompileCache::new(cache_dir))?;
+    let mut cache = weir_wasm::CompileCache::new(cache_dir);
+    if let Some(max) = max_size {
+        cache = cache.with_max_size(max);
+    }
+    weir_wasm::compile_to_cache(&engine, &bytes, &cache)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -94,15 +94,19 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-pub(crate) fn cache_dir(config: &Config) -> PathBuf {
-    if let Some(d) = &config.compile_cache_dir {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("weir").join("compiled")
+/// The compile cache of `run --local` and task managers: the configured
+/// directory, or `weir/compiled` in the user's cache directory.
+pub(crate) fn compile_cache(config: &Config) -> CompileCache {
+    let dir = match &config.compile_cache_dir {
+        Some(d) => PathBuf::from(d),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("weir")
+            .join("compiled"),
+    };
+    CompileCache::new(dir).with_max_size(config.compile_cache_max_size)
 }
 
 pub fn limits(config: &Config) -> InstanceLimits {
@@ -129,7 +133,7 @@ pub fn load_job(
     let engine = WasmEngine::new(EngineOptions {
         fuel: base.guest_fuel_per_call > 0,
     })?;
-    let cache = CompileCache::new(cache_dir(&base));
+    let cache = compile_cache(&base);
     let module = JobModule::load(&engine, &bytes, Some(&cache))
         .with_context(|| format!("cannot load {}", job.display()))?;
     let module = Arc::new(module);
@@ -229,19 +233,24 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
         );
     }
     let job_id = JobId::random();
-    let work_dir = job
+    let base = job
         .config
         .rocksdb_local_dir
         .as_ref()
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("weir-{}", std::process::id()));
+        .unwrap_or_else(std::env::temp_dir);
+    let scratch = weir_runtime::ScratchDir::claim(&base, "weir").with_context(|| {
+        format!(
+            "cannot make a working directory under {}; set state.backend.rocksdb.localdir",
+            base.display()
+        )
+    })?;
     let started = Instant::now();
     let handle = weir_runtime::start(JobSpec {
         job_id,
         config: job.config.clone(),
         factory: job.factory,
-        work_dir: work_dir.clone(),
+        work_dir: scratch.path().to_owned(),
         lineage: args.savepoint.clone(),
         restore: args.savepoint.map(|location| RestoreRequest {
             location,
@@ -254,7 +263,7 @@ pub fn run(sources: &Sources, args: RunArgs) -> Result<ExitCode> {
     eprintln!("Job has been submitted with JobID {job_id}");
     watch_signals(handle.commands(), args.stop_with_savepoint)?;
     let outcome = handle.wait();
-    let _ = std::fs::remove_dir_all(&work_dir);
+    drop(scratch);
     Ok(match outcome {
         JobOutcome::Finished => {
             eprintln!("Job with JobID {job_id} has finished.");

@@ -25,8 +25,10 @@ pub struct WorkerArgs {
     /// the default, picks a free one).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Directory for the tasks' working files (default: a new one under
-    /// the system's temporary directory).
+    /// Directory under which the task manager keeps its working files, in
+    /// a directory of its own that it removes when it stops (default: the
+    /// system's temporary directory). Directories left there by task
+    /// managers that were killed are removed when the next one starts.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
 }
@@ -139,20 +141,26 @@ pub fn run(sources: &Sources, args: WorkerArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot listen on {bind}; set weir.cluster.port (--port)"))?;
     let advertised =
         weir_runtime::advertised_url(&listener, config.cluster_advertised_address.as_deref());
-    let work_dir = match args.work_dir {
-        Some(d) => d,
-        None => std::env::temp_dir().join(format!("weir-tm-{}", std::process::id())),
-    };
+    let base = args.work_dir.unwrap_or_else(std::env::temp_dir);
+    let scratch = weir_runtime::ScratchDir::claim(&base, "weir-tm").with_context(|| {
+        format!(
+            "cannot make a working directory under {}; give --work-dir",
+            base.display()
+        )
+    })?;
+    let work_dir = scratch.path().to_owned();
+    let scratch = Arc::new(Mutex::new(Some(scratch)));
+    stop_on_signals(scratch.clone())?;
     eprintln!(
         "Weir task manager: {} slots, cluster endpoint {advertised}, joining {}",
         config.task_slots, args.join
     );
     let loader = Loader {
-        cache: CompileCache::new(crate::local::cache_dir(&config)),
+        cache: crate::local::compile_cache(&config),
         engines: Mutex::new(HashMap::new()),
         modules: Mutex::new(HashMap::new()),
     };
-    weir_runtime::run_worker(weir_runtime::WorkerOptions {
+    let result = weir_runtime::run_worker(weir_runtime::WorkerOptions {
         join: args.join,
         slots: config.task_slots,
         listener,
@@ -162,6 +170,26 @@ pub fn run(sources: &Sources, args: WorkerArgs) -> Result<ExitCode> {
         connectors: crate::connectors(),
         loader: Arc::new(loader),
     })
-    .map_err(|f| anyhow::anyhow!(f.message))?;
+    .map_err(|f| anyhow::anyhow!(f.message));
+    scratch.lock().unwrap_or_else(|e| e.into_inner()).take();
+    result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// On SIGTERM or Ctrl-C the task manager removes its working directory and
+/// exits; the session restarts the tasks it ran from their checkpoints.
+fn stop_on_signals(scratch: Arc<Mutex<Option<weir_runtime::ScratchDir>>>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                eprintln!("Task manager stopping");
+                scratch.lock().unwrap_or_else(|e| e.into_inner()).take();
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
 }

@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     session_defaults: ConfigLayer,
     pub config: Config,
     pub data_dir: PathBuf,
+    /// Where tasks in this process keep their working files.
+    work: weir_runtime::ScratchDir,
     engine: WasmEngine,
     cache: CompileCache,
     pub ha: HaStore,
@@ -255,6 +257,20 @@ impl Session {
             .ha_storage_dir
             .clone()
             .expect("the session sets a default HA directory");
+        // The tasks' working files: the session's own setting, never a
+        // job's, so a job does not choose where the session writes.
+        let work_base = config
+            .rocksdb_local_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("work"));
+        let work =
+            weir_runtime::ScratchDir::claim(&work_base, "weir-session").with_context(|| {
+                format!(
+                    "cannot make a working directory under {}; set state.backend.rocksdb.localdir",
+                    work_base.display()
+                )
+            })?;
         let mut ha = HaStore::open(&ha_url, &S3Options::from_config(&config))?;
         let lease = lead(&config, &mut ha)?;
         let engine = WasmEngine::new(EngineOptions {
@@ -265,7 +281,8 @@ impl Session {
                 .compile_cache_dir
                 .clone()
                 .expect("the session sets a compile cache"),
-        );
+        )
+        .with_max_size(config.compile_cache_max_size);
         let jars = ha
             .jars()
             .context("reading uploaded modules from the HA store")?
@@ -286,6 +303,7 @@ impl Session {
                 session_defaults,
                 config,
                 data_dir,
+                work,
                 engine,
                 cache,
                 ha,
@@ -787,15 +805,7 @@ impl Session {
             job_id,
             config: config.clone(),
             factory,
-            // The session's own setting: a job does not choose where the
-            // session writes.
-            work_dir: self
-                .inner
-                .config
-                .rocksdb_local_dir
-                .as_ref()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| self.inner.data_dir.join("work")),
+            work_dir: self.inner.work.path().to_owned(),
             lineage: record.savepoint_path.clone(),
             restore: restore_from.map(|location| RestoreRequest {
                 location,

@@ -217,6 +217,10 @@ pub struct Config {
     /// Directory for compiled components.
     #[serde(rename = "weir.compile-cache.dir", default)]
     pub compile_cache_dir: Option<String>,
+    /// Most the compile cache takes on disk; the least recently used
+    /// components go first.
+    #[serde(rename = "weir.compile-cache.max-size", deserialize_with = "bytes")]
+    pub compile_cache_max_size: u64,
     /// Longest a session spends compiling one uploaded module.
     #[serde(rename = "weir.compile.timeout", with = "human")]
     pub compile_timeout: Duration,

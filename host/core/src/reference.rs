@@ -170,7 +170,9 @@ pub const SECTIONS: &[Section] = &[
                 "state.backend.rocksdb.localdir",
                 "Local working directory of RocksDB instances and restored files (default: the \
                  system's temporary directory with `weir run --local`, `<data-dir>/work` in a \
-                 session; a session uses its own setting for every job).",
+                 session; a session uses its own setting for every job). Each process works in \
+                 a `weir-…-<pid>` directory of its own there, removed when it ends; one left by \
+                 a killed process is removed by the next process that starts there.",
             ),
             key(
                 "taskmanager.memory.managed.size",
@@ -279,6 +281,12 @@ pub const SECTIONS: &[Section] = &[
                 "weir.compile-cache.dir",
                 "Directory of compiled components (a session defaults to \
                  `<data-dir>/compiled`).",
+            ),
+            key(
+                "weir.compile-cache.max-size",
+                "2gb",
+                "Most the compiled components in the cache take on disk; past it, the ones \
+                 used least recently are removed (and compiled again when next needed).",
             ),
             key(
                 "weir.compile.timeout",

@@ -21,6 +21,7 @@ mod metrics;
 mod net;
 mod process;
 mod restore;
+mod scratch;
 mod services;
 mod slots;
 mod snapshot;
@@ -48,6 +49,7 @@ pub use net::{
 pub use restore::{
     candidates as snapshot_candidates, dispose_savepoint, read_metadata, target_job,
 };
+pub use scratch::ScratchDir;
 pub use snapshot::SnapshotTarget;
 pub use swap::{ModuleSwap, swap_refusal};
 pub use weir_connectors::{ConnectorProvider, Connectors};

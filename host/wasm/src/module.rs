@@ -70,11 +70,54 @@ pub fn component_imports(bytes: &[u8]) -> Result<Vec<String>, WasmError> {
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
+    max_bytes: u64,
 }
 
 impl CompileCache {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        CompileCache { dir: dir.into() }
+        CompileCache {
+            dir: dir.into(),
+            max_bytes: 2 << 30,
+        }
+    }
+
+    /// Bounds what the cache takes on disk (`weir.compile-cache.max-size`).
+    pub fn with_max_size(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Marks a compiled component as just used, for [`Self::trim`].
+    fn touch(path: &Path) {
+        if let Ok(f) = std::fs::File::options().write(true).open(path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Removes the components used least recently until the cache is within
+    /// its size, never `keep` (the one just written, about to be loaded).
+    fn trim(&self, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
     }
 
     fn path(&self, module_hash: &str, engine: &WasmEngine) -> PathBuf {
@@ -110,8 +153,11 @@ pub fn compile_to_cache(
         .engine
         .precompile_component(bytes)
         .map_err(|e| WasmError::Compile(format!("{e:#}")))?;
-    write_atomically(&cache.path(&module_hash(bytes), engine), &compiled)
-        .map_err(|e| WasmError::Compile(format!("cannot write the compiled module: {e}")))
+    let path = cache.path(&module_hash(bytes), engine);
+    write_atomically(&path, &compiled)
+        .map_err(|e| WasmError::Compile(format!("cannot write the compiled module: {e}")))?;
+    cache.trim(&path);
+    Ok(())
 }
 
 /// Most address space a compiling child process may use.
@@ -132,7 +178,9 @@ pub fn compile_isolated(
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("compile-module")
         .arg("--cache-dir")
-        .arg(cache.dir());
+        .arg(cache.dir())
+        .arg("--cache-max-size")
+        .arg(cache.max_bytes.to_string());
     if engine.options.fuel {
         cmd.arg("--fuel");
     }
@@ -305,7 +353,10 @@ fn compile(
         // with the same compatibility hash, into a directory Weir owns;
         // wasmtime checks its header before use.
         match unsafe { Component::deserialize_file(&engine.engine, &path) } {
-            Ok(c) => return Ok((c, true)),
+            Ok(c) => {
+                CompileCache::touch(&path);
+                return Ok((c, true));
+            }
             Err(e) => tracing::warn!(
                 "ignoring unusable compiled module {}: {e}; compiling again",
                 path.display()
@@ -316,8 +367,9 @@ fn compile(
         .engine
         .precompile_component(bytes)
         .map_err(compile_err)?;
-    if let Err(e) = write_atomically(&path, &compiled) {
-        tracing::warn!("cannot cache compiled module at {}: {e}", path.display());
+    match write_atomically(&path, &compiled) {
+        Ok(()) => cache.trim(&path),
+        Err(e) => tracing::warn!("cannot cache compiled module at {}: {e}", path.display()),
     }
     // SAFETY: produced just above by the same engine.
     let component =
@@ -380,5 +432,34 @@ mod tests {
         assert_eq!(classify(b"\0asm\x01\0\0\0"), WasmKind::CoreModule);
         assert_eq!(classify(b"\0asm\x0d\0\x01\0"), WasmKind::Component);
         assert_eq!(classify(b"\0asm"), WasmKind::NotWasm);
+    }
+
+    #[test]
+    fn the_cache_drops_what_was_used_least_recently_but_never_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(dir.path()).with_max_size(250);
+        let now = std::time::SystemTime::now();
+        let file = |name: &str, age_s: u64| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, [0u8; 100]).unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(now - std::time::Duration::from_secs(age_s))
+                .unwrap();
+            p
+        };
+        let old = file("a.cwasm", 300);
+        let used = file("b.cwasm", 200);
+        let newer = file("c.cwasm", 100);
+        let other = file("notes.txt", 400);
+        CompileCache::touch(&used);
+        let newest = file("d.cwasm", 0);
+        cache.trim(&newest);
+        assert!(!old.exists() && !newer.exists());
+        assert!(used.exists() && newest.exists() && other.exists());
+        // One component bigger than the bound stays: it is about to load.
+        CompileCache::new(dir.path())
+            .with_max_size(10)
+            .trim(&newest);
+        assert!(newest.exists() && !used.exists());
     }
 }

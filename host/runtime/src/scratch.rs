@@ -1,0 +1,183 @@
+//! A process's own scratch directory: RocksDB instances, snapshots on their
+//! way to the checkpoint storage, in-flight records, downloaded modules.
+//!
+//! The directory is `<base>/<kind>-<pid>`, and beside it `<kind>-<pid>.lock`,
+//! which the process holds locked (`flock`) for as long as it runs. The
+//! directory is removed when the [`ScratchDir`] is dropped; a process that is
+//! killed cannot do that, so whoever claims a scratch directory under the
+//! same base first removes every `weir-…` directory whose lock nobody holds.
+//! A lock is the operating system's, so it is released however its holder
+//! dies, and a directory of a running process is never taken.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A scratch directory held by this process; removed on drop.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+    lock_path: PathBuf,
+    _lock: File,
+}
+
+impl ScratchDir {
+    /// Creates `<base>/<kind>-<pid>` after removing the scratch directories
+    /// under `base` left by processes that ended without removing their own.
+    /// `kind` names the process, e.g. `weir-tm`; it must start with `weir`.
+    pub fn claim(base: &Path, kind: &str) -> io::Result<ScratchDir> {
+        debug_assert!(kind.starts_with("weir"));
+        std::fs::create_dir_all(base)?;
+        sweep(base);
+        let name = format!("{kind}-{}", std::process::id());
+        let lock_path = base.join(format!("{name}.lock"));
+        let lock = loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            file.try_lock().map_err(|e| match e {
+                TryLockError::WouldBlock => io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} is held by another process", lock_path.display()),
+                ),
+                TryLockError::Error(e) => e,
+            })?;
+            // Another process's sweep may have removed the file between our
+            // open and our lock; then the lock guards nothing: take it again.
+            if same_file(&file, &lock_path) {
+                break file;
+            }
+        };
+        let path = base.join(name);
+        // Left by an earlier process with this pid (the sweep saw its lock
+        // free, or it had none).
+        if path.symlink_metadata().is_ok() {
+            remove(&path)?;
+        }
+        std::fs::create_dir(&path)?;
+        Ok(ScratchDir {
+            path,
+            lock_path,
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = remove(&self.path);
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// Removes every `weir-….lock` under `base` that can be locked, with its
+/// directory. Errors are skipped: a directory this process cannot remove
+/// (another user's, say) is not its to remove.
+fn sweep(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".lock"))
+            .filter(|s| s.starts_with("weir-"))
+        else {
+            continue;
+        };
+        let lock_path = entry.path();
+        let Ok(file) = File::open(&lock_path) else {
+            continue;
+        };
+        if file.try_lock().is_err() || !same_file(&file, &lock_path) {
+            continue;
+        }
+        let dir = base.join(stem);
+        if remove(&dir).is_ok() {
+            let _ = std::fs::remove_file(&lock_path);
+        }
+    }
+}
+
+/// Removes a directory tree, or the link or file at `path`; never follows a
+/// link out of `path`.
+fn remove(path: &Path) -> io::Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), path.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_directory_is_removed_on_drop_and_a_dead_ones_by_the_next_claim() {
+        let base = tempfile::tempdir().unwrap();
+        let held = ScratchDir::claim(base.path(), "weir-tm").unwrap();
+        std::fs::write(held.path().join("f"), b"x").unwrap();
+        // A directory whose lock nobody holds: its process died.
+        let dead = base.path().join("weir-999999999");
+        std::fs::create_dir_all(dead.join("job/db")).unwrap();
+        std::fs::write(base.path().join("weir-999999999.lock"), b"").unwrap();
+        // Not ours: no lock file, or not a weir name.
+        let unlocked = base.path().join("weir-123");
+        std::fs::create_dir(&unlocked).unwrap();
+        let other = base.path().join("other-1");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(base.path().join("other-1.lock"), b"").unwrap();
+
+        // A held lock (here another handle in this process) keeps its
+        // directory: flock locks belong to the open file, so a second open
+        // cannot take it.
+        let second = ScratchDir::claim(base.path(), "weir-session").unwrap();
+        assert!(!dead.exists(), "a dead process's directory is swept");
+        assert!(!base.path().join("weir-999999999.lock").exists());
+        assert!(held.path().join("f").exists(), "a live one stays");
+        assert!(unlocked.exists() && other.exists());
+
+        let path = held.path().to_owned();
+        drop(held);
+        assert!(!path.exists());
+        assert!(second.path().exists());
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_directory_is_removed_not_followed() {
+        let base = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        std::fs::write(victim.path().join("keep"), b"x").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(victim.path(), base.path().join("weir-999999998")).unwrap();
+            std::fs::write(base.path().join("weir-999999998.lock"), b"").unwrap();
+            let _s = ScratchDir::claim(base.path(), "weir").unwrap();
+            assert!(victim.path().join("keep").exists());
+            assert!(!base.path().join("weir-999999998").exists());
+        }
+    }
+}
