@@ -85,3 +85,21 @@ fn guest_trap_fails_the_job() {
     let o = run_local(Path::new(HOSTILE_WASM), &["--entry", "trap"], &[]);
     fails_with(&o, &["trapped", "unreachable"]);
 }
+
+/// `weir worker --join` takes only http(s) URLs, every entry of a list.
+#[test]
+fn a_task_manager_refuses_a_join_list_with_anything_but_urls() {
+    for (join, named) in [
+        (
+            "http://127.0.0.1:1,file:///etc/passwd",
+            "file:///etc/passwd",
+        ),
+        ("127.0.0.1:6123", "127.0.0.1:6123"),
+        (" , ", "--join takes"),
+    ] {
+        let mut c = crate::weir();
+        c.args(["worker", "--join", join]);
+        let o = crate::run_with_timeout(&mut c, std::time::Duration::from_secs(30));
+        fails_with(&o, &["--join takes the session's cluster endpoint", named]);
+    }
+}

@@ -763,17 +763,24 @@ fn a_hot_swap_changes_the_output_at_the_barrier_exactly_once() {
     api.wait_for_state(&job, "FINISHED", LIMIT);
     assert_eq!(api.versions(&job).0, ["submitted", "swapped"]);
 
-    let got = Sink::File(out.clone()).committed();
+    let last_old = assert_switched_exactly(&Sink::File(out.clone()).committed(), records, keys);
+    assert!(last_old.iter().sum::<u64>() >= 2_000);
+}
+
+/// Checks the output of a counts job whose module changed to one that
+/// tags its lines `v2:`: every record exactly once, and per key the old
+/// version's counts and then the new one's, as a switch at one barrier
+/// gives. Returns each key's last count of the old version.
+pub(crate) fn assert_switched_exactly(got: &[String], records: u64, keys: u64) -> Vec<u64> {
     let untagged: Vec<String> = got
         .iter()
         .map(|l| l.strip_prefix("v2:").unwrap_or(l).to_owned())
         .collect();
     let (lost, dup, sample) = compare(&expected(records, keys), &untagged);
     assert_eq!((lost, dup), (0, 0), "lost or duplicated {sample:?}");
-    // Per key: the old version's counts, then the new version's.
     let mut last_old = vec![0u64; keys as usize];
     let mut first_new = vec![u64::MAX; keys as usize];
-    for l in &got {
+    for l in got {
         let (tagged, l) = match l.strip_prefix("v2:") {
             Some(rest) => (true, rest),
             None => (false, l.as_str()),
@@ -795,5 +802,5 @@ fn a_hot_swap_changes_the_output_at_the_barrier_exactly_once() {
             first_new[k]
         );
     }
-    assert!(last_old.iter().sum::<u64>() >= 2_000);
+    last_old
 }

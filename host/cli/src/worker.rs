@@ -119,10 +119,18 @@ pub fn run(sources: &Sources, args: WorkerArgs) -> Result<ExitCode> {
     if config.task_slots == 0 {
         anyhow::bail!("a task manager offers at least one slot: set --slots");
     }
-    if !args.join.starts_with("http://") && !args.join.starts_with("https://") {
+    let joins = weir_runtime::url_list(&args.join);
+    if let Some(bad) = joins
+        .iter()
+        .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+    {
         anyhow::bail!(
-            "--join takes the session's cluster endpoint as a URL, such as http://host:6123"
+            "--join takes the session's cluster endpoint as a URL, such as http://host:6123, \
+             not {bad:?}"
         );
+    }
+    if joins.is_empty() {
+        anyhow::bail!("--join takes the session's cluster endpoint, such as http://host:6123");
     }
     if config.cluster_secret.is_none() && !weir_runtime::is_loopback(&config.cluster_bind_address) {
         anyhow::bail!(

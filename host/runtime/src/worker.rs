@@ -25,6 +25,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -319,7 +320,10 @@ impl Worker {
             return Err(Failure::internal(format!("{hash} is not a module hash")));
         }
         let path = self.work_dir.join("modules").join(format!("{hash}.wasm"));
-        if let Ok(bytes) = std::fs::read(&path) {
+        let matches = |bytes: &[u8]| hex::encode(Sha256::digest(bytes)).eq_ignore_ascii_case(hash);
+        if let Ok(bytes) = std::fs::read(&path)
+            && matches(&bytes)
+        {
             return Ok(bytes);
         }
         let request = self
@@ -339,6 +343,12 @@ impl Worker {
                     "cannot download module {hash} from the coordinator: {e}"
                 ))
             })?;
+        if !matches(&bytes) {
+            return Err(Failure::external(format!(
+                "the module downloaded from the coordinator does not have the hash {hash} \
+                 (truncated or altered on the way); check the network between this task manager and the coordinator"
+            )));
+        }
         let tmp = path.with_extension("part");
         if std::fs::write(&tmp, &bytes).is_ok() {
             let _ = std::fs::rename(&tmp, &path);

@@ -355,6 +355,7 @@ fn compile(
         match unsafe { Component::deserialize_file(&engine.engine, &path) } {
             Ok(c) => {
                 CompileCache::touch(&path);
+                cache.trim(&path);
                 return Ok((c, true));
             }
             Err(e) => tracing::warn!(
