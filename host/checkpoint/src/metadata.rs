@@ -81,6 +81,11 @@ pub struct InFlightHandle {
     pub input: Option<FileRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<FileRef>,
+    /// The task's output edges (`<from uid>:<port>-><to uid>`), in the
+    /// order the in-flight output numbers them: it restores only into a
+    /// chain whose edges are the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 /// What a snapshot describes.

@@ -759,6 +759,11 @@ impl ChainRunner {
             operator_state,
             operator_files,
             in_flight: Default::default(),
+            outputs: self
+                .outputs
+                .iter()
+                .map(|o| crate::execution::edge_name(&meta.uids, o.from_op, o.port, o.to_op))
+                .collect(),
         })
     }
 

@@ -103,6 +103,8 @@ pub const BUFFER_BYTES: usize = 64 * 1024;
 pub(crate) struct OutputEdge {
     pub from_op: u32,
     pub port: u32,
+    /// The head operator of the chain it leads to.
+    pub to_op: u32,
     partitioning: Partitioning,
     /// Senders indexed by downstream subtask (None where not connected).
     targets: Vec<Option<Target>>,
@@ -168,6 +170,7 @@ impl OutputEdge {
     pub fn new(
         from_op: u32,
         port: u32,
+        to_op: u32,
         partitioning: Partitioning,
         targets: Vec<Option<Target>>,
         max_parallelism: u32,
@@ -178,6 +181,7 @@ impl OutputEdge {
         OutputEdge {
             from_op,
             port,
+            to_op,
             partitioning,
             targets,
             buffers,

@@ -150,7 +150,17 @@ impl ExecutionGraph {
             .enumerate()
             .filter(move |(_, e)| e.from_chain == chain)
     }
+}
 
+/// How a snapshot names an output edge: `<from uid>:<port>-><to uid>`, with
+/// `uids` the job's operator uids by index. In-flight output restores only
+/// where the chain's edges have the same names in the same order.
+pub(crate) fn edge_name(uids: &[String], from_op: u32, port: u32, to_op: u32) -> String {
+    let uid = |o: u32| uids.get(o as usize).map(String::as_str).unwrap_or("?");
+    format!("{}:{port}->{}", uid(from_op), uid(to_op))
+}
+
+impl ExecutionGraph {
     /// Whether a chain starts with a source.
     pub fn is_source_chain(&self, chain: usize) -> bool {
         self.sources.contains(&chain)

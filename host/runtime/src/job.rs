@@ -465,6 +465,7 @@ pub(crate) fn wire(
                 outputs.entry(up).or_default().push(OutputEdge::new(
                     e.from_op,
                     e.port,
+                    e.to_op,
                     e.partitioning,
                     targets,
                     max_parallelism,

@@ -2,7 +2,7 @@
 //! state to the job, and downloading what the tasks will load.
 
 use crate::context::JobContext;
-use crate::execution::ExecutionGraph;
+use crate::execution::{ExecutionGraph, edge_name};
 use crate::snapshot::{Prefetched, prefetch};
 use std::path::Path;
 use std::sync::Arc;
@@ -90,6 +90,7 @@ fn checkpoints_in(storage: &Storage, rel: &str) -> Result<Vec<(u64, String)>, Fa
 pub fn target_job(factory: &dyn GuestFactory) -> TargetJob {
     let graph = factory.graph();
     let exec = ExecutionGraph::build(graph);
+    let uids: Vec<String> = graph.operators.iter().map(|o| o.uid.0.clone()).collect();
     TargetJob {
         module_hash: factory.code_hash(),
         instance_hash: factory.instance_hash(),
@@ -110,12 +111,18 @@ pub fn target_job(factory: &dyn GuestFactory) -> TargetJob {
             .iter()
             .map(|c| {
                 (
-                    c.ops
-                        .iter()
-                        .map(|&o| graph.operators[o as usize].uid.0.clone())
-                        .collect(),
+                    c.ops.iter().map(|&o| uids[o as usize].clone()).collect(),
                     c.parallelism,
                 )
+            })
+            .collect(),
+        chain_outputs: exec
+            .chains
+            .iter()
+            .map(|c| {
+                exec.outputs(c.id)
+                    .map(|(_, e)| edge_name(&uids, e.from_op, e.port, e.to_op))
+                    .collect()
             })
             .collect(),
     }

@@ -43,6 +43,9 @@ pub(crate) struct LocalTaskSnapshot {
     /// Records in flight at an unaligned checkpoint, as in-flight files
     /// (`unaligned::append`): input and output.
     pub in_flight: (Vec<u8>, Vec<u8>),
+    /// The task's output edges by name (`execution::edge_name`), in the
+    /// order the in-flight output numbers them.
+    pub outputs: Vec<String>,
 }
 
 /// Where a file was uploaded (relative to the storage root), its size and
@@ -226,6 +229,11 @@ impl Uploader {
             };
             in_flight = Some(InFlightHandle {
                 input: put("in-flight-input", input).await?,
+                outputs: if output.is_empty() {
+                    Vec::new()
+                } else {
+                    local.outputs
+                },
                 output: put("in-flight-output", output).await?,
             });
         }

@@ -37,6 +37,8 @@ pub struct TargetJob {
     pub operators: Vec<TargetOperator>,
     /// Each chain's operator uids (head first) and parallelism.
     pub chains: Vec<(Vec<String>, u32)>,
+    /// Each chain's output edges (`<from uid>:<port>-><to uid>`), in order.
+    pub chain_outputs: Vec<Vec<String>>,
 }
 
 /// What happens to one piece of state.
@@ -299,10 +301,19 @@ pub fn plan_restore(
         };
         let head = head.as_str();
         let mut place = |file: &FileRef, output: bool| {
-            let ci = target.chains.iter().position(|(uids, _)| match output {
-                true => *uids == t.operators,
-                false => uids.first().is_some_and(|u| u == head),
-            })?;
+            let ci = target
+                .chains
+                .iter()
+                .enumerate()
+                .position(|(ci, (uids, _))| match output {
+                    // Older snapshots did not record the edges.
+                    true => {
+                        *uids == t.operators
+                            && (f.outputs.is_empty()
+                                || target.chain_outputs.get(ci) == Some(&f.outputs))
+                    }
+                    false => uids.first().is_some_and(|u| u == head),
+                })?;
             let p = target.chains[ci].1;
             let one = t.subtask % p;
             let split = !output && t.parallelism != p && ops.get(head).is_some_and(|o| o.keyed);
@@ -328,7 +339,7 @@ pub fn plan_restore(
                     format!(
                         "records in flight {what} this task restore only into a chain {}",
                         match output {
-                            true => "of the same operators",
+                            true => "of the same operators with the same output edges",
                             false => "headed by the same operator",
                         }
                     ),
@@ -522,6 +533,7 @@ mod tests {
                 (vec!["source".into(), "tokenizer".into()], 1),
                 (second, counts_p),
             ],
+            chain_outputs: vec![vec!["tokenizer:0->counts".into()], vec![]],
         }
     }
 
@@ -534,6 +546,10 @@ mod tests {
             t.in_flight = Some(crate::metadata::InFlightHandle {
                 input: (t.operators[0] == "counts").then(|| file(&format!("{name}-in"))),
                 output: Some(file(&format!("{name}-out"))),
+                outputs: match t.operators[0].as_str() {
+                    "source" => vec!["tokenizer:0->counts".into()],
+                    _ => vec![],
+                },
             });
         }
         m
@@ -589,6 +605,24 @@ mod tests {
         let plan = plan_restore(&unaligned(), &target("v1", true, 2, Some("extra")), true);
         assert_eq!(plan.error(), None);
         assert_eq!(in_flight(&plan.tasks[&(1, 0)]), [s("counts-0-in", false)]);
+
+        // The same operators whose records now go elsewhere (an edge to a
+        // new operator, or in another order): the old output is not sent
+        // down the wrong edge.
+        let mut changed = target("v1", true, 2, None);
+        changed.chain_outputs[0] = vec!["tokenizer:1->audit".into(), "tokenizer:0->counts".into()];
+        let plan = plan_restore(&unaligned(), &changed, false);
+        let rejected: Vec<_> = plan.rejected().map(|l| l.what.clone()).collect();
+        assert_eq!(rejected, ["records in flight out of subtask 1"]);
+        assert!(
+            plan.report.iter().any(|l| matches!(&l.decision,
+                Decision::Rejected(w) if w.contains("same output edges"))),
+            "{:?}",
+            plan.report
+        );
+        let plan = plan_restore(&unaligned(), &changed, true);
+        assert_eq!(plan.error(), None);
+        assert_eq!(in_flight(&plan.tasks[&(0, 0)]), []);
     }
 
     #[test]
