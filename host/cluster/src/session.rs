@@ -566,24 +566,39 @@ impl Session {
         }
         let inner = &self.inner;
         let _permit = inner.compiling.acquire();
-        if let Some(exe) = &inner.options.compiler
-            && !inner.cache.contains(bytes, &inner.engine)
-            && weir_wasm::classify(bytes) == weir_wasm::WasmKind::Component
-        {
-            weir_wasm::compile_isolated(
-                &inner.engine,
-                bytes,
-                &inner.cache,
-                exe,
-                inner.config.compile_timeout,
-            )
-            .map_err(|e| match e {
-                weir_wasm::WasmError::Engine(_) => ApiError::internal(anyhow::anyhow!(e)),
-                e => ApiError::bad_request(e.to_string()),
-            })?;
-        }
-        let module = JobModule::load(&self.inner.engine, bytes, Some(&self.inner.cache))
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let failed = |e: weir_wasm::WasmError| match e {
+            weir_wasm::WasmError::Engine(_) | weir_wasm::WasmError::NotCompiled => {
+                ApiError::internal(anyhow::anyhow!(e))
+            }
+            e => ApiError::bad_request(e.to_string()),
+        };
+        let module = match &inner.options.compiler {
+            // An upload is compiled only in a child process, never here:
+            // if the compiled copy went from the cache before it loaded
+            // (another compile trimmed the cache), it is compiled again.
+            Some(exe) => {
+                let mut again = false;
+                loop {
+                    if !inner.cache.contains(bytes, &inner.engine)
+                        && weir_wasm::classify(bytes) == weir_wasm::WasmKind::Component
+                    {
+                        weir_wasm::compile_isolated(
+                            &inner.engine,
+                            bytes,
+                            &inner.cache,
+                            exe,
+                            inner.config.compile_timeout,
+                        )
+                        .map_err(failed)?;
+                    }
+                    match JobModule::load_precompiled(&inner.engine, bytes, &inner.cache) {
+                        Err(weir_wasm::WasmError::NotCompiled) if !again => again = true,
+                        r => break r.map_err(failed)?,
+                    }
+                }
+            }
+            None => JobModule::load(&inner.engine, bytes, Some(&inner.cache)).map_err(failed)?,
+        };
         let module = Arc::new(module);
         self.inner
             .modules

@@ -171,8 +171,10 @@ pub const SECTIONS: &[Section] = &[
                 "Local working directory of RocksDB instances and restored files (default: the \
                  system's temporary directory with `weir run --local`, `<data-dir>/work` in a \
                  session; a session uses its own setting for every job). Each process works in \
-                 a `weir-…-<pid>` directory of its own there, removed when it ends; one left by \
-                 a killed process is removed by the next process that starts there.",
+                 a `weir-…-<pid>` directory of its own there: `run --local` and task managers \
+                 remove theirs when they end, and one left behind (a killed process's, or a \
+                 session's) is removed by the next process that starts there. It needs a local \
+                 file system, where `flock` locks work.",
             ),
             key(
                 "taskmanager.memory.managed.size",

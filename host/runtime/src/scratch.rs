@@ -25,43 +25,65 @@ impl ScratchDir {
     /// Creates `<base>/<kind>-<pid>` after removing the scratch directories
     /// under `base` left by processes that ended without removing their own.
     /// `kind` names the process, e.g. `weir-tm`; it must start with `weir`.
+    /// Should a live process hold that name (another pid namespace sharing
+    /// `base`), a random suffix is added.
     pub fn claim(base: &Path, kind: &str) -> io::Result<ScratchDir> {
         debug_assert!(kind.starts_with("weir"));
         std::fs::create_dir_all(base)?;
         sweep(base);
-        let name = format!("{kind}-{}", std::process::id());
-        let lock_path = base.join(format!("{name}.lock"));
+        let mut name = format!("{kind}-{}", std::process::id());
+        let mut busy = 0;
         let lock = loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)?;
-            file.try_lock().map_err(|e| match e {
-                TryLockError::WouldBlock => io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{} is held by another process", lock_path.display()),
-                ),
-                TryLockError::Error(e) => e,
-            })?;
-            // Another process's sweep may have removed the file between our
-            // open and our lock; then the lock guards nothing: take it again.
-            if same_file(&file, &lock_path) {
-                break file;
+            let lock_path = base.join(format!("{name}.lock"));
+            match take_lock(&lock_path)? {
+                Some(file) => break (lock_path, file),
+                // Held: for a moment by another process's sweep (which then
+                // removes the file), or by a live process of this name.
+                None if busy < 20 => {
+                    busy += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                None => {
+                    name = format!(
+                        "{kind}-{}-{:08x}",
+                        std::process::id(),
+                        rand::random::<u32>()
+                    );
+                    busy = 0;
+                }
             }
         };
+        let (lock_path, lock) = lock;
         let path = base.join(name);
-        // Left by an earlier process with this pid (the sweep saw its lock
-        // free, or it had none).
+        // Left by an earlier process of this name.
         if path.symlink_metadata().is_ok() {
-            remove(&path)?;
+            remove_tree(&path)?;
         }
-        std::fs::create_dir(&path)?;
+        create_private_dir(&path)?;
         Ok(ScratchDir {
             path,
             lock_path,
             _lock: lock,
         })
+    }
+
+    /// Removes the directory now, trying a few times while the process's
+    /// last writers finish; the lock file goes only with the directory, so
+    /// what remains is swept by the next process.
+    pub fn remove(&self) -> io::Result<()> {
+        let mut tries = 0;
+        loop {
+            match remove_tree(&self.path) {
+                Ok(()) => break,
+                Err(_) if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let _ = std::fs::remove_file(&self.lock_path);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -71,9 +93,39 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        let _ = remove(&self.path);
-        let _ = std::fs::remove_file(&self.lock_path);
+        let _ = self.remove();
     }
+}
+
+/// Opens (creating it if need be) and locks the lock file at `path`: None
+/// while another process holds it. Never follows a link planted there.
+fn take_lock(path: &Path) -> io::Result<Option<File>> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+    }
+    let file = options.open(path)?;
+    match file.try_lock() {
+        // A sweep may have removed the file between the open and the lock:
+        // then this lock guards nothing, and the caller tries again.
+        Ok(()) if same_file(&file, path) => Ok(Some(file)),
+        Ok(()) | Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// A directory only this user can read: it holds the tasks' state.
+fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
 }
 
 /// Removes every `weir-….lock` under `base` that can be locked, with its
@@ -93,14 +145,21 @@ fn sweep(base: &Path) {
             continue;
         };
         let lock_path = entry.path();
-        let Ok(file) = File::open(&lock_path) else {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
+        let Ok(file) = options.open(&lock_path) else {
             continue;
         };
         if file.try_lock().is_err() || !same_file(&file, &lock_path) {
             continue;
         }
         let dir = base.join(stem);
-        if remove(&dir).is_ok() {
+        if remove_tree(&dir).is_ok() {
             let _ = std::fs::remove_file(&lock_path);
         }
     }
@@ -108,7 +167,7 @@ fn sweep(base: &Path) {
 
 /// Removes a directory tree, or the link or file at `path`; never follows a
 /// link out of `path`.
-fn remove(path: &Path) -> io::Result<()> {
+fn remove_tree(path: &Path) -> io::Result<()> {
     match path.symlink_metadata() {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
@@ -164,6 +223,29 @@ mod tests {
         drop(held);
         assert!(!path.exists());
         assert!(second.path().exists());
+    }
+
+    #[test]
+    fn a_name_held_by_a_live_process_gets_a_suffix() {
+        let base = tempfile::tempdir().unwrap();
+        let first = ScratchDir::claim(base.path(), "weir").unwrap();
+        // The same pid: as a process in another pid namespace would be.
+        let second = ScratchDir::claim(base.path(), "weir").unwrap();
+        assert_ne!(first.path(), second.path());
+        assert!(first.path().is_dir() && second.path().is_dir());
+        let name = second.path().file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with(&format!("weir-{}-", std::process::id())),
+            "{name}"
+        );
+        drop(second);
+        assert!(first.path().is_dir());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = first.path().metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "only its user reads it: {mode:o}");
+        }
     }
 
     #[test]

@@ -63,4 +63,7 @@ pub enum WasmError {
          stopped; a job this large or complex needs a longer timeout"
     )]
     CompileTimeout(std::time::Duration),
+    /// [`JobModule::load_precompiled`] found no usable compiled component.
+    #[error("the component is not in the compile cache")]
+    NotCompiled,
 }

@@ -279,6 +279,27 @@ impl JobModule {
         bytes: &[u8],
         cache: Option<&CompileCache>,
     ) -> Result<JobModule, WasmError> {
+        Self::load_with(engine, bytes, cache, true)
+    }
+
+    /// Loads a job whose component [`compile_isolated`] put into `cache`,
+    /// never compiling it in this process: [`WasmError::NotCompiled`] when
+    /// the cache has no usable copy (another compile's trim may have
+    /// removed it; an unusable one is removed).
+    pub fn load_precompiled(
+        engine: &WasmEngine,
+        bytes: &[u8],
+        cache: &CompileCache,
+    ) -> Result<JobModule, WasmError> {
+        Self::load_with(engine, bytes, Some(cache), false)
+    }
+
+    fn load_with(
+        engine: &WasmEngine,
+        bytes: &[u8],
+        cache: Option<&CompileCache>,
+        may_compile: bool,
+    ) -> Result<JobModule, WasmError> {
         match classify(bytes) {
             WasmKind::NotWasm => return Err(WasmError::NotWasm),
             WasmKind::CoreModule => return Err(WasmError::CoreModule),
@@ -286,7 +307,7 @@ impl JobModule {
         }
         let hash = module_hash(bytes);
         let outside_memory = crate::outside_memory::blockers(bytes).map_err(WasmError::Compile)?;
-        let (component, from_cache) = compile(engine, bytes, &hash, cache)?;
+        let (component, from_cache) = compile(engine, bytes, &hash, cache, may_compile)?;
         check_world(engine, &component)?;
         let mut linker: Linker<StoreData> = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -339,6 +360,7 @@ fn compile(
     bytes: &[u8],
     hash: &str,
     cache: Option<&CompileCache>,
+    may_compile: bool,
 ) -> Result<(Component, bool), WasmError> {
     let compile_err = |e: wasmtime::Error| WasmError::Compile(format!("{e:#}"));
     let Some(cache) = cache else {
@@ -358,11 +380,19 @@ fn compile(
                 cache.trim(&path);
                 return Ok((c, true));
             }
-            Err(e) => tracing::warn!(
-                "ignoring unusable compiled module {}: {e}; compiling again",
-                path.display()
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    "ignoring unusable compiled module {}: {e}; compiling again",
+                    path.display()
+                );
+                if !may_compile {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
+    }
+    if !may_compile {
+        return Err(WasmError::NotCompiled);
     }
     let compiled = engine
         .engine
