@@ -567,9 +567,10 @@ impl Session {
         let inner = &self.inner;
         let _permit = inner.compiling.acquire();
         let failed = |e: weir_wasm::WasmError| match e {
-            weir_wasm::WasmError::Engine(_) | weir_wasm::WasmError::NotCompiled => {
-                ApiError::internal(anyhow::anyhow!(e))
-            }
+            weir_wasm::WasmError::Engine(_) => ApiError::internal(anyhow::anyhow!(e)),
+            weir_wasm::WasmError::NotCompiled => ApiError::internal(anyhow::anyhow!(
+                "{e}: other compiles removed it twice; raise weir.compile-cache.max-size"
+            )),
             e => ApiError::bad_request(e.to_string()),
         };
         let module = match &inner.options.compiler {

@@ -31,59 +31,63 @@ impl ScratchDir {
         debug_assert!(kind.starts_with("weir"));
         std::fs::create_dir_all(base)?;
         sweep(base);
-        let mut name = format!("{kind}-{}", std::process::id());
-        let mut busy = 0;
-        let lock = loop {
+        let pid = std::process::id();
+        let mut name = format!("{kind}-{pid}");
+        let (mut busy, mut renamed) = (0, 0);
+        loop {
             let lock_path = base.join(format!("{name}.lock"));
-            match take_lock(&lock_path)? {
-                Some(file) => break (lock_path, file),
+            let taken = take_lock(&lock_path).and_then(|lock| match lock {
+                Some(file) => {
+                    // Left by an earlier process of this name.
+                    let path = base.join(&name);
+                    if path.symlink_metadata().is_ok() {
+                        remove_tree(&path)?;
+                    }
+                    create_private_dir(&path)?;
+                    Ok(Some(ScratchDir {
+                        path,
+                        lock_path,
+                        _lock: file,
+                    }))
+                }
+                None => Ok(None),
+            });
+            match taken {
+                Ok(Some(dir)) => return Ok(dir),
                 // Held: for a moment by another process's sweep (which then
                 // removes the file), or by a live process of this name.
-                None if busy < 20 => {
+                Ok(None) if busy < 20 => {
                     busy += 1;
                     std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
                 }
-                None => {
-                    name = format!(
-                        "{kind}-{}-{:08x}",
-                        std::process::id(),
-                        rand::random::<u32>()
-                    );
-                    busy = 0;
-                }
+                // Something of another user's, or no lock file at all, has
+                // the name: another name, a few times.
+                Err(e) if renamed >= 5 => return Err(e),
+                Ok(None) | Err(_) => {}
             }
-        };
-        let (lock_path, lock) = lock;
-        let path = base.join(name);
-        // Left by an earlier process of this name.
-        if path.symlink_metadata().is_ok() {
-            remove_tree(&path)?;
+            name = format!("{kind}-{pid}-{:08x}", rand::random::<u32>());
+            (busy, renamed) = (0, renamed + 1);
+            if renamed > 5 {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("every name tried under {} is held", base.display()),
+                ));
+            }
         }
-        create_private_dir(&path)?;
-        Ok(ScratchDir {
-            path,
-            lock_path,
-            _lock: lock,
-        })
     }
 
-    /// Removes the directory now, trying a few times while the process's
-    /// last writers finish; the lock file goes only with the directory, so
-    /// what remains is swept by the next process.
-    pub fn remove(&self) -> io::Result<()> {
-        let mut tries = 0;
-        loop {
-            match remove_tree(&self.path) {
-                Ok(()) => break,
-                Err(_) if tries < 5 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => return Err(e),
+    /// Removes the directory, trying a few times while the process's last
+    /// writers finish; the lock file goes only with the directory (and
+    /// while still locked), so what remains is swept by the next process.
+    fn remove(&self) {
+        for _ in 0..5 {
+            if remove_tree(&self.path).is_ok() {
+                let _ = std::fs::remove_file(&self.lock_path);
+                return;
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let _ = std::fs::remove_file(&self.lock_path);
-        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -93,7 +97,7 @@ impl ScratchDir {
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {
-        let _ = self.remove();
+        self.remove();
     }
 }
 
@@ -105,9 +109,18 @@ fn take_lock(path: &Path) -> io::Result<Option<File>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        // Never blocks on a FIFO planted under the name.
+        options
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .mode(0o600);
     }
     let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
     match file.try_lock() {
         // A sweep may have removed the file between the open and the lock:
         // then this lock guards nothing, and the caller tries again.
@@ -150,11 +163,14 @@ fn sweep(base: &Path) {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NOFOLLOW);
+            options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
         }
         let Ok(file) = options.open(&lock_path) else {
             continue;
         };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         if file.try_lock().is_err() || !same_file(&file, &lock_path) {
             continue;
         }
@@ -246,6 +262,28 @@ mod tests {
             let mode = first.path().metadata().unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "only its user reads it: {mode:o}");
         }
+    }
+
+    #[test]
+    fn things_planted_under_the_name_neither_block_nor_stop_a_claim() {
+        let base = tempfile::tempdir().unwrap();
+        let name = format!("weir-tm-{}", std::process::id());
+        // A FIFO under the lock's name would block a plain open; a
+        // directory cannot be locked; another FIFO is seen by the sweep.
+        let fifo = |p: &Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: `c` is a NUL-terminated path that outlives the call.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        };
+        fifo(&base.path().join(format!("{name}.lock")));
+        fifo(&base.path().join("weir-1.lock"));
+        let d = ScratchDir::claim(base.path(), "weir-tm").unwrap();
+        assert!(d.path().is_dir());
+        assert_ne!(d.path(), base.path().join(&name));
+        drop(d);
+        std::fs::remove_file(base.path().join(format!("{name}.lock"))).unwrap();
+        std::fs::create_dir(base.path().join(format!("{name}.lock"))).unwrap();
+        assert!(ScratchDir::claim(base.path(), "weir-tm").is_ok());
     }
 
     #[test]
