@@ -108,16 +108,8 @@ impl CompileCache {
                 Some((m.modified().ok()?, m.len(), e.path()))
             })
             .collect();
-        let mut total: u64 = files.iter().map(|f| f.1).sum();
         files.sort();
-        for (_, len, path) in files {
-            if total <= self.max_bytes {
-                break;
-            }
-            if path != keep && std::fs::remove_file(&path).is_ok() {
-                total -= len;
-            }
-        }
+        evict(files, self.max_bytes, keep);
     }
 
     fn path(&self, module_hash: &str, engine: &WasmEngine) -> PathBuf {
@@ -408,6 +400,26 @@ fn compile(
     Ok((component, false))
 }
 
+/// Removes files, oldest first, until the rest take `max` bytes, never
+/// `keep`. A file already gone counts as removed: processes trimming the
+/// same cache at once would otherwise each remove more than their share.
+fn evict(files: Vec<(std::time::SystemTime, u64, PathBuf)>, max: u64, keep: &Path) {
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    for (_, len, path) in files {
+        if total <= max {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => total -= len,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => total -= len,
+            Err(_) => {}
+        }
+    }
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("cache paths have a directory");
     std::fs::create_dir_all(dir)?;
@@ -487,6 +499,14 @@ mod tests {
         cache.trim(&newest);
         assert!(!old.exists() && !newer.exists());
         assert!(used.exists() && newest.exists() && other.exists());
+        // A file another process removed first counts: no more goes.
+        let now = std::time::SystemTime::now();
+        let listed = vec![
+            (now, 100, dir.path().join("gone.cwasm")),
+            (now, 100, used.clone()),
+        ];
+        evict(listed, 150, &newest);
+        assert!(used.exists(), "one removal was enough");
         // One component bigger than the bound stays: it is about to load.
         CompileCache::new(dir.path())
             .with_max_size(10)
