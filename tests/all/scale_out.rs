@@ -32,6 +32,17 @@ fn coordinator(dir: &Path, extra: &[&str]) -> SessionProcess {
     SessionProcess::start(Path::new(WEIR), dir, 0, &args)
 }
 
+/// Two task managers of `slots` slots each, joined to `join`, once the
+/// session at `api` lists both; `global` are their options before the
+/// command.
+fn two_workers(join: &str, api: &Api, slots: u32, global: &[&str]) -> Vec<WorkerProcess> {
+    let workers = (0..2)
+        .map(|_| WorkerProcess::start(Path::new(WEIR), join, slots, global))
+        .collect();
+    wait_for_taskmanagers(api, 2);
+    workers
+}
+
 fn taskmanagers(api: &Api) -> Vec<Value> {
     api.get("/taskmanagers").1["taskmanagers"]
         .as_array()
@@ -110,10 +121,7 @@ fn word_count_over_two_task_managers_matches_one_process() {
         .process
         .wait_for_log("cannot join the coordinator", LIMIT);
 
-    let workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 2, &[secret]))
-        .collect();
-    wait_for_taskmanagers(&api, 2);
+    let workers = two_workers(&join, &api, 2, &[secret]);
     let tms = taskmanagers(&api);
     assert!(tms.iter().all(|t| t["slotsNumber"] == 2), "{tms:?}");
     assert_eq!(api.get("/overview").1["slots-total"], 4);
@@ -282,10 +290,7 @@ fn rescaling_across_task_managers_keeps_the_output_exact() {
     let mut s = coordinator(&dir.path().join("data"), &[]);
     let join = s.cluster_url();
     let api = s.api();
-    let _workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 2, &[]))
-        .collect();
-    wait_for_taskmanagers(&api, 2);
+    let _workers = two_workers(&join, &api, 2, &[]);
     let (records, keys) = (40_000u64, 30u64);
     let job = run_counts(&api, file_sink_args(&out, records, 2000, keys), "150ms");
     wait_checkpoints(&api, &job, 2);
@@ -367,11 +372,8 @@ fn a_standby_session_takes_over_and_the_deposed_leader_cannot_commit() {
     };
     b.wait_for_log("Standby: the session at", LIMIT);
     let joins = format!("http://127.0.0.1:{pa},http://127.0.0.1:{pb}");
-    let workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| WorkerProcess::start(Path::new(WEIR), &joins, 1, &[]))
-        .collect();
     let api = a.api();
-    wait_for_taskmanagers(&api, 2);
+    let workers = two_workers(&joins, &api, 1, &[]);
     let (records, keys) = (30_000u64, 30u64);
     let job = run_counts(&api, file_sink_args(&out, records, 2000, keys), "150ms");
     wait_checkpoints(&api, &job, 3);
@@ -439,10 +441,7 @@ fn backpressure_across_task_managers_holds_the_source_back_and_loses_nothing() {
     let mut s = coordinator(&dir.path().join("data"), &[]);
     let join = s.cluster_url();
     let api = s.api();
-    let workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 1, &[]))
-        .collect();
-    wait_for_taskmanagers(&api, 2);
+    let workers = two_workers(&join, &api, 1, &[]);
     let (records, keys) = (30_000u64, 30u64);
     let mut args = file_sink_args(&out, records, 10_000_000, keys);
     args.extend(["--slow-us", "200", "--pad", "10000"].map(String::from));
@@ -565,10 +564,7 @@ fn a_module_swap_in_place_reaches_the_task_managers() {
     let mut s = coordinator(&dir.path().join("data"), &[]);
     let join = s.cluster_url();
     let api = s.api();
-    let mut workers: Vec<WorkerProcess> = (0..2)
-        .map(|_| WorkerProcess::start(Path::new(WEIR), &join, 1, &[]))
-        .collect();
-    wait_for_taskmanagers(&api, 2);
+    let mut workers = two_workers(&join, &api, 1, &[]);
     // 15 s of input, so that every key has counts after the swap too.
     let (records, keys) = (60_000u64, 20u64);
     let args = file_sink_args(&out, records, 4000, keys);

@@ -578,8 +578,7 @@ impl Session {
             // if the compiled copy went from the cache before it loaded
             // (another compile trimmed the cache), it is compiled again.
             Some(exe) => {
-                let mut again = false;
-                loop {
+                let compile_then_load = || {
                     if !inner.cache.contains(bytes, &inner.engine)
                         && weir_wasm::classify(bytes) == weir_wasm::WasmKind::Component
                     {
@@ -589,14 +588,15 @@ impl Session {
                             &inner.cache,
                             exe,
                             inner.config.compile_timeout,
-                        )
-                        .map_err(failed)?;
+                        )?;
                     }
-                    match JobModule::load_precompiled(&inner.engine, bytes, &inner.cache) {
-                        Err(weir_wasm::WasmError::NotCompiled) if !again => again = true,
-                        r => break r.map_err(failed)?,
-                    }
+                    JobModule::load_precompiled(&inner.engine, bytes, &inner.cache)
+                };
+                match compile_then_load() {
+                    Err(weir_wasm::WasmError::NotCompiled) => compile_then_load(),
+                    r => r,
                 }
+                .map_err(failed)?
             }
             None => JobModule::load(&inner.engine, bytes, Some(&inner.cache)).map_err(failed)?,
         };

@@ -35,24 +35,7 @@ impl ScratchDir {
         let mut name = format!("{kind}-{pid}");
         let (mut busy, mut renamed) = (0, 0);
         loop {
-            let lock_path = base.join(format!("{name}.lock"));
-            let taken = take_lock(&lock_path).and_then(|lock| match lock {
-                Some(file) => {
-                    // Left by an earlier process of this name.
-                    let path = base.join(&name);
-                    if path.symlink_metadata().is_ok() {
-                        remove_tree(&path)?;
-                    }
-                    create_private_dir(&path)?;
-                    Ok(Some(ScratchDir {
-                        path,
-                        lock_path,
-                        _lock: file,
-                    }))
-                }
-                None => Ok(None),
-            });
-            match taken {
+            match Self::try_claim(base, &name) {
                 Ok(Some(dir)) => return Ok(dir),
                 // Held: for a moment by another process's sweep (which then
                 // removes the file), or by a live process of this name.
@@ -75,6 +58,26 @@ impl ScratchDir {
                 ));
             }
         }
+    }
+
+    /// Takes the name's lock and makes its directory; None while another
+    /// process holds the lock.
+    fn try_claim(base: &Path, name: &str) -> io::Result<Option<ScratchDir>> {
+        let lock_path = base.join(format!("{name}.lock"));
+        let Some(lock) = take_lock(&lock_path, true)? else {
+            return Ok(None);
+        };
+        // Left by an earlier process of this name.
+        let path = base.join(name);
+        if path.symlink_metadata().is_ok() {
+            remove_tree(&path)?;
+        }
+        create_private_dir(&path)?;
+        Ok(Some(ScratchDir {
+            path,
+            lock_path,
+            _lock: lock,
+        }))
     }
 
     /// Removes the directory, trying a few times while the process's last
@@ -101,15 +104,15 @@ impl Drop for ScratchDir {
     }
 }
 
-/// Opens (creating it if need be) and locks the lock file at `path`: None
-/// while another process holds it. Never follows a link planted there.
-fn take_lock(path: &Path) -> io::Result<Option<File>> {
+/// Opens (creating it if need be, with `create`) and locks the lock file at
+/// `path`: None while another process holds it. Never follows a link, nor
+/// blocks on a FIFO, planted there.
+fn take_lock(path: &Path, create: bool) -> io::Result<Option<File>> {
     let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
+    options.create(create).truncate(false).write(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        // Never blocks on a FIFO planted under the name.
         options
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .mode(0o600);
@@ -158,22 +161,9 @@ fn sweep(base: &Path) {
             continue;
         };
         let lock_path = entry.path();
-        let mut options = OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-        }
-        let Ok(file) = options.open(&lock_path) else {
+        let Ok(Some(_lock)) = take_lock(&lock_path, false) else {
             continue;
         };
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        if file.try_lock().is_err() || !same_file(&file, &lock_path) {
-            continue;
-        }
         let dir = base.join(stem);
         if remove_tree(&dir).is_ok() {
             let _ = std::fs::remove_file(&lock_path);

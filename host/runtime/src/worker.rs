@@ -320,10 +320,9 @@ impl Worker {
             return Err(Failure::internal(format!("{hash} is not a module hash")));
         }
         let path = self.work_dir.join("modules").join(format!("{hash}.wasm"));
-        let matches = |bytes: &[u8]| hex::encode(Sha256::digest(bytes)).eq_ignore_ascii_case(hash);
-        if let Ok(bytes) = std::fs::read(&path)
-            && matches(&bytes)
-        {
+        // Kept only once checked below; the loader checks the hash of what
+        // it compiles, so a deployment does not hash the module again.
+        if let Ok(bytes) = std::fs::read(&path) {
             return Ok(bytes);
         }
         let request = self
@@ -343,7 +342,7 @@ impl Worker {
                     "cannot download module {hash} from the coordinator: {e}"
                 ))
             })?;
-        if !matches(&bytes) {
+        if !hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(hash) {
             return Err(Failure::external(format!(
                 "the module downloaded from the coordinator does not have the hash {hash} \
                  (truncated or altered on the way); check the network between this task manager and the coordinator"
@@ -615,15 +614,19 @@ async fn deploy(State(w): State<Arc<Worker>>, Json(d): Json<Deploy>) -> Response
     .await
 }
 
+/// The answer to a request sent before this task manager went silent: the
+/// coordinator may have moved the job on since.
+fn lost_coordinator() -> Response {
+    (
+        StatusCode::CONFLICT,
+        "this task manager lost its coordinator",
+    )
+        .into_response()
+}
+
 async fn control(State(w): State<Arc<Worker>>, Json(c): Json<Controls>) -> Response {
     if !w.trusted() {
-        // Sent before this task manager went silent: the coordinator may
-        // have moved the job on since.
-        return (
-            StatusCode::CONFLICT,
-            "this task manager lost its coordinator",
-        )
-            .into_response();
+        return lost_coordinator();
     }
     let attempts = w.attempts.lock().expect("attempts lock");
     let Some(running) = attempts.get(&(c.job, c.attempt)) else {
@@ -641,11 +644,7 @@ async fn control(State(w): State<Arc<Worker>>, Json(c): Json<Controls>) -> Respo
 /// at a checkpoint's barrier, before the coordinator triggers it.
 async fn prepare_swap(State(w): State<Arc<Worker>>, Json(p): Json<PrepareSwap>) -> Response {
     if !w.trusted() {
-        return (
-            StatusCode::CONFLICT,
-            "this task manager lost its coordinator",
-        )
-            .into_response();
+        return lost_coordinator();
     }
     let ctx = w
         .attempts
